@@ -1,0 +1,101 @@
+# -*- test-case-name: tests.test_errors -*-
+"""
+The errors p2pnet_tx reports.
+
+Every error a caller can see is a subclass of L{P2PNetError} and carries the facts that
+explain it (the limit that was exceeded, the reason a packet was refused).  Errors about bad
+input from a peer are data: decoders return L{MalformedPacket} instances in place of a bad
+frame, and raise L{FramingError} only when the byte stream itself cannot be trusted any more.
+"""
+
+from __future__ import annotations
+
+
+class P2PNetError(Exception):
+    """The base of every error raised or returned by p2pnet_tx."""
+
+
+class InvalidPeer(P2PNetError, ValueError):
+    """An address, port or identifier that cannot name a peer."""
+
+
+class MalformedPacket(P2PNetError):
+    """
+    A complete frame whose body is not a valid packet.
+
+    Decoders return instances of this class in place of the bad frame, so one bad frame never
+    hides its neighbours.
+
+    :ivar reason: a human-readable explanation.
+    :ivar raw: the bytes of the frame body, as received.
+    """
+
+    def __init__(self, reason: str, raw: bytes = b"") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.raw = raw
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.reason!r}, raw=<{len(self.raw)} bytes>)"
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        assert isinstance(other, MalformedPacket)
+        return (self.reason, self.raw) == (other.reason, other.raw)
+
+    def __hash__(self) -> int:
+        return hash((type(self), self.reason, self.raw))
+
+
+class UnknownPacketType(MalformedPacket):
+    """
+    A well-formed frame naming a packet type this node does not know.
+
+    Forward compatibility asks that it be ignored and counted, not punished.
+
+    :ivar packet_type: the unknown type, as received.
+    """
+
+    def __init__(self, packet_type: object, raw: bytes = b"") -> None:
+        super().__init__(f"unknown packet type {packet_type!r}", raw)
+        self.packet_type = packet_type
+
+
+class FramingError(P2PNetError):
+    """
+    The byte stream of a peer broke the framing rules; the connection cannot go on.
+
+    :ivar frames: what the decoder completed in the same call before the violation: the caller
+        may still act on them (or not) before it drops the peer.
+    """
+
+    frames: list = []
+
+
+class FrameTooLarge(FramingError):
+    """
+    A frame is (or would become) larger than the decoder accepts.
+
+    :ivar size: the declared or buffered size, in bytes.
+    :ivar limit: the maximum frame size in force.
+    """
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"frame of {size} bytes exceeds the limit of {limit} bytes")
+        self.size = size
+        self.limit = limit
+
+
+class TooMuchGarbage(FramingError):
+    """
+    More bytes than the maximum frame size arrived outside of any frame.
+
+    :ivar size: the number of garbage bytes seen since the last complete frame.
+    :ivar limit: the maximum frame size in force.
+    """
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"{size} bytes of garbage outside any frame (limit {limit})")
+        self.size = size
+        self.limit = limit

@@ -1,0 +1,86 @@
+# -*- test-case-name: tests.test_peer -*-
+"""
+L{GenericPeer}: where a peer listens and who it says it is.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+import attrs
+from zope.interface import implementer
+
+from p2pnet_tx.errors import InvalidPeer
+from p2pnet_tx.interfaces import IPeer
+
+MAX_IDENTIFIER_BYTES = 256
+"""The longest identifier accepted, in UTF-8 bytes."""
+
+
+def normalize_address(address: object) -> str:
+    """
+    Validate an IPv4 or IPv6 address and return its normalised text form.
+
+    :raises InvalidPeer: if C{address} is not an IP address string.
+    """
+    if not isinstance(address, str):
+        raise InvalidPeer(f"peer address must be a string, not {type(address).__name__}")
+    try:
+        return str(ipaddress.ip_address(address))
+    except ValueError:
+        raise InvalidPeer(f"{address!r} is not an IPv4 or IPv6 address") from None
+
+
+def validate_port(port: object) -> int:
+    """
+    Validate a TCP port number, 1 to 65535.
+
+    :raises InvalidPeer: if C{port} is not an int in range.
+    """
+    if not isinstance(port, int) or isinstance(port, bool):
+        raise InvalidPeer(f"peer port must be an int, not {type(port).__name__}")
+    if not 1 <= port <= 65535:
+        raise InvalidPeer(f"peer port {port} is outside 1-65535")
+    return port
+
+
+def validate_identifier(identifier: object) -> str | None:
+    """
+    Validate a peer identifier: None, or a string of at most 256 UTF-8 bytes.
+
+    :raises InvalidPeer: if C{identifier} is of the wrong type or too long.
+    """
+    if identifier is None:
+        return None
+    if not isinstance(identifier, str):
+        raise InvalidPeer(f"peer identifier must be a string, not {type(identifier).__name__}")
+    try:
+        size = len(identifier.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise InvalidPeer("peer identifier is not valid Unicode text") from None
+    if size > MAX_IDENTIFIER_BYTES:
+        raise InvalidPeer(
+            f"peer identifier of {size} bytes exceeds {MAX_IDENTIFIER_BYTES} bytes"
+        )
+    return identifier
+
+
+@implementer(IPeer)
+@attrs.frozen
+class GenericPeer:
+    """
+    A peer: its IP address, its TCP listening port and, once known, its identifier.
+
+    Values are validated at construction: C{GenericPeer("10.0.0.7", 8001, "peer_one")}.
+
+    :raises InvalidPeer: (a L{ValueError}) for a bad address, port or identifier.
+    """
+
+    address: str = attrs.field(converter=normalize_address)
+    port: int = attrs.field(converter=validate_port)
+    identifier: str | None = attrs.field(default=None, converter=validate_identifier)
+
+    def __str__(self) -> str:
+        host = f"[{self.address}]" if ":" in self.address else self.address
+        name = f"{self.identifier}@" if self.identifier else ""
+        return f"{name}{host}:{self.port}"
