@@ -99,3 +99,35 @@ class TooMuchGarbage(FramingError):
         super().__init__(f"{size} bytes of garbage outside any frame (limit {limit})")
         self.size = size
         self.limit = limit
+
+
+class TrustPolicyConflict(P2PNetError, ValueError):
+    """An L{IncomingPeerTrustPolicy} whose settings contradict each other."""
+
+
+class ChannelClosed(P2PNetError):
+    """
+    The channel closed before what was waited for happened.
+
+    :ivar reason: why it closed, as text.
+    """
+
+    def __init__(self, reason: str = "channel closed") -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class TrustRefused(P2PNetError):
+    """The trust protocol decided not to trust the peer, or failed."""
+
+
+class HandshakeTimeout(TrustRefused):
+    """
+    The peer did not become trusted within the handshake deadline.
+
+    :ivar timeout: the deadline, in seconds.
+    """
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__(f"no trust within {timeout} seconds")
+        self.timeout = timeout

@@ -57,3 +57,39 @@ class ICodec(Interface):
         """
         Return a new incremental decoder for one byte stream.
         """
+
+
+class IPeerChannelOwner(Interface):
+    """
+    What a L{p2pnet_tx.channel.PeerChannel} reports to, and asks, the network that owns it.
+
+    Every method is called on the reactor thread; none may block.
+    """
+
+    def channel_connected(channel: object) -> None:
+        """A channel's connection is made."""
+
+    def identity_received(channel: object, packet: object) -> bool:
+        """
+        A channel that awaits its peer's identity received the first Identity packet.
+
+        :return: True to accept the peer, False to refuse it (duplicate, blocked).
+        """
+
+    def add_peer(channel: object, packet: object) -> None:
+        """An accepted Identity packet (after the first) names a peer."""
+
+    def process_peer_list(channel: object, packet: object) -> None:
+        """An accepted PeerGroup packet shares a list of peers."""
+
+    def data_received(channel: object, packet: object) -> None:
+        """An accepted DataTransmit packet carries data for the distribution hook."""
+
+    def channel_trusted(channel: object) -> None:
+        """A channel's peer became trusted."""
+
+    def peer_misbehaved(channel: object, error: object) -> None:
+        """A channel's peer broke the protocol; the channel is being dropped."""
+
+    def channel_closed(channel: object, reason: str) -> None:
+        """A channel's connection is gone; C{reason} says why."""
