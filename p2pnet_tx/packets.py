@@ -105,6 +105,13 @@ def _str_mapping(value: Mapping[str, str]) -> dict[str, str]:
     return result
 
 
+def _to_bytes(value: bytes | bytearray | memoryview) -> bytes:
+    # bytes() alone would turn an int n into n zero bytes: accept only bytes-like values.
+    if isinstance(value, int):
+        raise TypeError(f"a payload must be bytes, not {type(value).__name__}")
+    return bytes(value)
+
+
 def _check_port_or_zero(instance: object, attribute: attrs.Attribute, value: int) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 65535:
         raise ValueError(f"{attribute.name} must be a port number 0-65535, not {value!r}")
@@ -176,7 +183,7 @@ class DataTransmissionPacket(_BasePacket):
     """
 
     kind = PacketType.DATA_TRANSMIT
-    payload: bytes = attrs.field(converter=bytes)
+    payload: bytes = attrs.field(converter=_to_bytes)
     data_type: DataPayloadFormat = attrs.field(converter=DataPayloadFormat)
 
 

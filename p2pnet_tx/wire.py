@@ -443,7 +443,8 @@ class P2PNetCodec:
 
     def encode(self, packet: Packet) -> bytes:
         """Return one whole frame carrying C{packet}."""
-        body = orjson.dumps({"type": packet.kind.value, "packet": _packet_fields(packet, False)})
+        fields = _packet_fields(packet, False)  # first: a TypeError for what is not a packet
+        body = orjson.dumps({"type": packet.kind.value, "packet": fields})
         return len(body).to_bytes(4, "big") + body
 
     def decoder(self, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> LengthPrefixedDecoder:
@@ -539,8 +540,8 @@ class DotNetCodec:
 
     def encode(self, packet: Packet) -> bytes:
         """Return one whole frame carrying C{packet}."""
-        tag = packet.kind.value
         body = _dotnet_dumps(_packet_fields(packet, True))
+        tag = packet.kind.value
         return f"<{tag}>{body}</{tag}>".encode("ascii")
 
     def decoder(self, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> TagFramedDecoder:
@@ -592,26 +593,32 @@ class TagFramedDecoder:
         buffer += data
         frames: list[Packet | MalformedPacket] = []
         position = 0
+        limit = self.max_frame_size
+        # Every limit is checked as soon as the bytes prove it exceeded, never only at the end of
+        # a call: the outcome must not depend on how the stream was split into reads.
         try:
             while True:
                 if self._kind is None:
                     position = self._find_opening_tag(buffer, position)
+                    if self._garbage_run > limit:
+                        raise TooMuchGarbage(self._garbage_run, limit)
                     if self._kind is None:
                         break
                 end = buffer.find(self._closing, self._scan_from)
                 if end < 0:
-                    body_size = len(buffer) - position
-                    if body_size > self.max_frame_size:
-                        raise FrameTooLarge(body_size, self.max_frame_size)
+                    # The closing tag may have begun in the last len(closing) - 1 bytes; only
+                    # what comes before them is certainly body.
                     self._scan_from = max(position, len(buffer) - len(self._closing) + 1)
+                    if self._scan_from - position > limit:
+                        raise FrameTooLarge(self._scan_from - position, limit)
                     break
+                if end - position > limit:
+                    raise FrameTooLarge(end - position, limit)
                 body = bytes(buffer[position:end])
                 frames.append(self._read_frame(self._kind, body))
                 position = end + len(self._closing)
                 self._kind = None
                 self._garbage_run = 0
-            if self._garbage_run > self.max_frame_size:
-                raise TooMuchGarbage(self._garbage_run, self.max_frame_size)
         except FramingError as error:
             error.frames = frames
             self._buffer = bytearray()
