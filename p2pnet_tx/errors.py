@@ -131,3 +131,35 @@ class HandshakeTimeout(TrustRefused):
     def __init__(self, timeout: float) -> None:
         super().__init__(f"no trust within {timeout} seconds")
         self.timeout = timeout
+
+
+class PeerRefused(P2PNetError):
+    """
+    The network would not (or could not) add a peer.
+
+    :ivar peer: the peer concerned, if known.
+    """
+
+    def __init__(self, message: str, peer: object = None) -> None:
+        super().__init__(message)
+        self.peer = peer
+
+
+class DuplicatePeer(PeerRefused):
+    """The peer is already connected: same identifier, or same address and listening port."""
+
+
+class SelfConnection(PeerRefused):
+    """The peer is this node."""
+
+
+class PeerBlocked(PeerRefused):
+    """The peer's address or identifier is blocked."""
+
+
+class TooManyPeers(PeerRefused):
+    """A connection limit of the network is reached."""
+
+
+class NetworkClosed(P2PNetError):
+    """The network is closed and makes no more connections."""

@@ -5,47 +5,118 @@ C{twistd p2pnet}: the command-line options of a node and the service they build.
 
 from __future__ import annotations
 
-from twisted.application.internet import StreamServerEndpointService
-from twisted.application.service import IService, MultiService
+import ipaddress
+
 from twisted.internet.endpoints import serverFromString
-from twisted.internet.protocol import Factory, Protocol
 from twisted.python import usage
 
+from p2pnet_tx.datadir import DEFAULT_DATA_DIR, DataDirError, NodeDataDir
+from p2pnet_tx.network import PeerNetwork, peers_from_strings
+from p2pnet_tx.peer import InvalidPeer, validate_identifier
+from p2pnet_tx.policy import IncomingPeerTrustPolicy
+from p2pnet_tx.service import DEFAULT_CONTROL, DEFAULT_LISTEN, PeerNetworkService
 from p2pnet_tx.wire import get_codec
 
-DEFAULT_LISTEN = "tcp:8051"
-"""Where a node listens for peers unless told otherwise."""
+TRUST_CHOICES = ("key", "ping", "none")
 
 
 class Options(usage.Options):
     """The options of C{twistd p2pnet}."""
 
     synopsis = "[options]"
-    longdesc = "Run a P2PNet peer that accepts peer channels on --listen."
+    longdesc = (
+        "Run a P2PNet peer: accept peers on --listen, keep the --peer peers connected, and "
+        "serve the control API (used by p2pnet-ctl) on --control."
+    )
+    optFlags = [
+        ["allow-enhanced", None, "Let untrusted peers send Identity, PeerGroup and data packets."],
+        ["no-default-communication", None, "Drop Message and Disconnect from untrusted peers."],
+    ]
     optParameters = [
-        ["listen", "l", DEFAULT_LISTEN, "Endpoint to accept peers on (a Twisted endpoint string)."],
-        ["wire", "w", "p2pnet", "Wire format: p2pnet (default) or dotnet."],
+        ["listen", "l", DEFAULT_LISTEN, "Endpoint to accept peers on (Twisted endpoint string)."],
+        ["identifier", "i", None, "This node's identifier (default: derived from its key)."],
+        ["wire", "w", "p2pnet", "Wire format: p2pnet or dotnet."],
+        ["trust", "t", "key", "Trust protocol: key, ping or none."],
+        ["data-dir", "d", DEFAULT_DATA_DIR, "Directory for the node key, token, peers, blocks."],
+        ["control", "c", DEFAULT_CONTROL, "Endpoint of the control API ('none' to disable)."],
     ]
 
+    def __init__(self) -> None:
+        super().__init__()
+        self["peers"] = []
+        self["block-ips"] = []
+
+    def opt_peer(self, value: str) -> None:
+        """A peer to keep connected, HOST:PORT (repeatable)."""
+        try:
+            self["peers"].extend(peers_from_strings([value]))
+        except ValueError as e:
+            raise usage.UsageError(f"--peer: {e}") from None
+
+    def opt_block_ip(self, value: str) -> None:
+        """An IP address to refuse (repeatable)."""
+        try:
+            self["block-ips"].append(str(ipaddress.ip_address(value)))
+        except ValueError:
+            raise usage.UsageError(f"--block-ip: {value!r} is not an IP address") from None
+
     def postOptions(self) -> None:
+        from twisted.internet import reactor
+
         try:
             get_codec(self["wire"])
         except ValueError as e:
-            raise usage.UsageError(str(e)) from None
+            raise usage.UsageError(f"--wire: {e}") from None
+        if self["trust"] not in TRUST_CHOICES:
+            raise usage.UsageError(f"--trust must be one of {', '.join(TRUST_CHOICES)}")
+        if self["identifier"] is not None:
+            try:
+                validate_identifier(self["identifier"])
+            except InvalidPeer as e:
+                raise usage.UsageError(f"--identifier: {e}") from None
+        for name in ("listen", "control"):
+            if name == "control" and self["control"] == "none":
+                continue
+            try:
+                serverFromString(reactor, self[name])
+            except (ValueError, KeyError, TypeError) as e:
+                raise usage.UsageError(f"--{name}: bad endpoint {self[name]!r}: {e}") from None
 
 
-def makeService(options: Options) -> IService:
+def makeService(options: Options) -> PeerNetworkService:
     """
-    Build the node's service from parsed options.  This is where the global reactor enters.
+    Build a node from parsed options.  This is where the global reactor enters.
+
+    :raises usage.UsageError: if the data directory cannot be used.
     """
     from twisted.internet import reactor
 
     try:
-        endpoint = serverFromString(reactor, options["listen"])
-    except (ValueError, KeyError, TypeError) as e:
-        raise usage.UsageError(f"bad --listen endpoint {options['listen']!r}: {e}") from None
-    node = MultiService()
-    listener = StreamServerEndpointService(endpoint, Factory.forProtocol(Protocol))
-    listener.setName("listener")
-    listener.setServiceParent(node)
-    return node
+        data_dir = NodeDataDir(options["data-dir"]).ensure()
+        private_key = data_dir.private_key()
+        token = data_dir.control_token() if options["control"] != "none" else None
+    except DataDirError as e:
+        raise usage.UsageError(str(e)) from None
+    policy = IncomingPeerTrustPolicy(
+        allow_default_communication=not options["no-default-communication"],
+        allow_enhanced_packet_exchange=bool(options["allow-enhanced"]),
+        run_default_trust_protocol=options["trust"] != "none",
+        blocked_ips=options["block-ips"],
+    )
+    network = PeerNetwork(
+        reactor,
+        identifier=options["identifier"],
+        private_key=private_key,
+        policy=policy,
+        wire=options["wire"],
+        trust_protocol=options["trust"],
+    )
+    return PeerNetworkService(
+        network,
+        listen=options["listen"],
+        peers=options["peers"],
+        control=None if options["control"] == "none" else options["control"],
+        control_token=token,
+        data_dir=data_dir,
+        control_fallback=options["control"] == DEFAULT_CONTROL,
+    )
