@@ -63,3 +63,50 @@ def connected_channels(
         make_server, make_client, client_transport, server_transport, clock=clock
     )
     return server, client, pump
+
+
+def complete_tcp_connection(
+    reactor: Any,
+    client_address: IPv4Address = CLIENT_ADDRESS,
+    server_host: str = "127.0.0.1",
+) -> IOPump | None:
+    """
+    Complete the oldest pending C{connectTCP} of a L{MemoryReactorClock} against the listener
+    on the same port, with real IPv4 addresses on both transports (iosim's own completer uses
+    placeholder addresses, which peers cannot be made of).
+
+    If the listening factory refuses the connection (C{buildProtocol} returns None), the client
+    is told the connection was refused and C{None} is returned.
+
+    :param reactor: a L{twisted.internet.testing.MemoryReactorClock} both sides use.
+    :param client_address: the address the server sees the client at.
+    :return: a pump joining the two protocols, or None.
+    :raises LookupError: if no pending connection has a listener on its port.
+    """
+    from twisted.internet.error import ConnectionRefusedError
+    from twisted.python.failure import Failure
+    from twisted.test.iosim import connect
+
+    for index, (host, port, client_factory, _timeout, _bind) in enumerate(reactor.tcpClients):
+        for listen_port, server_factory, _backlog, _interface in reactor.tcpServers:
+            if listen_port != port:
+                continue
+            connector = reactor.connectors[index]
+            del reactor.tcpClients[index]
+            del reactor.connectors[index]
+            server_address = IPv4Address("TCP", server_host, port)
+            server_protocol = server_factory.buildProtocol(client_address)
+            if server_protocol is None:
+                client_factory.clientConnectionFailed(
+                    connector, Failure(ConnectionRefusedError("refused by the listener"))
+                )
+                return None
+            client_protocol = client_factory.buildProtocol(server_address)
+            return connect(
+                server_protocol,
+                FakeTransport(server_protocol, True, server_address, client_address),
+                client_protocol,
+                FakeTransport(client_protocol, False, client_address, server_address),
+                clock=reactor,
+            )
+    raise LookupError("no pending connection has a listener on its port")

@@ -1,0 +1,502 @@
+"""
+Tests for L{p2pnet_tx.network}: the peer tables, the factory's limits, identity, duplicates,
+peer lists and closing, all in memory on a L{MemoryReactorClock}.
+"""
+
+from __future__ import annotations
+
+from twisted.internet.address import IPv4Address
+from twisted.internet.defer import CancelledError
+from twisted.internet.error import ConnectingCancelledError
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface.verify import verifyObject
+
+from p2pnet_tx.channel import PeerChannel
+from p2pnet_tx.errors import (
+    DuplicatePeer,
+    NetworkClosed,
+    PeerBlocked,
+    SelfConnection,
+    TooManyPeers,
+)
+from p2pnet_tx.interfaces import IPeerChannelOwner
+from p2pnet_tx.network import NetworkLimits, PeerNetwork, TokenBucket, peers_from_strings
+from p2pnet_tx.packets import (
+    CollectionSharePacket,
+    IdentifierPacket,
+    PacketType,
+    PureMessagePacket,
+)
+from p2pnet_tx.peer import GenericPeer
+from p2pnet_tx.policy import IncomingPeerPlacement, IncomingPeerTrustPolicy
+from p2pnet_tx.testing import RecordingHandler, complete_tcp_connection
+from p2pnet_tx.trust import always_trust
+from p2pnet_tx.wire import get_codec
+
+
+def address(host: str, port: int = 40000) -> IPv4Address:
+    return IPv4Address("TCP", host, port)
+
+
+class Nodes:
+    """Networks sharing one memory reactor, each listening on its own port."""
+
+    def __init__(self) -> None:
+        self.reactor = MemoryReactorClock()
+        self.ports: dict[str, int] = {}
+
+    def node(self, identifier: str, port: int, **kwargs: object) -> PeerNetwork:
+        network = PeerNetwork(self.reactor, identifier=identifier, **kwargs)  # type: ignore
+        network.listen(f"tcp:{port}")
+        return network
+
+    def dial(self, client: PeerNetwork, server: PeerNetwork, host: str = "127.0.0.1",
+             source: str = "127.0.0.1", source_port: int = 40000):
+        """Connect C{client} to C{server}; return (connect Deferred, pump or None)."""
+        d = client.connect(GenericPeer(host, server.listening_port))
+        pump = complete_tcp_connection(self.reactor, address(source, source_port))
+        if pump is not None:
+            pump.flush()
+        return d, pump
+
+
+class PeerNetworkIdentityTests(SynchronousTestCase):
+    """Peers say who they are first; the network accepts, refuses or deduplicates them."""
+
+    def setUp(self) -> None:
+        self.nodes = Nodes()
+        self.server = self.nodes.node("server", 8051)
+        self.client = self.nodes.node("client", 8052)
+
+    def test_provides_owner_interface(self) -> None:
+        """A network is the owner of its channels."""
+        self.assertTrue(verifyObject(IPeerChannelOwner, self.server))
+
+    def test_connect_identifies_both_sides(self) -> None:
+        """After a connection both sides know each other's identifier and listening port."""
+        added: list[PeerChannel] = []
+        self.server.peer_added.add(added.append)
+        d, _ = self.nodes.dial(self.client, self.server)
+        channel = self.successResultOf(d)
+        self.assertEqual(channel.peer, GenericPeer("127.0.0.1", 8051, "server"))
+        [inbound] = self.server.active_peer_channels
+        self.assertEqual(inbound.peer, GenericPeer("127.0.0.1", 8052, "client"))
+        self.assertEqual(added, [inbound])
+        self.assertIn(("127.0.0.1", 8052), self.server.known_peers)
+        self.assertTrue(self.server.is_outbound(inbound) is False)
+        self.assertTrue(self.client.is_outbound(channel))
+
+    def test_key_trust_by_default(self) -> None:
+        """Networks run the key handshake by default, and trust each other after it."""
+        trusted: list[PeerChannel] = []
+        self.server.peer_trusted.add(trusted.append)
+        d, _ = self.nodes.dial(self.client, self.server)
+        channel = self.successResultOf(d)
+        self.assertTrue(channel.is_trusted)
+        self.assertEqual(len(trusted), 1)
+        self.assertEqual(self.server.trusted_peer_channels, trusted)
+        self.assertEqual(self.server.counters["handshakes_ok"], 1)
+        self.assertIn("public_key", channel.properties)
+
+    def test_trusted_peer_receives_peer_list(self) -> None:
+        """Once it trusts a peer, a node sends it the peers it already trusts."""
+        third = self.nodes.node("third", 8053)
+        self.nodes.dial(third, self.server, source_port=40001)
+        lists = RecordingHandler()
+        self.client.handlers.set_handler(PacketType.PEER_GROUP, lists)
+        self.nodes.dial(self.client, self.server, source_port=40002)
+        [(_, packet)] = lists.calls
+        self.assertEqual(packet.peers, [GenericPeer("127.0.0.1", 8053, "third")])
+
+    def test_peer_list_makes_nodes_dial_each_other(self) -> None:
+        """A node dials the peers a trusted peer shares with it."""
+        third = self.nodes.node("third", 8053)
+        self.nodes.dial(third, self.server, source_port=40001)
+        self.nodes.dial(self.client, self.server, source_port=40002)
+        self.assertEqual([c[1] for c in self.nodes.reactor.tcpClients], [8053])
+        complete_tcp_connection(self.nodes.reactor, address("127.0.0.1", 40003)).flush()
+        self.assertEqual(
+            sorted(c.peer.identifier for c in self.client.trusted_peer_channels),
+            ["server", "third"],
+        )
+
+    def test_duplicate_identifier_refused(self) -> None:
+        """A second connection claiming a connected identifier gets a Disconnect."""
+        self.nodes.dial(self.client, self.server)
+        impostor = PeerChannel("p2pnet", clock=self.nodes.reactor,
+                               local_identity=IdentifierPacket("connect", 9999, "",
+                                                               source_origin_identifier="client"))
+        channel = self.server.factory.buildProtocol(address("10.0.0.9"))
+        transport = StringTransport(peerAddress=address("10.0.0.9"))
+        channel.makeConnection(transport)
+        channel.dataReceived(get_codec("p2pnet").encode(impostor.local_identity))
+        self.assertTrue(transport.disconnecting)
+        decoder = get_codec("p2pnet").decoder()
+        kinds = [p.kind for p in decoder.feed(transport.value())]
+        self.assertEqual(kinds[-1], PacketType.DISCONNECT)
+        self.assertEqual(len(self.server.active_peer_channels), 1)
+        self.assertEqual(self.server.counters["duplicates_refused"], 1)
+
+    def test_connect_to_connected_peer_returns_channel(self) -> None:
+        """connect() to a peer already connected fires with the existing channel, no dial."""
+        first = self.successResultOf(self.nodes.dial(self.client, self.server)[0])
+        again = self.client.connect(GenericPeer("127.0.0.1", 8051))
+        self.assertIs(self.successResultOf(again), first)
+        self.assertEqual(self.nodes.reactor.tcpClients, [])
+
+    def test_simultaneous_dials_keep_one_connection(self) -> None:
+        """Two nodes dialling each other at once both keep the same single connection."""
+        d1 = self.client.connect(GenericPeer("127.0.0.1", 8051))
+        d2 = self.server.connect(GenericPeer("127.0.0.1", 8052))
+        pump1 = complete_tcp_connection(self.nodes.reactor, address("127.0.0.1", 40001))
+        pump2 = complete_tcp_connection(self.nodes.reactor, address("127.0.0.1", 40002))
+        for _ in range(20):
+            pump1.pump()
+            pump2.pump()
+        [on_client] = self.client.active_peer_channels
+        [on_server] = self.server.active_peer_channels
+        # "client" < "server": the connection the client opened survives on both sides.
+        self.assertTrue(self.client.is_outbound(on_client))
+        self.assertFalse(self.server.is_outbound(on_server))
+        self.assertIs(self.successResultOf(d1), on_client)
+        self.assertIs(self.successResultOf(d2), on_server)
+        self.assertTrue(on_client.is_trusted and on_server.is_trusted)
+
+    def test_self_connection_refused(self) -> None:
+        """A node that reaches itself refuses the connection; connect() fails."""
+        d = self.server.connect(GenericPeer("10.0.0.5", 8051))
+        complete_tcp_connection(self.nodes.reactor, address("10.0.0.5")).flush()
+        self.failureResultOf(d, SelfConnection)
+        self.assertEqual(self.server.active_peer_channels, [])
+
+    def test_connect_to_own_listening_address_fails_at_once(self) -> None:
+        """connect() to a loopback address on our own listening port fails without dialling."""
+        self.failureResultOf(
+            self.server.connect(GenericPeer("127.0.0.1", 8051)), SelfConnection
+        )
+        self.assertEqual(self.nodes.reactor.tcpClients, [])
+
+    def test_connect_to_own_identifier_fails_at_once(self) -> None:
+        """connect() to a peer with our identifier fails without dialling."""
+        self.failureResultOf(
+            self.server.connect(GenericPeer("10.0.0.1", 1, "server")), SelfConnection
+        )
+        self.assertEqual(self.nodes.reactor.tcpClients, [])
+
+    def test_blocked_identifier_refused(self) -> None:
+        """A peer whose identifier is blocked is refused when it says who it is."""
+        self.server.policy.blocked_identifiers.add("client")
+        d, _ = self.nodes.dial(self.client, self.server)
+        channel = self.successResultOf(d)  # the client accepted the server...
+        self.assertTrue(channel.is_closed)  # ...and the server said goodbye.
+        self.assertEqual(channel.close_reason, "disconnected by peer")
+        self.assertFalse(channel.is_trusted)
+        self.assertEqual(self.server.active_peer_channels, [])
+        self.assertEqual(self.client.active_peer_channels, [])
+        self.assertEqual(self.server.counters["identities_refused"], 1)
+
+    def test_two_peers_on_one_ip(self) -> None:
+        """Two peers behind one address (NAT, one host) are both accepted."""
+        third = self.nodes.node("third", 8053)
+        self.successResultOf(self.nodes.dial(self.client, self.server, source_port=40001)[0])
+        self.successResultOf(self.nodes.dial(third, self.server, source_port=40002)[0])
+        self.assertEqual(
+            sorted(c.peer.identifier for c in self.server.trusted_peer_channels),
+            ["client", "third"],
+        )
+
+    def test_disconnect_removes_peer_everywhere(self) -> None:
+        """A closed channel leaves the tables of both sides; peer_removed observers hear of it."""
+        removed: list[PeerChannel] = []
+        self.server.peer_removed.add(removed.append)
+        d, pump = self.nodes.dial(self.client, self.server)
+        channel = self.successResultOf(d)
+        [inbound] = self.server.active_peer_channels
+        channel.close("bye")
+        pump.flush()
+        self.assertEqual(removed, [inbound])
+        self.assertEqual(inbound.close_reason, "disconnected by peer")
+        self.assertEqual(self.server.active_peer_channels, [])
+        self.assertEqual(self.client.active_peer_channels, [])
+        self.assertEqual(self.server.trusted_peer_channels, [])
+
+    def test_reconnect_after_drop(self) -> None:
+        """The same identifier may connect again at once after a clean drop."""
+        d, pump = self.nodes.dial(self.client, self.server, source_port=40001)
+        self.successResultOf(d).close("bye")
+        pump.flush()
+        d, _ = self.nodes.dial(self.client, self.server, source_port=40002)
+        self.assertTrue(self.successResultOf(d).is_trusted)
+        self.assertEqual(len(self.server.trusted_peer_channels), 1)
+
+    def test_remove_peer_forgets_it(self) -> None:
+        """remove_peer closes the channel and drops the peer from the known peers."""
+        self.nodes.dial(self.client, self.server)
+        [inbound] = self.server.active_peer_channels
+        self.server.remove_peer(inbound)
+        self.assertNotIn(("127.0.0.1", 8052), self.server.known_peers)
+        self.assertTrue(inbound.transport.disconnecting)
+
+    def test_block_drops_matching_channel(self) -> None:
+        """Blocking a connected peer's identifier closes its channel and tells observers."""
+        blocked: list[tuple[object, object]] = []
+        self.server.peer_blocked.add(lambda ip, identifier: blocked.append((ip, identifier)))
+        self.nodes.dial(self.client, self.server)
+        dropped = self.server.block(identifier="client")
+        self.assertEqual(len(dropped), 1)
+        self.assertTrue(dropped[0].transport.disconnecting)
+        self.assertEqual(blocked, [(None, "client")])
+        self.assertRaises(ValueError, self.server.block)
+
+    def test_broadcast_reaches_trusted_only(self) -> None:
+        """broadcast() writes to trusted channels and says how many."""
+        self.nodes.dial(self.client, self.server)
+        messages = RecordingHandler()
+        self.client.handlers.set_handler(PacketType.MESSAGE, messages)
+        self.assertEqual(self.server.broadcast(PureMessagePacket("hi")), 1)
+        [inbound] = self.server.active_peer_channels
+        inbound.untrust()
+        self.assertEqual(self.server.broadcast(PureMessagePacket("again")), 0)
+
+
+class PeerNetworkPlacementTests(SynchronousTestCase):
+    """New inbound peers go to the queue, the event, or both, as the policy says."""
+
+    def placed(self, placement: IncomingPeerPlacement) -> tuple[list[object], int]:
+        nodes = Nodes()
+        server = nodes.node("server", 8051,
+                            policy=IncomingPeerTrustPolicy(incoming_peer_placement=placement))
+        client = nodes.node("client", 8052)
+        events: list[object] = []
+        server.incoming_peer_connection_attempt.add(lambda peer, channel: events.append(peer))
+        nodes.dial(client, server)
+        return events, len(server.inbound)
+
+    def test_event_based(self) -> None:
+        """EVENT_BASED (the default) tells the observers only."""
+        events, queued = self.placed(IncomingPeerPlacement.EVENT_BASED)
+        self.assertEqual((len(events), queued), (1, 0))
+
+    def test_queue_based(self) -> None:
+        """QUEUE_BASED puts the peer on the inbound queue only."""
+        events, queued = self.placed(IncomingPeerPlacement.QUEUE_BASED)
+        self.assertEqual((len(events), queued), (0, 1))
+
+    def test_queue_and_event_based(self) -> None:
+        """QUEUE_AND_EVENT_BASED does both."""
+        events, queued = self.placed(IncomingPeerPlacement.QUEUE_AND_EVENT_BASED)
+        self.assertEqual((len(events), queued), (1, 1))
+
+
+class PeerChannelFactoryTests(SynchronousTestCase):
+    """The factory refuses connections before a byte is read."""
+
+    def setUp(self) -> None:
+        self.reactor = MemoryReactorClock()
+        self.network = PeerNetwork(
+            self.reactor, identifier="server", trust_protocol="none",
+            limits=NetworkLimits(max_inbound=4, max_pending=3, max_per_ip=2),
+        )
+
+    def connect_from(self, host: str) -> PeerChannel | None:
+        channel = self.network.factory.buildProtocol(address(host))
+        if channel is not None:
+            channel.makeConnection(StringTransport(peerAddress=address(host)))
+        return channel
+
+    def test_blocked_ip_refused(self) -> None:
+        """A blocked address gets no protocol at all."""
+        self.network.policy.blocked_ips.add("10.0.0.7")
+        self.assertIsNone(self.network.factory.buildProtocol(address("10.0.0.7")))
+        self.assertEqual(self.network.counters["refused_connections"], 1)
+
+    def test_per_ip_limit(self) -> None:
+        """At most max_per_ip connections from one address; others still get in."""
+        self.assertIsNotNone(self.connect_from("10.0.0.7"))
+        self.assertIsNotNone(self.connect_from("10.0.0.7"))
+        self.assertIsNone(self.connect_from("10.0.0.7"))
+        self.assertIsNotNone(self.connect_from("10.0.0.8"))
+
+    def test_pending_limit(self) -> None:
+        """At most max_pending connections may be waiting to say who they are."""
+        for host in ("10.0.0.1", "10.0.0.2", "10.0.0.3"):
+            self.assertIsNotNone(self.connect_from(host))
+        self.assertIsNone(self.connect_from("10.0.0.4"))
+
+    def test_inbound_limit(self) -> None:
+        """At most max_inbound inbound channels, identified or not."""
+        codec = get_codec("p2pnet")
+        for n in range(4):
+            channel = self.connect_from(f"10.0.1.{n}")
+            assert channel is not None
+            channel.dataReceived(codec.encode(IdentifierPacket(
+                "connect", 8000 + n, "", source_origin_identifier=f"peer{n}")))
+        self.assertEqual(len(self.network.active_peer_channels), 4)
+        self.assertIsNone(self.connect_from("10.0.2.1"))
+
+    def test_no_identity_in_time_dropped(self) -> None:
+        """A peer that never says who it is is dropped at the handshake deadline."""
+        channel = self.connect_from("10.0.0.7")
+        assert channel is not None
+        self.reactor.advance(self.network.channel_limits.handshake_timeout)
+        self.assertTrue(channel.transport.disconnecting)
+
+    def test_first_packet_must_be_identity(self) -> None:
+        """A first packet that is not an Identity is a protocol violation: dropped."""
+        channel = self.connect_from("10.0.0.7")
+        assert channel is not None
+        channel.dataReceived(get_codec("p2pnet").encode(PureMessagePacket("hi")))
+        self.assertTrue(channel.transport.disconnecting)
+        self.assertEqual(self.network.counters["misbehaving_peers"], 1)
+        self.assertIn("10.0.0.7", self.network.discouraged_ips)
+
+
+class PeerListTests(SynchronousTestCase):
+    """Shared peer lists are bounded, filtered and dialled at a limited rate."""
+
+    def setUp(self) -> None:
+        self.reactor = MemoryReactorClock()
+        self.network = PeerNetwork(
+            self.reactor, identifier="me", trust_protocol=always_trust,
+            limits=NetworkLimits(dial_burst=3, dial_rate=0.1),
+        )
+        self.channel = self.network.make_channel(outbound=False)
+        self.channel.makeConnection(StringTransport(peerAddress=address("10.9.9.9")))
+        self.channel.dataReceived(get_codec("p2pnet").encode(IdentifierPacket(
+            "connect", 9000, "", source_origin_identifier="sharer")))
+
+    def share(self, peers: list[GenericPeer]) -> None:
+        self.channel.dataReceived(get_codec("p2pnet").encode(CollectionSharePacket(100, peers)))
+
+    def test_dials_limited_by_token_bucket(self) -> None:
+        """Only dial_burst dials start at once; the rest wait for tokens."""
+        self.share([GenericPeer("10.0.0.1", 8000 + n, f"p{n}") for n in range(10)])
+        self.assertEqual(len(self.reactor.tcpClients), 3)
+        self.assertEqual(len(self.network.known_peers), 11)
+        self.assertEqual(self.network.counters["dials_deferred"], 7)
+
+    def test_never_dials_blocked_or_self(self) -> None:
+        """Blocked addresses and this node itself are neither remembered nor dialled."""
+        self.network.policy.blocked_ips.add("10.0.0.66")
+        self.share([GenericPeer("10.0.0.66", 8000, "bad"), GenericPeer("10.0.0.2", 1, "me")])
+        self.assertEqual(self.reactor.tcpClients, [])
+        self.assertEqual(list(self.network.known_peers), [("10.9.9.9", 9000)])
+
+    def test_oversized_list_is_misbehaviour(self) -> None:
+        """More than max_peer_list entries drops the sender and discourages it."""
+        self.share([GenericPeer("10.0.0.1", 1 + n) for n in range(1001)])
+        self.assertTrue(self.channel.transport.disconnecting)
+        self.assertEqual(self.reactor.tcpClients, [])
+        self.assertIn("10.9.9.9", self.network.discouraged_ips)
+
+
+class PeerNetworkLifecycleTests(SynchronousTestCase):
+    """connect() validates, can be cancelled, and nothing connects after close()."""
+
+    def setUp(self) -> None:
+        self.reactor = MemoryReactorClock()
+        self.network = PeerNetwork(self.reactor, identifier="me")
+
+    def test_connect_rejects_non_peer(self) -> None:
+        """connect() needs an IPeer; it fails, never raises."""
+        self.failureResultOf(self.network.connect(("10.0.0.1", 1)), TypeError)
+
+    def test_connect_to_blocked_fails(self) -> None:
+        """A blocked address is never dialled."""
+        self.network.policy.blocked_ips.add("10.0.0.7")
+        self.failureResultOf(self.network.connect(GenericPeer("10.0.0.7", 1)), PeerBlocked)
+        self.assertEqual(self.reactor.tcpClients, [])
+
+    def test_concurrent_connects_share_one_dial(self) -> None:
+        """Two connect() calls to one address make one TCP connection attempt."""
+        self.network.connect(GenericPeer("10.0.0.7", 1))
+        self.network.connect(GenericPeer("10.0.0.7", 1))
+        self.assertEqual(len(self.reactor.tcpClients), 1)
+
+    def test_outbound_limit(self) -> None:
+        """No more than max_outbound outbound attempts."""
+        network = PeerNetwork(self.reactor, identifier="x", limits=NetworkLimits(max_outbound=0))
+        self.failureResultOf(network.connect(GenericPeer("10.0.0.7", 1)), TooManyPeers)
+
+    def test_cancel_connect(self) -> None:
+        """Cancelling connect() stops the attempt."""
+        d = self.network.connect(GenericPeer("10.0.0.7", 1))
+        d.cancel()
+        self.failureResultOf(d, CancelledError, ConnectingCancelledError)
+        self.assertNotIn(("10.0.0.7", 1), self.network._dialing)
+
+    def test_closed_network_refuses(self) -> None:
+        """After close() there are no new connections, in or out."""
+        self.successResultOf(self.network.close())
+        self.failureResultOf(self.network.connect(GenericPeer("10.0.0.7", 1)), NetworkClosed)
+        self.assertIsNone(self.network.factory.buildProtocol(address("10.0.0.7")))
+        self.failureResultOf(self.network.listen("tcp:0"), NetworkClosed)
+
+    def test_close_stops_ports_and_channels(self) -> None:
+        """close() stops listening and closes every channel."""
+        self.network.listen("tcp:8051")
+        channel = self.network.factory.buildProtocol(address("10.0.0.7"))
+        transport = StringTransport(peerAddress=address("10.0.0.7"))
+        channel.makeConnection(transport)
+        d = self.network.close()
+        self.assertTrue(transport.disconnecting)
+        self.assertNoResult(d)
+        channel.connectionLost()
+        self.successResultOf(d)
+
+    def test_listen_sets_backlog(self) -> None:
+        """A TCP listen gets a real backlog unless the endpoint names one."""
+        self.network.listen("tcp:8051")
+        self.assertEqual(self.reactor.tcpServers[0][2], 1024)
+
+    def test_bad_endpoint_fails(self) -> None:
+        """A bad endpoint string is a failed Deferred with a clear message."""
+        f = self.failureResultOf(self.network.listen("nonsense:1"), ValueError)
+        self.assertIn("nonsense:1", str(f.value))
+
+    def test_bad_identifier_rejected(self) -> None:
+        """An identifier over 256 bytes cannot name a node."""
+        self.assertRaises(ValueError, PeerNetwork, self.reactor, identifier="x" * 257)
+
+    def test_bad_trust_protocol_rejected(self) -> None:
+        """Unknown trust protocol names are a clear ValueError."""
+        self.assertRaises(ValueError, PeerNetwork, self.reactor, trust_protocol="magic")
+
+    def test_identifier_derived_from_key(self) -> None:
+        """Without an identifier, the node's is derived from its public key."""
+        from p2pnet_tx.trust import identifier_for_public_key
+
+        network = PeerNetwork(self.reactor)
+        self.assertEqual(network.identifier, identifier_for_public_key(network.private_key))
+
+
+class HelpersTests(SynchronousTestCase):
+    """Small helpers of the network module."""
+
+    def test_token_bucket(self) -> None:
+        """A bucket gives its burst at once, then rate tokens a second."""
+        from twisted.internet.task import Clock
+
+        clock = Clock()
+        bucket = TokenBucket(clock, rate=0.5, burst=2)
+        self.assertEqual([bucket.take() for _ in range(3)], [True, True, False])
+        clock.advance(2)
+        self.assertEqual([bucket.take() for _ in range(2)], [True, False])
+
+    def test_peers_from_strings(self) -> None:
+        """HOST:PORT and [V6]:PORT parse; anything else is a ValueError naming the value."""
+        self.assertEqual(
+            peers_from_strings(["127.0.0.1:8051", "[::1]:9"]),
+            [GenericPeer("127.0.0.1", 8051), GenericPeer("::1", 9)],
+        )
+        for bad in ("nonsense", "127.0.0.1:x", "127.0.0.1:0", "host:1"):
+            with self.assertRaises(ValueError) as caught:
+                peers_from_strings([bad])
+            self.assertIn(bad, str(caught.exception))
+
+    def test_duplicate_peer_is_refusal(self) -> None:
+        """DuplicatePeer is one of the typed refusals."""
+        from p2pnet_tx.errors import PeerRefused
+
+        self.assertTrue(issubclass(DuplicatePeer, PeerRefused))
