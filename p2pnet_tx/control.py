@@ -191,7 +191,7 @@ class ControlAPI(Resource):
                 raise _BadRequest(404, "no such resource")
             request.setHeader(b"allow", ", ".join(allowed).encode())
             raise _BadRequest(405, f"use {' or '.join(allowed)} on /api/{name}")
-        if (argument is None) == (handler is self.delete_peer):
+        if (argument is None) == (handler == self.delete_peer):
             raise _BadRequest(404, "no such resource")
         return handler, argument
 

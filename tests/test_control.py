@@ -1,0 +1,182 @@
+"""
+Tests for L{p2pnet_tx.control}: the control API, served in memory with treq's StubTreq.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from treq.testing import StubTreq
+from twisted.internet.address import IPv4Address
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.trial.unittest import SynchronousTestCase
+
+from p2pnet_tx.control import ControlAPI, MessageLog
+from p2pnet_tx.network import PeerNetwork
+from p2pnet_tx.packets import IdentifierPacket, PureMessagePacket
+from p2pnet_tx.trust import always_trust
+from p2pnet_tx.wire import get_codec
+
+TOKEN = "s3cret-token"
+AUTH = {b"Authorization": [b"Bearer " + TOKEN.encode()]}
+
+
+class ControlAPITests(SynchronousTestCase):
+    """Every endpoint, the bearer token, the Host guard and bad input."""
+
+    def setUp(self) -> None:
+        self.reactor = MemoryReactorClock()
+        self.network = PeerNetwork(self.reactor, identifier="node", trust_protocol=always_trust)
+        self.messages = MessageLog(self.reactor)
+        self.messages.install(self.network)
+        self.api = ControlAPI(self.network, TOKEN, self.messages, "tcp:8051")
+        self.http = StubTreq(self.api)
+
+    def add_peer(self, host: str, identifier: str, port: int = 9000) -> Any:
+        channel = self.network.make_channel(outbound=False)
+        transport = StringTransport(peerAddress=IPv4Address("TCP", host, 40000))
+        channel.makeConnection(transport)
+        channel.dataReceived(get_codec("p2pnet").encode(IdentifierPacket(
+            "connect", port, "", source_origin_identifier=identifier)))
+        return channel
+
+    def call(self, method: str, path: str, body: Any = None, headers: Any = AUTH,
+             url: str = "http://127.0.0.1") -> tuple[int, Any]:
+        kwargs: dict[str, Any] = {"headers": headers}
+        if body is not None:
+            kwargs["data" if isinstance(body, bytes) else "json"] = body
+        response = self.successResultOf(self.http.request(method, url + path, **kwargs))
+        content = self.successResultOf(response.content())
+        self.http.flush()
+        return response.code, json.loads(content)
+
+    def test_token_required(self) -> None:
+        """Without the bearer token every endpoint answers 401."""
+        for headers in ({}, {b"Authorization": [b"Bearer wrong"]}, {b"Authorization": [TOKEN]}):
+            code, body = self.call("GET", "/api/status", headers=headers)
+            self.assertEqual(code, 401)
+            self.assertIn("token", body["error"])
+
+    def test_non_loopback_host_refused(self) -> None:
+        """A Host header that is not a loopback name is refused (DNS rebinding)."""
+        code, body = self.call("GET", "/api/status", url="http://evil.example.com:8765")
+        self.assertEqual(code, 403)
+        code, _ = self.call("GET", "/api/status", url="http://localhost:8765")
+        self.assertEqual(code, 200)
+        code, _ = self.call("GET", "/api/status", headers={**AUTH, b"Host": [b"[::1]:8765"]})
+        self.assertEqual(code, 200)
+        code, _ = self.call("GET", "/api/status", headers={**AUTH, b"Host": [b"10.0.0.1"]})
+        self.assertEqual(code, 403)
+
+    def test_status(self) -> None:
+        """Status shows the identifier, the listen address, counts and counters."""
+        self.add_peer("10.0.0.7", "peer-a")
+        code, body = self.call("GET", "/api/status")
+        self.assertEqual(code, 200)
+        self.assertEqual(body["identifier"], "node")
+        self.assertEqual(body["listen"], "tcp:8051")
+        self.assertEqual(body["counts"]["active"], 1)
+        self.assertEqual(body["counts"]["trusted"], 1)
+        self.assertEqual(body["counters"]["packets_in.Identity"], 1)
+
+    def test_peers(self) -> None:
+        """Peers lists the connected peers and the known ones."""
+        self.add_peer("10.0.0.7", "peer-a", 9001)
+        code, body = self.call("GET", "/api/peers")
+        self.assertEqual(code, 200)
+        self.assertEqual(body["connected"], [{
+            "identifier": "peer-a", "address": "10.0.0.7", "port": 9001, "trusted": True,
+            "direction": "inbound"}])
+        self.assertEqual(body["known"], [
+            {"identifier": "peer-a", "address": "10.0.0.7", "port": 9001}])
+
+    def test_connect_bad_input(self) -> None:
+        """POST /api/peers with a bad body or address is a 400 with a JSON error."""
+        for body in (b"{not json", b"[1]", {"host": "nowhere", "port": 1},
+                     {"host": "10.0.0.1", "port": 0}, {"host": "10.0.0.1"}):
+            code, answer = self.call("POST", "/api/peers", body)
+            self.assertEqual(code, 400, body)
+            self.assertIsInstance(answer["error"], str)
+
+    def test_connect_starts_dial(self) -> None:
+        """POST /api/peers dials the peer; a refused connection is a 502."""
+        d = self.http.request("POST", "http://127.0.0.1/api/peers",
+                              json={"host": "10.0.0.9", "port": 8051}, headers=AUTH)
+        self.assertEqual(self.reactor.tcpClients[0][:2], ("10.0.0.9", 8051))
+        from twisted.test.iosim import ConnectionCompleter
+
+        ConnectionCompleter(self.reactor).failOnce()
+        self.http.flush()
+        response = self.successResultOf(d)
+        self.assertEqual(response.code, 502)
+
+    def test_send_and_receive_messages(self) -> None:
+        """Messages are sent to trusted peers; received ones are listed after since=N."""
+        channel = self.add_peer("10.0.0.7", "peer-a")
+        channel.transport.clear()
+        code, body = self.call("POST", "/api/messages", {"message": "hello"})
+        self.assertEqual((code, body), (200, {"sent": 1}))
+        [packet] = get_codec("p2pnet").decoder().feed(channel.transport.value())
+        self.assertEqual(packet.message, "hello")
+        code, body = self.call("POST", "/api/messages", {"to": "peer-a", "message": "direct"})
+        self.assertEqual(body, {"sent": 1})
+        code, body = self.call("POST", "/api/messages", {"to": "nobody", "message": "x"})
+        self.assertEqual(code, 404)
+        for text in ("one", "Pinging", "two"):
+            channel.dataReceived(get_codec("p2pnet").encode(PureMessagePacket(text)))
+        code, body = self.call("GET", "/api/messages")
+        self.assertEqual([m["message"] for m in body["messages"]], ["one", "two"])
+        self.assertEqual(body["messages"][0]["from"], "peer-a")
+        code, body = self.call("GET", "/api/messages?since=1")
+        self.assertEqual([m["message"] for m in body["messages"]], ["two"])
+        code, body = self.call("GET", "/api/messages?since=x")
+        self.assertEqual(code, 400)
+
+    def test_message_body_validated(self) -> None:
+        """A message that is not a string is a 400."""
+        code, _ = self.call("POST", "/api/messages", {"message": 5})
+        self.assertEqual(code, 400)
+
+    def test_block(self) -> None:
+        """POST /api/block blocks an IP or identifier and drops matching channels."""
+        channel = self.add_peer("10.0.0.7", "peer-a")
+        code, body = self.call("POST", "/api/block", {"ip": "10.0.0.7"})
+        self.assertEqual((code, body), (200, {"blocked": "10.0.0.7", "dropped": 1}))
+        self.assertTrue(channel.transport.disconnecting)
+        self.assertTrue(self.network.policy.is_blocked_ip("10.0.0.7"))
+        code, body = self.call("POST", "/api/block", {"identifier": "peer-b"})
+        self.assertEqual(code, 200)
+        self.assertTrue(self.network.policy.is_blocked_identifier("peer-b"))
+        for bad in ({}, {"ip": "1.2.3.4", "identifier": "x"}, {"ip": "999.1.1.1"}, {"ip": 5}):
+            code, _ = self.call("POST", "/api/block", bad)
+            self.assertEqual(code, 400, bad)
+
+    def test_delete_peer(self) -> None:
+        """DELETE /api/peers/<identifier> disconnects that peer; unknown ones are 404."""
+        channel = self.add_peer("10.0.0.7", "peer-a")
+        d = self.http.request("DELETE", "http://127.0.0.1/api/peers/peer-a", headers=AUTH)
+        self.http.flush()
+        self.assertNoResult(d)
+        self.assertTrue(channel.transport.disconnecting)
+        channel.connectionLost()
+        self.http.flush()
+        response = self.successResultOf(d)
+        self.assertEqual(response.code, 200)
+        code, _ = self.call("DELETE", "/api/peers/peer-a")
+        self.assertEqual(code, 404)
+
+    def test_unknown_paths_and_methods(self) -> None:
+        """Unknown paths are 404, wrong methods 405 with an Allow header."""
+        self.assertEqual(self.call("GET", "/api/nothing")[0], 404)
+        self.assertEqual(self.call("GET", "/other")[0], 404)
+        self.assertEqual(self.call("GET", "/api/peers/a/b")[0], 404)
+        response = self.successResultOf(
+            self.http.request("PUT", "http://127.0.0.1/api/status", headers=AUTH))
+        self.assertEqual(response.code, 405)
+        self.assertEqual(response.headers.getRawHeaders(b"allow"), [b"GET"])
+
+    def test_oversized_body_refused(self) -> None:
+        """Bodies over 64 KiB are refused with 413."""
+        code, _ = self.call("POST", "/api/messages", b"x" * (64 * 1024 + 1))
+        self.assertEqual(code, 413)

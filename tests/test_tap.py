@@ -1,0 +1,130 @@
+"""
+Tests for L{p2pnet_tx.tap} and the twistd dropin: options, errors, the service they build.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from twisted.application.service import IServiceMaker
+from twisted.plugin import getPlugins
+from twisted.python.usage import UsageError
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from p2pnet_tx import tap
+from p2pnet_tx.network import PeerNetwork
+from p2pnet_tx.peer import GenericPeer
+from p2pnet_tx.service import PeerNetworkService
+
+TWISTD = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
+
+
+class PluginTests(TestCase):
+    """The p2pnet dropin is installed where twistd finds it."""
+
+    def test_service_maker_discovered(self) -> None:
+        """Twisted's plugin system finds a service maker named p2pnet."""
+        names = {maker.tapname: maker for maker in getPlugins(IServiceMaker)}
+        self.assertIn("p2pnet", names)
+        self.assertEqual(names["p2pnet"].module, "p2pnet_tx.tap")
+
+    def test_twistd_help_lists_p2pnet(self) -> None:
+        """C{twistd --help} lists the p2pnet command."""
+        result = subprocess.run(TWISTD + ["--help"], capture_output=True, text=True, timeout=60)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertRegex(result.stdout, r"\n\s+p2pnet\s+Run a P2PNet peer\.")
+
+    def test_bad_option_is_one_line_error(self) -> None:
+        """A bad option ends twistd with a non-zero status and an error line, no traceback."""
+        result = subprocess.run(TWISTD + ["-n", "p2pnet", "--wire", "carrier-pigeon"],
+                                capture_output=True, text=True, timeout=60)
+        self.assertNotEqual(result.returncode, 0)
+        output = result.stdout + result.stderr
+        self.assertIn("--wire: unknown wire format 'carrier-pigeon'", output)
+        self.assertNotIn("Traceback", output)
+
+
+class OptionsTests(SynchronousTestCase):
+    """Parsing and validating the options of C{twistd p2pnet}."""
+
+    def parse(self, *argv: str) -> tap.Options:
+        options = tap.Options()
+        options.parseOptions(list(argv))
+        return options
+
+    def test_defaults(self) -> None:
+        """The defaults start a key-trusting p2pnet node on tcp:8051."""
+        options = self.parse()
+        self.assertEqual(options["listen"], "tcp:8051")
+        self.assertEqual(options["trust"], "key")
+        self.assertEqual(options["wire"], "p2pnet")
+        self.assertEqual(options["control"], "tcp:8765:interface=127.0.0.1")
+        self.assertEqual(options["peers"], [])
+
+    def test_repeatable_options(self) -> None:
+        """--peer and --block-ip may be given several times."""
+        options = self.parse("--peer", "127.0.0.1:8051", "--peer", "[::1]:8052",
+                             "--block-ip", "10.0.0.7", "--block-ip", "::FFFF:10.0.0.8")
+        self.assertEqual(options["peers"], [GenericPeer("127.0.0.1", 8051),
+                                            GenericPeer("::1", 8052)])
+        self.assertEqual(options["block-ips"], ["10.0.0.7", "::ffff:a00:8"])
+
+    def test_bad_values(self) -> None:
+        """Each bad value is a UsageError that names the option."""
+        cases = {
+            "--peer": ["--peer", "somewhere"],
+            "--block-ip": ["--block-ip", "999.1.1.1"],
+            "--wire": ["--wire", "morse"],
+            "--trust": ["--trust", "blind"],
+            "--identifier": ["--identifier", "x" * 300],
+            "--listen": ["--listen", "nonsense:1"],
+            "--control": ["--control", "tcp:notaport"],
+        }
+        for option, argv in cases.items():
+            with self.assertRaises(UsageError) as caught:
+                self.parse(*argv)
+            self.assertIn(option, str(caught.exception))
+
+
+class MakeServiceTests(SynchronousTestCase):
+    """makeService builds the node the options describe."""
+
+    def test_builds_node(self) -> None:
+        """The options become a PeerNetworkService whose network follows them."""
+        data_dir = self.mktemp()
+        options = tap.Options()
+        options.parseOptions(["--data-dir", data_dir, "--identifier", "alpha",
+                              "--peer", "127.0.0.1:8052", "--allow-enhanced",
+                              "--block-ip", "10.0.0.7", "--wire", "dotnet", "--trust", "ping"])
+        service = tap.makeService(options)
+        self.assertIsInstance(service, PeerNetworkService)
+        network = service.network
+        self.assertIsInstance(network, PeerNetwork)
+        self.assertEqual(network.identifier, "alpha")
+        self.assertEqual(network.wire, "dotnet")
+        self.assertTrue(network.policy.allow_enhanced_packet_exchange)
+        self.assertTrue(network.policy.is_blocked_ip("10.0.0.7"))
+        self.assertEqual([k.peer for k in service.keepers], [GenericPeer("127.0.0.1", 8052)])
+        self.assertEqual(os.stat(os.path.join(data_dir, "node.key")).st_mode & 0o777, 0o600)
+        self.assertEqual(os.stat(os.path.join(data_dir, "control.token")).st_mode & 0o777, 0o600)
+
+    def test_key_is_kept(self) -> None:
+        """A second start from the same data directory has the same identity."""
+        data_dir = self.mktemp()
+        identifiers = []
+        for _ in range(2):
+            options = tap.Options()
+            options.parseOptions(["--data-dir", data_dir])
+            identifiers.append(tap.makeService(options).network.identifier)
+        self.assertEqual(identifiers[0], identifiers[1])
+
+    def test_unusable_data_dir(self) -> None:
+        """A data directory that cannot be created is a UsageError, not a traceback."""
+        blocker = self.mktemp()
+        with open(blocker, "w") as f:
+            f.write("not a directory")
+        options = tap.Options()
+        options.parseOptions(["--data-dir", os.path.join(blocker, "sub")])
+        self.assertRaises(UsageError, tap.makeService, options)
