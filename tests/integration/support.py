@@ -1,0 +1,32 @@
+"""
+Helpers for the integration tests: real reactor, loopback only, bounded waits.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+
+from twisted.internet import reactor
+from twisted.internet.task import deferLater
+
+
+async def eventually(predicate: Callable[[], bool], timeout: float = 15.0,
+                     interval: float = 0.05) -> None:
+    """
+    Wait until C{predicate()} is true, checking every C{interval} seconds.
+
+    :raises AssertionError: if it is still false after C{timeout} seconds.
+    """
+    for _ in range(int(timeout / interval) + 1):
+        if predicate():
+            return
+        await deferLater(reactor, interval, lambda: None)
+    assert predicate(), f"condition not met within {timeout} s"
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
