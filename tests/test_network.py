@@ -500,3 +500,26 @@ class HelpersTests(SynchronousTestCase):
         from p2pnet_tx.errors import PeerRefused
 
         self.assertTrue(issubclass(DuplicatePeer, PeerRefused))
+
+
+class DotNetModeTests(SynchronousTestCase):
+    """In dotnet wire mode no Identity is exchanged: peers are known by address and port."""
+
+    def test_ping_trust_without_identity(self) -> None:
+        """Two dotnet-mode networks accept each other at once and trust after three pings."""
+        nodes = Nodes()
+        server = nodes.node("server", 8051, wire="dotnet", trust_protocol="ping")
+        client = nodes.node("client", 8052, wire="dotnet", trust_protocol="ping")
+        d, pump = nodes.dial(client, server)
+        channel = self.successResultOf(d)
+        [inbound] = server.active_peer_channels
+        self.assertEqual(inbound.peer, GenericPeer("127.0.0.1", 40000))
+        self.assertIsNone(inbound.peer.identifier)
+        self.assertFalse(channel.is_trusted)
+        for _ in range(4):
+            nodes.reactor.advance(3.0)
+            pump.flush()
+        self.assertTrue(channel.is_trusted and inbound.is_trusted)
+        self.assertEqual(channel.counters["packets_out.Identity"], 0)
+        self.assertEqual(inbound.counters["packets_in.Identity"], 0)
+        self.assertGreaterEqual(inbound.counters["packets_in.Message"], 3)
