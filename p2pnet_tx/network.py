@@ -537,18 +537,29 @@ class PeerNetwork(ChannelOwner):
             except ValueError:
                 pass
 
-    def process_peer_list(self, channel: PeerChannel, packet: CollectionSharePacket) -> None:
+    def process_peer_list(
+        self,
+        channel: PeerChannel | CollectionSharePacket | None,
+        packet: CollectionSharePacket | None = None,
+    ) -> None:
         """
         Remember the peers a shared list names and dial the unknown ones, within the dial rate
-        and the outbound limit.  A list over C{limits.max_peer_list} is misbehaviour.
+        and the outbound limit.  Called as C{process_peer_list(packet)} by applications and as
+        C{process_peer_list(channel, packet)} by channels; from a channel, a list over
+        C{limits.max_peer_list} entries is misbehaviour (the sender is dropped), otherwise
+        only the first C{max_peer_list} entries are used.
         """
-        if len(packet.peers) > self.limits.max_peer_list:
+        if packet is None and isinstance(channel, CollectionSharePacket):
+            channel, packet = None, channel
+        if not isinstance(packet, CollectionSharePacket):
+            raise TypeError(f"process_peer_list needs a CollectionSharePacket, not {packet!r}")
+        if len(packet.peers) > self.limits.max_peer_list and isinstance(channel, PeerChannel):
             self.counters["oversized_peer_lists"] += 1
             error = PeerRefused(f"peer list of {len(packet.peers)} entries")
             self.peer_misbehaved(channel, error)
             channel.abort(str(error))
             return
-        for peer in packet.peers:
+        for peer in packet.peers[: self.limits.max_peer_list]:
             if (
                 self.is_self(peer)
                 or self.policy.is_blocked_ip(peer.address)

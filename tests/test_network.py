@@ -523,3 +523,17 @@ class DotNetModeTests(SynchronousTestCase):
         self.assertEqual(channel.counters["packets_out.Identity"], 0)
         self.assertEqual(inbound.counters["packets_in.Identity"], 0)
         self.assertGreaterEqual(inbound.counters["packets_in.Message"], 3)
+
+
+class ProcessPeerListTests(SynchronousTestCase):
+    """Applications may hand the network a peer list themselves."""
+
+    def test_application_call(self) -> None:
+        """process_peer_list(packet) remembers and dials, and takes at most max_peer_list."""
+        reactor = MemoryReactorClock()
+        network = PeerNetwork(reactor, identifier="me", limits=NetworkLimits(max_peer_list=2))
+        network.process_peer_list(CollectionSharePacket(100, [
+            GenericPeer("10.0.0.1", 1), GenericPeer("10.0.0.2", 2), GenericPeer("10.0.0.3", 3)]))
+        self.assertEqual(list(network.known_peers), [("10.0.0.1", 1), ("10.0.0.2", 2)])
+        self.assertEqual(len(reactor.tcpClients), 2)
+        self.assertRaises(TypeError, network.process_peer_list, [GenericPeer("10.0.0.1", 1)])
