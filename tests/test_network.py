@@ -537,3 +537,43 @@ class ProcessPeerListTests(SynchronousTestCase):
         self.assertEqual(list(network.known_peers), [("10.0.0.1", 1), ("10.0.0.2", 2)])
         self.assertEqual(len(reactor.tcpClients), 2)
         self.assertRaises(TypeError, network.process_peer_list, [GenericPeer("10.0.0.1", 1)])
+
+
+class HostileIdentityTests(SynchronousTestCase):
+    """Identities that are too long, empty or repeated never crash the node."""
+
+    def setUp(self) -> None:
+        self.reactor = MemoryReactorClock()
+        self.network = PeerNetwork(self.reactor, identifier="me", trust_protocol="none")
+
+    def arrive(self, host: str, identifier: str, port: int = 9000) -> PeerChannel:
+        channel = self.network.factory.buildProtocol(address(host))
+        channel.makeConnection(StringTransport(peerAddress=address(host)))
+        channel.dataReceived(get_codec("p2pnet").encode(IdentifierPacket(
+            "connect", port, "", source_origin_identifier=identifier)))
+        return channel
+
+    def test_identifier_over_256_bytes_refused(self) -> None:
+        """An identifier of 10 KB is refused with a Disconnect; the node carries on."""
+        channel = self.arrive("10.0.0.1", "x" * 10_000)
+        self.assertTrue(channel.transport.disconnecting)
+        self.assertEqual(self.network.active_peer_channels, [])
+        self.assertEqual(self.network.counters["identities_refused"], 1)
+        self.assertFalse(self.arrive("10.0.0.2", "fine").transport.disconnecting)
+
+    def test_empty_identifier_deduplicated_by_address_and_port(self) -> None:
+        """Peers without identifier are told apart by address and listening port."""
+        first = self.arrive("10.0.0.1", "", 9000)
+        self.assertIsNone(first.peer.identifier)
+        self.assertFalse(self.arrive("10.0.0.1", "", 9001).transport.disconnecting)
+        self.assertTrue(self.arrive("10.0.0.1", "", 9000).transport.disconnecting)
+        self.assertEqual(len(self.network.active_peer_channels), 2)
+
+    def test_identity_claiming_another_ip_is_ignored(self) -> None:
+        """The address a peer claims is never used: the connection's address is."""
+        channel = self.network.factory.buildProtocol(address("10.0.0.1"))
+        channel.makeConnection(StringTransport(peerAddress=address("10.0.0.1")))
+        channel.dataReceived(get_codec("p2pnet").encode(IdentifierPacket(
+            "connect", 9000, "203.0.113.9", source_origin_identifier="liar")))
+        self.assertEqual(channel.peer, GenericPeer("10.0.0.1", 9000, "liar"))
+        self.assertEqual(self.reactor.tcpClients, [])
