@@ -444,7 +444,11 @@ class PeerChannel(Protocol):
         for pending in list(self._pending):
             pending.cancel()
         self.on_data_received.clear()
-        self._trusted = False
+        if self._trusted:
+            # A closed channel is no longer trusted: later when_trusted() callers must get
+            # ChannelClosed, not the success of the old trust.
+            self._trusted = False
+            self._trusted_event = OneShotObserver()
         closed = ChannelClosed(self.close_reason or "closed")
         error = self._handshake_error or closed
         self._trusted_event.fire(Failure(error))
@@ -593,7 +597,9 @@ class PeerChannel(Protocol):
         return result
 
     def _handler_failed(self, failure: Failure, packet: Packet) -> None:
-        if failure.check(CancelledError) and self.is_closed:
+        # connectionLost cancels pending handlers before the closed event fires, so test the
+        # connection, not is_closed: that cancellation is no handler error.
+        if failure.check(CancelledError) and not self._connected:
             return
         self.counters["handler_errors"] += 1
         self.log.failure("handler for {kind} from {peer} failed", failure,

@@ -35,9 +35,12 @@ class IncomingPeerPlacement(enum.Enum):
 
 def _normalize_ip(key: str) -> str:
     try:
-        return str(ipaddress.ip_address(key))
+        address = ipaddress.ip_address(key)
     except ValueError:
         raise ValueError(f"{key!r} is not an IP address") from None
+    # A dual-stack listener reports IPv4 clients as ::ffff:a.b.c.d: one host, one entry.
+    mapped = getattr(address, "ipv4_mapped", None)
+    return str(mapped if mapped is not None else address)
 
 
 class BlockList:

@@ -1,0 +1,713 @@
+# -*- test-case-name: tests.test_trust -*-
+"""
+Tests for L{p2pnet_tx.trust} and for the contract between a channel and its trust protocol:
+the key and ping handshakes between two channels in memory, hostile and silent peers, trust
+protocols that misbehave, and the custom trust protocol of docs/examples/custom_trust.py.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.error import ConnectionDone
+from twisted.internet.task import Clock
+from twisted.internet.testing import EventLoggingObserver, StringTransport
+from twisted.logger import globalLogPublisher
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+
+from p2pnet_tx.channel import ChannelLimits, PeerChannel
+from p2pnet_tx.errors import ChannelClosed, HandshakeTimeout, TrustRefused
+from p2pnet_tx.handlers import PacketHandleProtocol
+from p2pnet_tx.packets import (
+    DataPayloadFormat,
+    DataTransmissionPacket,
+    DisconnectPacket,
+    Packet,
+    PacketType,
+    PureMessagePacket,
+)
+from p2pnet_tx.peer import GenericPeer
+from p2pnet_tx.testing import RecordingHandler, connected_channels
+from p2pnet_tx.trust import (
+    KeyTrust,
+    PingCore,
+    always_trust,
+    identifier_for_public_key,
+    key_trust,
+    never_trust,
+    new_ping_trust,
+    ping_trust,
+    public_key_bytes,
+)
+from p2pnet_tx.wire import get_codec
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "docs" / "examples" / "custom_trust.py"
+PEER_ADDRESS = IPv4Address("TCP", "10.0.0.7", 40001)
+HOST_ADDRESS = IPv4Address("TCP", "10.0.0.1", 8001)
+
+
+def load_example() -> ModuleType:
+    """Import docs/examples/custom_trust.py, which is not in a package."""
+    spec = importlib.util.spec_from_file_location("custom_trust_example", EXAMPLE)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class AbortableTransport(StringTransport):
+    """A L{StringTransport} that tells a graceful close from an abort."""
+
+    aborted = False
+
+    def abortConnection(self) -> None:
+        self.aborted = True
+        super().abortConnection()
+
+
+def frame(packet: Packet, codec: str = "p2pnet") -> bytes:
+    return get_codec(codec).encode(packet)
+
+
+def sent_packets(transport: StringTransport, codec: str = "p2pnet") -> list[Any]:
+    return get_codec(codec).decoder().feed(transport.value())
+
+
+def connect(
+    trust_protocol: Any, codec: str = "p2pnet", **kwargs: Any
+) -> tuple[PeerChannel, AbortableTransport, Clock]:
+    """A channel running C{trust_protocol}, connected to a transport the test plays peer on."""
+    clock = Clock()
+    channel = PeerChannel(codec, kwargs.pop("handlers", None), trust_protocol, clock=clock,
+                          **kwargs)
+    transport = AbortableTransport(hostAddress=HOST_ADDRESS, peerAddress=PEER_ADDRESS)
+    channel.makeConnection(transport)
+    return channel, transport, clock
+
+
+def lose(channel: PeerChannel) -> None:
+    channel.connectionLost(Failure(ConnectionDone()))
+
+
+class Pair:
+    """Two channels joined in memory, each running its own trust protocol."""
+
+    def __init__(
+        self,
+        server_trust: Any,
+        client_trust: Any,
+        codec: str = "p2pnet",
+        server_kwargs: dict[str, Any] | None = None,
+        client_kwargs: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.clock = Clock()
+        self.handlers = PacketHandleProtocol()
+        self.recorder = RecordingHandler()
+        for kind in PacketType:
+            self.handlers.set_handler(kind, self.recorder)
+
+        self.trusted: list[Deferred[PeerChannel]] = []
+
+        def make(trust: Any, extra: dict[str, Any] | None) -> Any:
+            def build() -> PeerChannel:
+                channel = PeerChannel(codec, self.handlers, trust, clock=self.clock,
+                                      **kwargs, **(extra or {}))
+                # Ask before connecting: the handshake may end during the greeting flush.
+                self.trusted.append(channel.when_trusted())
+                return channel
+
+            return build
+
+        # connected_channels builds the client first.
+        self.server, self.client, self.pump = connected_channels(
+            make(server_trust, server_kwargs), make(client_trust, client_kwargs), self.clock
+        )
+        self.client_trusted, self.server_trusted = self.trusted
+
+    def run(self, seconds: int, step: float = 1.0) -> None:
+        """Let C{seconds} pass, moving bytes after every C{step}."""
+        for _ in range(int(seconds / step)):
+            self.clock.advance(step)
+            self.pump.flush()
+
+
+class SimpleTrustTests(SynchronousTestCase):
+    """always_trust and never_trust decide at once."""
+
+    def test_always_trust(self) -> None:
+        """always_trust trusts the peer as soon as the channel opens."""
+        channel, transport, clock = connect(always_trust)
+        self.assertIs(self.successResultOf(channel.when_trusted()), channel)
+        self.assertFalse(transport.disconnecting)
+        self.assertEqual([c for c in clock.getDelayedCalls()
+                          if "handshake" in repr(c)], [])
+
+    def test_never_trust(self) -> None:
+        """never_trust refuses the peer at once, with a Disconnect and an abort."""
+        channel, transport, _ = connect(never_trust)
+        self.failureResultOf(channel.when_trusted(), TrustRefused)
+        self.assertTrue(transport.aborted)
+        self.assertIsInstance(sent_packets(transport)[-1], DisconnectPacket)
+
+
+class TrustProtocolContractTests(SynchronousTestCase):
+    """
+    A trust protocol returns a Deferred of (or a coroutine returning) a bool; anything else,
+    an exception or False means the peer is not trusted and is dropped.
+    """
+
+    def test_raises(self) -> None:
+        """A trust protocol that raises is logged; the peer is refused and dropped."""
+        logged = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+
+        def broken(channel: PeerChannel) -> Deferred[bool]:
+            raise RuntimeError("trust bug")
+
+        channel, transport, clock = connect(broken)
+        failure = self.failureResultOf(channel.when_trusted(), TrustRefused)
+        self.assertIn("trust bug", str(failure.value))
+        self.assertTrue(transport.aborted)
+        failures = [e for e in logged if "log_failure" in e]
+        self.assertEqual(len(failures), 1)
+        self.assertTrue(failures[0]["log_failure"].check(RuntimeError))
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_non_bool(self) -> None:
+        """A trust protocol that returns something other than a bool refuses the peer."""
+        logged = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        channel, transport, _ = connect(lambda channel: succeed("yes"))
+        self.failureResultOf(channel.when_trusted(), TrustRefused)
+        self.assertTrue(transport.aborted)
+        self.assertFalse(channel.is_trusted)
+        self.assertEqual([e["result"] for e in logged if "result" in e], ["yes"])
+
+    def test_truthy_is_not_true(self) -> None:
+        """Only True trusts: 1 is refused."""
+        channel, _, _ = connect(lambda channel: succeed(1))
+        self.failureResultOf(channel.when_trusted(), TrustRefused)
+
+    def test_false(self) -> None:
+        """False refuses the peer: Disconnect written, connection aborted, counted."""
+        channel, transport, _ = connect(lambda channel: succeed(False))
+        self.failureResultOf(channel.when_trusted(), TrustRefused)
+        self.assertTrue(transport.aborted)
+        goodbye = sent_packets(transport)[-1]
+        self.assertIsInstance(goodbye, DisconnectPacket)
+        self.assertIn("trust refused", goodbye.data["Reason"])
+        self.assertEqual(channel.counters["handshakes_failed"], 1)
+
+    def test_failing_deferred(self) -> None:
+        """A Deferred that fails with TrustRefused refuses the peer without logging a bug."""
+        channel, transport, _ = connect(lambda channel: Deferred.fromCoroutine(self.refuse()))
+        self.failureResultOf(channel.when_trusted(), TrustRefused)
+        self.assertTrue(transport.aborted)
+        self.assertEqual(self.flushLoggedErrors(), [])
+
+    async def refuse(self) -> bool:
+        raise TrustRefused("not you")
+
+    def test_coroutine_function(self) -> None:
+        """A coroutine function is a trust protocol; its return value decides."""
+        answer: Deferred[bool] = Deferred()
+
+        async def trust(channel: PeerChannel) -> bool:
+            return await answer
+
+        channel, transport, _ = connect(trust)
+        trusted = channel.when_trusted()
+        self.assertNoResult(trusted)
+        answer.callback(True)
+        self.assertIs(self.successResultOf(trusted), channel)
+        self.assertFalse(transport.disconnecting)
+
+    def test_coroutine_returning_false(self) -> None:
+        """A coroutine returning False refuses the peer."""
+
+        async def trust(channel: PeerChannel) -> bool:
+            return False
+
+        channel, transport, _ = connect(trust)
+        self.failureResultOf(channel.when_trusted(), TrustRefused)
+        self.assertTrue(transport.aborted)
+
+    def test_coroutine_cancelled_on_close(self) -> None:
+        """
+        When the connection goes away, the channel cancels the trust protocol: a coroutine's
+        await raises CancelledError and its cleanup runs.
+        """
+        cleaned: list[bool] = []
+
+        async def trust(channel: PeerChannel) -> bool:
+            try:
+                return await Deferred()
+            finally:
+                cleaned.append(True)
+
+        channel, _, clock = connect(trust)
+        lose(channel)
+        self.assertEqual(cleaned, [True])
+        self.failureResultOf(channel.when_trusted(), ChannelClosed)
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_coroutine_cancelled_at_deadline(self) -> None:
+        """A coroutine still waiting at the handshake deadline is cancelled."""
+        cleaned: list[bool] = []
+
+        async def trust(channel: PeerChannel) -> bool:
+            try:
+                return await Deferred()
+            finally:
+                cleaned.append(True)
+
+        channel, transport, clock = connect(trust)
+        clock.advance(10)
+        self.assertEqual(cleaned, [True])
+        self.failureResultOf(channel.when_trusted(), HandshakeTimeout)
+        self.assertTrue(transport.aborted)
+
+    def test_decision_after_close_ignored(self) -> None:
+        """A trust protocol answering after the channel closed cannot trust it."""
+        answer: Deferred[bool] = Deferred()
+        channel, _, _ = connect(lambda channel: answer)
+        lose(channel)
+        answer.callback(True)
+        self.assertFalse(channel.is_trusted)
+        self.failureResultOf(channel.when_trusted(), ChannelClosed)
+
+    def test_no_trust_protocol_when_policy_says_so(self) -> None:
+        """With run_default_trust_protocol off, the trust protocol is not run."""
+        from p2pnet_tx.policy import IncomingPeerTrustPolicy
+
+        ran: list[PeerChannel] = []
+        policy = IncomingPeerTrustPolicy(run_default_trust_protocol=False)
+        channel, _, clock = connect(lambda channel: ran.append(channel) or succeed(True),
+                                    policy=policy)
+        self.assertEqual(ran, [])
+        self.assertFalse(channel.is_trusted)
+        clock.advance(10)
+        self.assertFalse(channel.is_closed)
+
+
+class PingTrustMachineTests(SynchronousTestCase):
+    """The ping-trust machine alone, against a clock and recording callables."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.pings: list[float] = []
+        self.trusted: list[bool] = []
+        self.machine = new_ping_trust(
+            PingCore(
+                clock=self.clock,
+                send_ping=lambda: self.pings.append(self.clock.seconds()),
+                trusted=lambda: self.trusted.append(True),
+            )
+        )
+
+    def test_pings_every_three_seconds(self) -> None:
+        """Once started, the machine pings at once and then every 3 s."""
+        self.machine.start()
+        self.clock.advance(3)
+        self.clock.advance(3)
+        self.assertEqual(self.pings, [0, 3, 6])
+
+    def test_three_pings_trust(self) -> None:
+        """The third ping received trusts the peer, once, and stops the pinging."""
+        self.machine.start()
+        self.machine.ping_received()
+        self.machine.ping_received()
+        self.assertEqual(self.trusted, [])
+        self.machine.ping_received()
+        self.assertEqual(self.trusted, [True])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_trusted_answers_are_bounded(self) -> None:
+        """Once trusted, the machine answers at most 3 pings, then stays quiet."""
+        self.machine.start()
+        for _ in range(3):
+            self.machine.ping_received()
+        sent = len(self.pings)
+        for _ in range(10):
+            self.machine.ping_received()
+        self.assertEqual(len(self.pings), sent + 3)
+        self.assertEqual(self.trusted, [True])
+
+    def test_stop_while_pinging(self) -> None:
+        """Stopping the machine stops its timer; later pings do nothing."""
+        self.machine.start()
+        self.machine.stop()
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        for _ in range(3):
+            self.machine.ping_received()
+        self.assertEqual(self.trusted, [])
+        self.assertEqual(self.pings, [0])
+
+    def test_stop_before_start(self) -> None:
+        """A machine stopped before it started never pings."""
+        self.machine.stop()
+        self.clock.advance(10)
+        self.assertEqual(self.pings, [])
+
+
+class PingTrustTests(SynchronousTestCase):
+    """The reference's "three pings" trust protocol, between channels."""
+
+    limits = ChannelLimits(keepalive_interval=None, idle_timeout=None)
+
+    def check_success(self, codec: str) -> None:
+        pair = Pair(ping_trust, ping_trust, codec=codec)
+        self.assertNoResult(pair.server_trusted)
+        pair.run(6)
+        self.assertIs(self.successResultOf(pair.server_trusted), pair.server)
+        self.assertIs(self.successResultOf(pair.client_trusted), pair.client)
+        self.assertEqual(pair.recorder.calls, [])  # pings are consumed by the protocol
+
+    def test_success(self) -> None:
+        """Two ping-trust channels trust each other after three pings each (~6 s)."""
+        self.check_success("p2pnet")
+
+    def test_success_dotnet(self) -> None:
+        """Ping trust works in the dotnet wire format, as with a .NET peer."""
+        self.check_success("dotnet")
+
+    def test_ping_text(self) -> None:
+        """The ping is a Message "Ping from <our address>", sent at once."""
+        channel, transport, _ = connect(ping_trust, codec="dotnet")
+        self.assertEqual(transport.value()[:40], b'<Message>{"Message":"Ping from 10.0.0.1"')
+
+    def messages_sent(self, pair: Pair) -> int:
+        return (pair.server.counters["packets_out.Message"]
+                + pair.client.counters["packets_out.Message"])
+
+    def test_no_endless_ping_pong(self) -> None:
+        """
+        After both sides trust, pings stop; a stray ping after trust (a .NET peer keeps
+        pinging) is answered a bounded number of times, however long the clock runs.
+        """
+        pair = Pair(ping_trust, ping_trust, limits=self.limits)
+        pair.run(10)
+        self.successResultOf(pair.server_trusted)
+        self.successResultOf(pair.client_trusted)
+        sent = self.messages_sent(pair)
+        self.assertLessEqual(sent, 12)
+        pair.run(600, step=5)
+        self.assertEqual(self.messages_sent(pair), sent)
+        self.assertEqual(pair.clock.getDelayedCalls(), [])
+        pair.client.send_message("Ping from 127.0.0.2")
+        pair.run(600, step=5)
+        self.assertLessEqual(self.messages_sent(pair), sent + 1 + 3 + 3)
+        self.assertEqual(pair.recorder.calls, [])
+
+    def test_answers_a_slower_peer_boundedly(self) -> None:
+        """A trusted side answers a still-counting peer's pings, at most 3 times."""
+        channel, transport, _ = connect(ping_trust, limits=self.limits)
+        ping = frame(PureMessagePacket("Ping from 10.0.0.7"))
+        channel.dataReceived(ping * 3)
+        self.successResultOf(channel.when_trusted())
+        transport.clear()
+        channel.dataReceived(ping * 10)
+        self.assertEqual(len(sent_packets(transport)), 3)
+
+    def test_authenticates_nothing(self) -> None:
+        """Anyone who sends three pings is trusted: it is for .NET interop only."""
+        channel, _, _ = connect(ping_trust)
+        channel.dataReceived(frame(PureMessagePacket("Ping from 6.6.6.6")) * 3)
+        self.assertTrue(channel.is_trusted)
+
+    def test_silence(self) -> None:
+        """A peer that never pings is dropped at the deadline; the pinging stops."""
+        channel, transport, clock = connect(ping_trust)
+        for _ in range(10):
+            clock.advance(1)
+        self.failureResultOf(channel.when_trusted(), HandshakeTimeout)
+        self.assertTrue(transport.aborted)
+        self.assertEqual(clock.getDelayedCalls(), [])
+        self.assertEqual(channel.counters["packets_out.Message"], 4)  # 0, 3, 6, 9 s
+
+    def test_disconnect_mid_handshake(self) -> None:
+        """
+        A connection lost mid-handshake fails when_trusted with ChannelClosed on both sides
+        and leaves no DelayedCall and no LoopingCall running.
+        """
+        pair = Pair(ping_trust, ping_trust)
+        pair.run(3)
+        self.assertNoResult(pair.server_trusted)
+        pair.client.transport.loseConnection()
+        pair.pump.flush()
+        self.failureResultOf(pair.server_trusted, ChannelClosed)
+        self.failureResultOf(pair.client_trusted, ChannelClosed)
+        self.assertEqual(pair.clock.getDelayedCalls(), [])
+        pair.run(30)
+        self.assertEqual(pair.server.counters["packets_out.Message"], 2)
+
+
+class KeyTrustTests(SynchronousTestCase):
+    """The Ed25519 challenge-response handshake."""
+
+    def setUp(self) -> None:
+        self.server_key = Ed25519PrivateKey.generate()
+        self.client_key = Ed25519PrivateKey.generate()
+        self.logged = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+
+    def reasons(self) -> list[str]:
+        """The reasons the key handshakes logged for failing."""
+        return [event["why"] for event in self.logged if "why" in event]
+
+    def test_success(self) -> None:
+        """Two channels with key trust trust each other and learn each other's key."""
+        pair = Pair(KeyTrust(self.server_key), KeyTrust(self.client_key))
+        self.assertIs(self.successResultOf(pair.server_trusted), pair.server)
+        self.assertIs(self.successResultOf(pair.client_trusted), pair.client)
+        self.assertEqual(pair.server.properties["public_key"], public_key_bytes(self.client_key))
+        self.assertEqual(pair.client.properties["public_key"], public_key_bytes(self.server_key))
+        self.assertEqual(pair.recorder.calls, [])  # handshake packets are consumed
+        self.assertEqual(len(pair.server.on_data_received), 0)
+
+    def test_success_dotnet(self) -> None:
+        """The key handshake also runs over the dotnet format."""
+        pair = Pair(key_trust(self.server_key), key_trust(self.client_key), codec="dotnet")
+        self.successResultOf(pair.server_trusted)
+        self.successResultOf(pair.client_trusted)
+
+    def test_known_keys(self) -> None:
+        """Peers whose key is in known_keys are trusted."""
+        pair = Pair(key_trust(self.server_key, [public_key_bytes(self.client_key)]),
+                    key_trust(self.client_key, [public_key_bytes(self.server_key)]))
+        self.successResultOf(pair.server_trusted)
+        self.successResultOf(pair.client_trusted)
+
+    def test_wrong_key(self) -> None:
+        """A peer whose key is not in known_keys is refused and dropped."""
+        stranger = public_key_bytes(Ed25519PrivateKey.generate())
+        pair = Pair(key_trust(self.server_key, [stranger]), key_trust(self.client_key))
+        self.failureResultOf(pair.server_trusted, TrustRefused)
+        self.successResultOf(pair.client_trusted)  # the client had no key list
+        self.assertFalse(pair.server.is_trusted)
+        self.assertFalse(pair.client.is_trusted)
+        self.assertTrue(pair.server.is_closed)
+        self.assertTrue(pair.client.is_closed)
+        self.assertEqual(pair.server.counters["handshakes_failed"], 1)
+        self.assertEqual(self.reasons(), ["unknown public key"])
+        self.assertEqual(pair.clock.getDelayedCalls(), [])
+
+    def test_bound_identifiers(self) -> None:
+        """With bind_identifier, peers whose identifiers derive from their keys are trusted."""
+        server_id = identifier_for_public_key(self.server_key)
+        client_id = identifier_for_public_key(self.client_key)
+        pair = Pair(
+            key_trust(self.server_key, bind_identifier=True),
+            key_trust(self.client_key, bind_identifier=True),
+            server_kwargs={"local_identifier": server_id,
+                           "peer": GenericPeer("127.0.0.2", 40001, client_id)},
+            client_kwargs={"local_identifier": client_id,
+                           "peer": GenericPeer("127.0.0.1", 8051, server_id)},
+        )
+        self.successResultOf(pair.server_trusted)
+        self.successResultOf(pair.client_trusted)
+
+    def test_unbound_identifier(self) -> None:
+        """With bind_identifier, an identifier not derived from the peer's key is refused."""
+        pair = Pair(
+            key_trust(self.server_key, bind_identifier=True),
+            key_trust(self.client_key),
+            server_kwargs={"local_identifier": "server",
+                           "peer": GenericPeer("127.0.0.2", 40001, "impostor")},
+            client_kwargs={"local_identifier": "impostor",
+                           "peer": GenericPeer("127.0.0.1", 8051, "server")},
+        )
+        self.failureResultOf(pair.server_trusted, TrustRefused)
+        self.successResultOf(pair.client_trusted)
+        self.assertEqual(self.reasons(), ["identifier does not match the public key"])
+
+    def record_session(self) -> list[Packet]:
+        """
+        Run an honest session between the two keys; return what the client sent the server,
+        as an eavesdropper would see it.
+        """
+        sent: list[Packet] = []
+        clock = Clock()
+
+        def make_server() -> PeerChannel:
+            channel = PeerChannel("p2pnet", None, key_trust(self.server_key), clock=clock)
+            decoder, original = get_codec("p2pnet").decoder(), channel.dataReceived
+
+            def eavesdrop(data: bytes) -> None:
+                sent.extend(decoder.feed(data))
+                original(data)
+
+            channel.dataReceived = eavesdrop  # type: ignore[method-assign]
+            return channel
+
+        server, _, _ = connected_channels(
+            make_server,
+            lambda: PeerChannel("p2pnet", None, key_trust(self.client_key), clock=clock),
+            clock,
+        )
+        self.assertTrue(server.is_trusted)
+        return sent
+
+    def test_replayed_proof(self) -> None:
+        """
+        A proof recorded from one session and replayed into a new one signs the old nonces:
+        the new session does not trust it and aborts.
+        """
+        recorded = self.record_session()
+        nonce, proof = recorded
+        self.assertIsInstance(nonce, PureMessagePacket)
+        self.assertIsInstance(proof, DataTransmissionPacket)
+        trust = key_trust(self.server_key, [public_key_bytes(self.client_key)])
+        channel, transport, clock = connect(trust)
+        trusted = channel.when_trusted()
+        channel.dataReceived(frame(nonce) + frame(proof))
+        self.failureResultOf(trusted, TrustRefused)
+        self.assertTrue(transport.aborted)
+        self.assertEqual(self.reasons(), ["bad signature"])
+        lose(channel)
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_proof_before_nonce(self) -> None:
+        """A proof that arrives before the peer's nonce is refused."""
+        _, proof = self.record_session()
+        channel, transport, _ = connect(key_trust(self.server_key))
+        channel.dataReceived(frame(proof))
+        self.failureResultOf(channel.when_trusted(), TrustRefused)
+        self.assertTrue(transport.aborted)
+        self.assertEqual(self.reasons(), ["proof before nonce"])
+
+    def test_forged_signature(self) -> None:
+        """A proof with the right key but a made-up signature is refused."""
+        import base64
+        import json
+
+        nonce, _ = self.record_session()
+        forged = json.dumps({
+            "PublicKey": base64.b64encode(public_key_bytes(self.client_key)).decode(),
+            "Signature": base64.b64encode(b"\x00" * 64).decode(),
+        }).encode()
+        channel, transport, _ = connect(key_trust(self.server_key))
+        channel.dataReceived(frame(nonce) + frame(DataTransmissionPacket(
+            b"p2pnet-key-trust/1 proof " + forged, DataPayloadFormat.MISC_DATA)))
+        self.failureResultOf(channel.when_trusted(), TrustRefused)
+        self.assertEqual(self.reasons(), ["bad signature"])
+
+    def test_malformed_proof(self) -> None:
+        """A proof that is not the JSON of a key and a signature is refused, not raised."""
+        nonce, _ = self.record_session()
+        channel, _, _ = connect(key_trust(self.server_key))
+        channel.dataReceived(frame(nonce) + frame(DataTransmissionPacket(
+            b"p2pnet-key-trust/1 proof {nope", DataPayloadFormat.MISC_DATA)))
+        self.failureResultOf(channel.when_trusted(), TrustRefused)
+        self.assertEqual(self.reasons(), ["malformed proof"])
+
+    def test_reflected_nonce(self) -> None:
+        """A peer that sends our own nonce back is refused."""
+        channel, transport, _ = connect(key_trust(self.server_key))
+        [our_nonce] = sent_packets(transport)
+        channel.dataReceived(frame(our_nonce))
+        self.failureResultOf(channel.when_trusted(), TrustRefused)
+        self.assertEqual(self.reasons(), ["our own nonce reflected"])
+
+    def test_bad_nonce(self) -> None:
+        """A nonce that is not 32 bytes of base64 is refused."""
+        channel, _, _ = connect(key_trust(self.server_key))
+        channel.dataReceived(frame(PureMessagePacket("p2pnet-key-trust/1 nonce !!")))
+        self.failureResultOf(channel.when_trusted(), TrustRefused)
+        self.assertEqual(self.reasons(), ["bad nonce"])
+
+    def test_silence(self) -> None:
+        """A peer that never answers is dropped at the deadline; the handshake is undone."""
+        channel, transport, clock = connect(key_trust(self.server_key))
+        clock.advance(10)
+        self.failureResultOf(channel.when_trusted(), HandshakeTimeout)
+        self.assertTrue(transport.aborted)
+        self.assertEqual(len(channel.on_data_received), 0)
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_disconnect_mid_handshake(self) -> None:
+        """A connection lost mid-handshake fails when_trusted with ChannelClosed."""
+        channel, _, clock = connect(key_trust(self.server_key))
+        trusted = channel.when_trusted()
+        lose(channel)
+        self.failureResultOf(trusted, ChannelClosed)
+        self.assertEqual(clock.getDelayedCalls(), [])
+        self.assertEqual(len(channel.on_data_received), 0)
+
+    def test_fresh_key(self) -> None:
+        """key_trust() without a key makes a fresh one each time."""
+        self.assertNotEqual(key_trust().public_key, key_trust().public_key)
+        self.assertEqual(len(key_trust().public_key), 32)
+
+
+class CustomTrustExampleTests(SynchronousTestCase):
+    """docs/examples/custom_trust.py: a shared-secret HMAC challenge as a coroutine."""
+
+    def setUp(self) -> None:
+        self.example = load_example()
+
+    def test_documented(self) -> None:
+        """docs/trust.md shows the example's trust protocol exactly as the file has it."""
+        page = (EXAMPLE.parent.parent / "trust.md").read_text()
+        start = page.index("def shared_secret_trust(")
+        snippet = page[start : page.index("```", start)]
+        self.assertIn("async def trust(channel: PeerChannel) -> bool:", snippet)
+        self.assertIn(snippet.split('"""', 1)[1], EXAMPLE.read_text())
+
+    def test_same_secret(self) -> None:
+        """Two peers that know the same secret trust each other."""
+        trust = self.example.shared_secret_trust(b"network key")
+        pair = Pair(trust, trust)
+        self.assertIs(self.successResultOf(pair.server_trusted), pair.server)
+        self.assertIs(self.successResultOf(pair.client_trusted), pair.client)
+        self.assertEqual(pair.recorder.calls, [])
+        self.assertEqual(len(pair.server.on_data_received), 0)
+
+    def test_different_secrets(self) -> None:
+        """Peers with different secrets refuse each other and both channels close."""
+        pair = Pair(self.example.shared_secret_trust(b"one"),
+                    self.example.shared_secret_trust(b"two"))
+        self.failureResultOf(pair.server_trusted, TrustRefused)
+        self.failureResultOf(pair.client_trusted, TrustRefused)
+        self.assertTrue(pair.server.is_closed)
+        self.assertTrue(pair.client.is_closed)
+        self.assertEqual(pair.clock.getDelayedCalls(), [])
+
+    def test_answer_reflection(self) -> None:
+        """
+        An attacker that makes us answer its challenge cannot use our answer as its own.
+        """
+        channel, transport, _ = connect(self.example.shared_secret_trust(b"secret"))
+        [challenge] = sent_packets(transport)
+        transport.clear()
+        ours = challenge.message[len(self.example.CHALLENGE):]
+        channel.dataReceived(frame(PureMessagePacket(self.example.CHALLENGE + "ab" * 16)))
+        [answer] = sent_packets(transport)
+        self.assertTrue(answer.message.startswith(self.example.ANSWER))
+        channel.dataReceived(frame(answer))
+        self.failureResultOf(channel.when_trusted(), TrustRefused)
+        self.assertNotEqual(ours, "ab" * 16)
+
+    def test_reflected_challenge_not_answered(self) -> None:
+        """Our own challenge sent back to us is not answered, and the peer is refused."""
+        channel, transport, _ = connect(self.example.shared_secret_trust(b"secret"))
+        [challenge] = sent_packets(transport)
+        transport.clear()
+        channel.dataReceived(frame(challenge))
+        self.assertEqual(transport.value(), b"")
+        channel.dataReceived(frame(PureMessagePacket(self.example.ANSWER + "00")))
+        self.failureResultOf(channel.when_trusted(), TrustRefused)
+
+    def test_silence(self) -> None:
+        """A peer that never answers is dropped at the handshake deadline."""
+        channel, transport, clock = connect(self.example.shared_secret_trust(b"secret"))
+        clock.advance(10)
+        self.failureResultOf(channel.when_trusted(), HandshakeTimeout)
+        self.assertTrue(transport.aborted)
+        self.assertEqual(len(channel.on_data_received), 0)
