@@ -547,6 +547,9 @@ class PeerChannel(Protocol):
         self._handshake_error = error
         self.untrust()
         self._trusted_event.fire(Failure(error))
+        # A wrong key or signature, a replay or a step out of order is a protocol violation:
+        # the owner discourages the address (RELIABILITY.md row 10).  Silence is not.
+        self.owner.peer_misbehaved(self, error)
         self.abort(f"trust refused: {error}")
 
     def _handshake_timed_out(self) -> None:

@@ -46,7 +46,12 @@ from p2pnet_tx.inbound import InboundConnectingPeersQueue
 from p2pnet_tx.interfaces import IPeer, IPeerChannelOwner
 from p2pnet_tx.packets import CollectionSharePacket, IdentifierPacket, Packet
 from p2pnet_tx.peer import GenericPeer
-from p2pnet_tx.policy import BlockList, IncomingPeerPlacement, IncomingPeerTrustPolicy
+from p2pnet_tx.policy import (
+    BlockList,
+    IncomingPeerPlacement,
+    IncomingPeerTrustPolicy,
+    normalize_ip,
+)
 from p2pnet_tx.trust import identifier_for_public_key, key_trust, ping_trust
 from p2pnet_tx.wire import get_codec
 
@@ -217,8 +222,7 @@ class PeerNetwork(ChannelOwner):
         self.peer_blocked = Observers("peer blocked")
         self.factory = PeerChannelFactory(self)
         self.discouraged_ips = BlockList(
-            clock=reactor, default_duration=self.limits.discourage_seconds,
-            normalize=lambda ip: str(ipaddress.ip_address(ip)),
+            clock=reactor, default_duration=self.limits.discourage_seconds, normalize=normalize_ip
         )
         self.listening_port: int = 0
         self._ports: list[IListeningPort] = []

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+import socket
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -33,14 +34,29 @@ class IncomingPeerPlacement(enum.Enum):
     QUEUE_AND_EVENT_BASED = "queue_and_event"
 
 
-def _normalize_ip(key: str) -> str:
+_IPV4_MAPPED_PREFIX = b"\0" * 10 + b"\xff\xff"
+
+
+def normalize_ip(key: str) -> str:
+    """
+    Return the one text form of an IP address, so that every spelling of an address is one
+    block-list entry.  A dual-stack listener reports IPv4 clients as C{::ffff:a.b.c.d}: that is
+    C{a.b.c.d} too.  (The socket module's parsers do this several times faster than
+    L{ipaddress}, which matters on every accepted connection.)
+
+    :raises ValueError: if C{key} is not an IPv4 or IPv6 address.
+    """
     try:
-        address = ipaddress.ip_address(key)
-    except ValueError:
+        return socket.inet_ntop(socket.AF_INET, socket.inet_pton(socket.AF_INET, key))
+    except (OSError, TypeError):
+        pass
+    try:
+        packed = socket.inet_pton(socket.AF_INET6, key)
+    except (OSError, TypeError):
         raise ValueError(f"{key!r} is not an IP address") from None
-    # A dual-stack listener reports IPv4 clients as ::ffff:a.b.c.d: one host, one entry.
-    mapped = getattr(address, "ipv4_mapped", None)
-    return str(mapped if mapped is not None else address)
+    if packed.startswith(_IPV4_MAPPED_PREFIX):
+        return socket.inet_ntop(socket.AF_INET, packed[12:])
+    return str(ipaddress.IPv6Address(packed))
 
 
 class BlockList:
@@ -74,7 +90,7 @@ class BlockList:
     @classmethod
     def of_ips(cls, *ips: str, **kwargs: Any) -> BlockList:
         """Return a block list of IP addresses, holding C{ips}."""
-        blocked = cls(normalize=_normalize_ip, **kwargs)
+        blocked = cls(normalize=normalize_ip, **kwargs)
         for ip in ips:
             blocked.add(ip)
         return blocked

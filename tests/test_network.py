@@ -577,3 +577,29 @@ class HostileIdentityTests(SynchronousTestCase):
             "connect", 9000, "203.0.113.9", source_origin_identifier="liar")))
         self.assertEqual(channel.peer, GenericPeer("10.0.0.1", 9000, "liar"))
         self.assertEqual(self.reactor.tcpClients, [])
+
+
+class RefusedHandshakeTests(SynchronousTestCase):
+    """A peer whose handshake is refused is discouraged; a silent one is not."""
+
+    def test_wrong_key_discourages(self) -> None:
+        """A peer whose key is not allowed is dropped and its address discouraged."""
+        from p2pnet_tx.trust import key_trust
+
+        nodes = Nodes()
+        server = nodes.node("server", 8051, trust_protocol=key_trust(known_keys=[b"\0" * 32]))
+        client = nodes.node("client", 8052)
+        d, _ = nodes.dial(client, server, source="10.0.0.7")
+        self.assertTrue(self.successResultOf(d).is_closed)
+        self.assertIn("10.0.0.7", server.discouraged_ips)
+        self.assertEqual(server.counters["misbehaving_peers"], 1)
+
+    def test_timeout_does_not_discourage(self) -> None:
+        """A handshake that merely times out is not misbehaviour."""
+        reactor = MemoryReactorClock()
+        network = PeerNetwork(reactor, identifier="me")
+        channel = network.factory.buildProtocol(address("10.0.0.7"))
+        channel.makeConnection(StringTransport(peerAddress=address("10.0.0.7")))
+        reactor.advance(network.channel_limits.handshake_timeout)
+        self.assertTrue(channel.transport.disconnecting)
+        self.assertNotIn("10.0.0.7", network.discouraged_ips)

@@ -6,8 +6,6 @@ and where new peers are announced.
 
 from __future__ import annotations
 
-import statistics
-import time
 
 import attrs
 from twisted.internet.task import Clock
@@ -78,19 +76,25 @@ class BlockListTests(SynchronousTestCase):
 
     def test_lookup_is_constant_time(self) -> None:
         """
-        Looking a key up in a full 50,000-entry list takes well under 50 us (median; RELIABILITY
-        row 13 asks for < 5 us, measured here with a wide margin for slow CI machines).
+        Looking a key up in a full 50,000-entry list compares it with a handful of entries at
+        most: a hash lookup, not a scan.  (benchmarks/bench_policy.py reports the time.)
         """
-        blocked = BlockList.of_ips(*(f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}"
-                                     for n in range(DEFAULT_BLOCK_LIST_SIZE)))
-        self.assertEqual(len(blocked), DEFAULT_BLOCK_LIST_SIZE)
-        samples = []
-        for n in range(2000):
-            key = f"10.0.{n >> 8 & 255}.{n & 255}" if n % 2 else f"192.168.0.{n & 255}"
-            start = time.perf_counter()
-            key in blocked  # noqa: B015
-            samples.append(time.perf_counter() - start)
-        self.assertLess(statistics.median(samples), 50e-6)
+        comparisons = []
+
+        class CountingKey(str):
+            __hash__ = str.__hash__
+
+            def __eq__(self, other: object) -> bool:
+                comparisons.append(other)
+                return str.__eq__(self, other)
+
+        blocked = BlockList(normalize=CountingKey)
+        for n in range(DEFAULT_BLOCK_LIST_SIZE):
+            blocked.add(f"peer-{n}")
+        del comparisons[:]
+        self.assertIn("peer-31337", blocked)
+        self.assertNotIn("stranger", blocked)
+        self.assertLessEqual(len(comparisons), 8)
 
     def test_expiry(self) -> None:
         """An entry added with a duration expires that many seconds later, on the clock."""
