@@ -80,6 +80,8 @@ def to_utc(value: datetime) -> datetime:
 
     :raises TypeError: if C{value} is not a datetime.
     """
+    if value.__class__ is datetime and value.tzinfo is timezone.utc:
+        return value  # the common case, first: every packet read from the wire
     if not isinstance(value, datetime):
         raise TypeError(f"expected a datetime, not {type(value).__name__}")
     if value.tzinfo is None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import binascii
 import ipaddress
 import re
+import struct
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import Any
@@ -38,6 +39,7 @@ from p2pnet_tx.errors import (
 from p2pnet_tx.interfaces import ICodec, IFrameDecoder
 from p2pnet_tx.packets import (
     MIN_TIME,
+    PACKET_CLASSES,
     CollectionSharePacket,
     DataPayloadFormat,
     DataTransmissionPacket,
@@ -67,13 +69,17 @@ __all__ = [
 DEFAULT_MAX_FRAME_SIZE = 16 * 1024 * 1024
 """The largest frame body a decoder accepts unless told otherwise (WIRE.md: 16 MiB)."""
 
+_unpack_length = struct.Struct(">I").unpack_from
+_pack_length = struct.Struct(">I").pack
+
+_WIRE_TAGS: Mapping[type, str] = {cls: kind.value for kind, cls in PACKET_CLASSES.items()}
+"""The wire tag of each packet class (quicker than C{packet.kind.value})."""
+
 _PAYLOAD_TAGS: Mapping[DataPayloadFormat, tuple[bytes, bytes]] = {
     DataPayloadFormat.FILE: (b"<File>", b"</File>"),
     DataPayloadFormat.TASK: (b"<Task>", b"</Task>"),
     DataPayloadFormat.MISC_DATA: (b"<MiscData>", b"</MiscData>"),
 }
-
-_TYPES_BY_TAG: Mapping[str, PacketType] = {kind.value: kind for kind in PacketType}
 
 
 class _Invalid(Exception):
@@ -87,19 +93,25 @@ _TIMESTAMP = re.compile(
 )
 
 
+_UTC = timezone.utc
+_match_timestamp = _TIMESTAMP.fullmatch
+_fromisoformat = datetime.fromisoformat
+
+
 def format_timestamp(value: datetime) -> str:
     """
     Write a time as the wire does: C{YYYY-MM-DDTHH:MM:SS[.fffffff]Z}, in UTC, with trailing
     zeros of the fraction dropped.  A naive datetime is taken to be in UTC.
     """
-    if value.tzinfo is not None and value.utcoffset():
-        value = value.astimezone(timezone.utc)
-    text = (
-        f"{value.year:04d}-{value.month:02d}-{value.day:02d}"
-        f"T{value.hour:02d}:{value.minute:02d}:{value.second:02d}"
-    )
+    if value.tzinfo is not _UTC:  # packets always hold UTC: the rest is the slow path
+        if value.tzinfo is not None and value.utcoffset():
+            value = value.astimezone(_UTC)
+        value = value.replace(tzinfo=_UTC)
+    # isoformat() writes the year with 4 digits, 6 fractional digits only when there is a
+    # fraction, and "+00:00" last.
+    text = value.isoformat()[:-6]
     if value.microsecond:
-        text += f".{value.microsecond:06d}".rstrip("0")
+        text = text.rstrip("0")
     return text + "Z"
 
 
@@ -111,15 +123,16 @@ def parse_timestamp(text: str) -> datetime:
     :return: a timezone-aware datetime in UTC.
     :raises ValueError: if C{text} is not such a time, or is out of range once in UTC.
     """
-    if not isinstance(text, str) or _TIMESTAMP.fullmatch(text) is None:
+    if not isinstance(text, str) or _match_timestamp(text) is None:
         raise ValueError(f"{text!r} is not an ISO 8601 UTC timestamp")
     try:
-        value = datetime.fromisoformat(text)
-        if value.tzinfo is None:
-            return value.replace(tzinfo=timezone.utc)
-        if value.utcoffset():
-            return value.astimezone(timezone.utc)
-        return value.replace(tzinfo=timezone.utc)
+        value = _fromisoformat(text)
+        tzinfo = value.tzinfo
+        if tzinfo is _UTC:  # "Z" and "+00:00" give the UTC singleton
+            return value
+        if tzinfo is None:
+            return value.replace(tzinfo=_UTC)
+        return value.astimezone(_UTC)
     except (ValueError, OverflowError) as e:
         raise ValueError(f"{text!r} is not a valid timestamp: {e}") from None
 
@@ -127,23 +140,28 @@ def parse_timestamp(text: str) -> datetime:
 # -- Reading packet objects --------------------------------------------------------------------
 
 
+# The readers run once per received packet: they test the common case first and call as little
+# as they can.  They check everything the packet classes check (and more), so what they build is
+# valid by construction.
+
+
 def _field(obj: Mapping[str, Any], name: str, kind: type, default: Any) -> Any:
     """Return an optional field; missing or null means C{default}."""
     value = obj.get(name)
+    if type(value) is kind:
+        return value
     if value is None:
         return default
-    if type(value) is not kind:
-        raise _Invalid(f"field {name!r} must be {kind.__name__}, not {type(value).__name__}")
-    return value
+    raise _Invalid(f"field {name!r} must be {kind.__name__}, not {type(value).__name__}")
 
 
 def _required(obj: Mapping[str, Any], name: str, kind: type) -> Any:
     value = obj.get(name)
+    if type(value) is kind:
+        return value
     if value is None:
         raise _Invalid(f"required field {name!r} is missing")
-    if type(value) is not kind:
-        raise _Invalid(f"field {name!r} must be {kind.__name__}, not {type(value).__name__}")
-    return value
+    raise _Invalid(f"field {name!r} must be {kind.__name__}, not {type(value).__name__}")
 
 
 def _port(obj: Mapping[str, Any], name: str) -> int:
@@ -164,13 +182,33 @@ def _ip(obj: Mapping[str, Any], name: str) -> str:
 
 
 def _time(obj: Mapping[str, Any], name: str) -> datetime:
-    value = _field(obj, name, str, None)
+    value = obj.get(name)
+    if type(value) is str:
+        # parse_timestamp's common case, inline: a valid time with a "Z".
+        if _match_timestamp(value) is not None:
+            try:
+                parsed = _fromisoformat(value)
+            except ValueError:
+                pass
+            else:
+                if parsed.tzinfo is _UTC:
+                    return parsed
+        try:
+            return parse_timestamp(value)
+        except ValueError as e:
+            raise _Invalid(f"field {name!r}: {e}") from None
     if value is None:
         return MIN_TIME
-    try:
-        return parse_timestamp(value)
-    except ValueError as e:
-        raise _Invalid(f"field {name!r}: {e}") from None
+    raise _Invalid(f"field {name!r} must be str, not {type(value).__name__}")
+
+
+def _identifier(obj: Mapping[str, Any]) -> str:
+    value = obj.get("SourceOriginIdentifier")
+    if type(value) is str:
+        return value
+    if value is None:
+        return ""
+    raise _Invalid(f"field 'SourceOriginIdentifier' must be str, not {type(value).__name__}")
 
 
 def _str_dict(obj: Mapping[str, Any], name: str) -> dict[str, str] | None:
@@ -194,16 +232,13 @@ def _peer(obj: object) -> GenericPeer:
         raise _Invalid(f"bad peer: {e}") from None
 
 
-def _base(obj: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        "source_origin_identifier": _field(obj, "SourceOriginIdentifier", str, ""),
-        "source_origin_time": _time(obj, "SourceOriginTime"),
-    }
-
-
 def _read_identity(obj: Mapping[str, Any]) -> IdentifierPacket:
     return IdentifierPacket(
-        _field(obj, "Message", str, ""), _port(obj, "Data"), _ip(obj, "IP"), **_base(obj)
+        _field(obj, "Message", str, ""),
+        _port(obj, "Data"),
+        _ip(obj, "IP"),
+        source_origin_identifier=_identifier(obj),
+        source_origin_time=_time(obj, "SourceOriginTime"),
     )
 
 
@@ -213,14 +248,18 @@ def _read_disconnect(obj: Mapping[str, Any]) -> DisconnectPacket:
         _port(obj, "Port"),
         _time(obj, "Timestamp"),
         _str_dict(obj, "Data"),
-        **_base(obj),
+        source_origin_identifier=_identifier(obj),
+        source_origin_time=_time(obj, "SourceOriginTime"),
     )
 
 
 def _read_peer_group(obj: Mapping[str, Any]) -> CollectionSharePacket:
     peers = _field(obj, "peers", list, [])
     return CollectionSharePacket(
-        _field(obj, "Data", int, 100), [_peer(peer) for peer in peers], **_base(obj)
+        _field(obj, "Data", int, 100),
+        [_peer(peer) for peer in peers],
+        source_origin_identifier=_identifier(obj),
+        source_origin_time=_time(obj, "SourceOriginTime"),
     )
 
 
@@ -239,18 +278,36 @@ def _read_payload(text: str, data_type: DataPayloadFormat) -> bytes:
     return payload
 
 
+_DATA_TYPES = {int(data_type): data_type for data_type in DataPayloadFormat}
+
+
 def _read_data_transmit(obj: Mapping[str, Any]) -> DataTransmissionPacket:
     text = _required(obj, "Data", str)
-    data_type = _required(obj, "DataType", int)
-    try:
-        data_type = DataPayloadFormat(data_type)
-    except ValueError:
-        raise _Invalid(f"field 'DataType' has no meaning: {data_type}") from None
-    return DataTransmissionPacket(_read_payload(text, data_type), data_type, **_base(obj))
+    number = _required(obj, "DataType", int)
+    data_type = _DATA_TYPES.get(number)
+    if data_type is None:
+        raise _Invalid(f"field 'DataType' has no meaning: {number}")
+    return DataTransmissionPacket(
+        _read_payload(text, data_type),
+        data_type,
+        source_origin_identifier=_identifier(obj),
+        source_origin_time=_time(obj, "SourceOriginTime"),
+    )
 
 
 def _read_message(obj: Mapping[str, Any]) -> PureMessagePacket:
-    return PureMessagePacket(_required(obj, "Message", str), **_base(obj))
+    # The most frequent packet (pings): fields checked inline.
+    message = obj.get("Message")
+    if type(message) is not str:
+        _required(obj, "Message", str)  # raises, saying why
+    identifier = obj.get("SourceOriginIdentifier")
+    if type(identifier) is not str:
+        identifier = _identifier(obj)
+    return PureMessagePacket(
+        message,
+        source_origin_identifier=identifier,
+        source_origin_time=_time(obj, "SourceOriginTime"),
+    )
 
 
 _READERS: Mapping[PacketType, Callable[[Mapping[str, Any]], Packet]] = {
@@ -261,6 +318,10 @@ _READERS: Mapping[PacketType, Callable[[Mapping[str, Any]], Packet]] = {
     PacketType.MESSAGE: _read_message,
 }
 
+_READERS_BY_TAG: Mapping[str, Callable[[Mapping[str, Any]], Packet]] = {
+    kind.value: reader for kind, reader in _READERS.items()
+}
+
 
 def _read_object(kind: PacketType, obj: object) -> Packet:
     if type(obj) is not dict:
@@ -268,11 +329,29 @@ def _read_object(kind: PacketType, obj: object) -> Packet:
     return _READERS[kind](obj)
 
 
-def _loads(raw: bytes | memoryview) -> Any:
+def _loads(raw: bytes | bytearray | memoryview) -> Any:
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as e:
         raise _Invalid(f"invalid JSON: {e}") from None
+
+
+def _read_body(
+    reader: Callable[[Mapping[str, Any]], Packet], body: bytes | bytearray | memoryview
+) -> Packet | MalformedPacket:
+    """Read the JSON of one packet object, given its reader; a MalformedPacket if it is bad."""
+    try:
+        obj = orjson.loads(body)
+    except orjson.JSONDecodeError as e:
+        return MalformedPacket(f"invalid JSON: {e}", bytes(body))
+    if type(obj) is not dict:
+        return MalformedPacket(
+            f"a packet must be a JSON object, not {type(obj).__name__}", bytes(body)
+        )
+    try:
+        return reader(obj)
+    except _Invalid as e:
+        return MalformedPacket(str(e), bytes(body))
 
 
 def decode_packet_object(kind: PacketType, raw: bytes) -> Packet | MalformedPacket:
@@ -319,13 +398,18 @@ def encode_task(task: NetworkTask) -> bytes:
 # -- Writing packet objects --------------------------------------------------------------------
 
 
-def _payload_text(packet: DataTransmissionPacket, wrap: bool) -> str:
+def _payload_text(packet: DataTransmissionPacket, dotnet: bool) -> str:
+    """The C{Data} field: the payload in base64, wrapped in its tags in the C{dotnet} format."""
     payload = packet.payload
     opening, closing = _PAYLOAD_TAGS[packet.data_type]
     # A payload that itself looks wrapped would lose its tags to the reader: wrap it once more.
-    if wrap or (payload.startswith(opening) and payload.endswith(closing)):
+    if dotnet or (payload.startswith(opening) and payload.endswith(closing)):
         payload = opening + payload + closing
-    return binascii.b2a_base64(payload, newline=False).decode("ascii")
+    text = binascii.b2a_base64(payload, newline=False).decode("ascii")
+    if dotnet:
+        # Of the base64 alphabet, .NET escapes only "+": write the JSON string directly.
+        return _JSONText('"' + text.replace("+", "\\u002B") + '"')
+    return text
 
 
 def _peer_fields(peer: GenericPeer, dotnet: bool) -> dict[str, Any]:
@@ -344,7 +428,7 @@ def _packet_fields(packet: Packet, dotnet: bool) -> dict[str, Any]:
         fields = {"Message": packet.message, "Data": packet.data, "IP": packet.ip}
     elif isinstance(packet, DataTransmissionPacket):
         fields = {
-            "Data": _payload_text(packet, wrap=dotnet),
+            "Data": _payload_text(packet, dotnet),
             "DataType": int(packet.data_type),
         }
     elif isinstance(packet, DisconnectPacket):
@@ -382,8 +466,8 @@ _DOTNET_UNSAFE = re.compile(r"[^\x20-\x7e]|[<>&'+\"\\`]")
 _SHORT_ESCAPES = {"\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r", "\\": "\\\\"}
 
 
-def _dotnet_escape_char(match: re.Match[str]) -> str:
-    char = match.group()
+def _dotnet_escape(char: str) -> str:
+    """The .NET escape of one character that _DOTNET_UNSAFE matches."""
     short = _SHORT_ESCAPES.get(char)
     if short is not None:
         return short
@@ -394,32 +478,83 @@ def _dotnet_escape_char(match: re.Match[str]) -> str:
     return f"\\u{code:04X}"
 
 
+_SAFE_ASCII = bytes(code for code in range(0x20, 0x7F) if chr(code) not in "<>&'+\"\\`")
+"""The ASCII characters .NET writes as they are."""
+
+_ASCII_ESCAPES = {
+    code: _dotnet_escape(chr(code)) for code in range(0x80) if code not in _SAFE_ASCII
+}
+_search_unsafe = _DOTNET_UNSAFE.search
+
+
 def _dotnet_string(text: str) -> str:
-    if _DOTNET_UNSAFE.search(text) is None:
+    """Return C{text} as a JSON string literal, escaped as .NET's default encoder does."""
+    if text.isascii():
+        # One C-speed pass finds the characters to escape; then one replace per distinct one.
+        # (A regex, or str.isprintable, is several times slower on long strings.)
+        unsafe = text.encode("ascii").translate(None, _SAFE_ASCII)
+        if not unsafe:
+            return '"' + text + '"'
+        codes = set(unsafe)
+        if 0x5C in codes:  # the backslash first: the other escapes bring backslashes in
+            codes.discard(0x5C)
+            text = text.replace("\\", "\\\\")
+        for code in codes:
+            text = text.replace(chr(code), _ASCII_ESCAPES[code])
         return '"' + text + '"'
-    return '"' + _DOTNET_UNSAFE.sub(_dotnet_escape_char, text) + '"'
+    table = {ord(char): _dotnet_escape(char) for char in set(text) if _search_unsafe(char)}
+    return '"' + text.translate(table) + '"'
+
+
+class _JSONText(str):
+    """A JSON string literal already escaped the .NET way, which _dotnet_dumps writes as is."""
+
+
+_FIELD_KEYS = {
+    name: _dotnet_string(name) + ":"
+    for name in (
+        "Message", "Data", "IP", "Port", "Timestamp", "peers", "DataType", "$type", "Address",
+        "Identifier", "SourceOriginIdentifier", "SourceOriginTime", "TaskType", "TaskData",
+    )
+}
+"""The JSON of the wire's field names, followed by ":" (only these: other keys are unbounded)."""
 
 
 def _dotnet_dumps(value: Any) -> str:
     """Serialize the JSON values packets use, as .NET's default encoder writes them."""
-    if isinstance(value, str):
+    kind = type(value)
+    if kind is str:
         return _dotnet_string(value)
+    if kind is _JSONText:
+        return value
+    if kind is dict:
+        keys = _FIELD_KEYS
+        return (
+            "{"
+            + ",".join(
+                [
+                    (keys.get(key) or _dotnet_string(key) + ":") + _dotnet_dumps(item)
+                    for key, item in value.items()
+                ]
+            )
+            + "}"
+        )
+    if kind is int:
+        return str(value)
     if value is None:
         return "null"
     if value is True:
         return "true"
     if value is False:
         return "false"
+    if isinstance(value, str):
+        return _dotnet_string(value)
     if isinstance(value, int):
-        return str(value)
+        return str(int(value))
     if isinstance(value, dict):
-        return (
-            "{"
-            + ",".join(_dotnet_string(key) + ":" + _dotnet_dumps(item) for key, item in value.items())
-            + "}"
-        )
+        return _dotnet_dumps(dict(value))
     if isinstance(value, list):
-        return "[" + ",".join(_dotnet_dumps(item) for item in value) + "]"
+        return "[" + ",".join([_dotnet_dumps(item) for item in value]) + "]"
     raise TypeError(f"cannot write {type(value).__name__} as packet JSON")
 
 
@@ -444,8 +579,9 @@ class P2PNetCodec:
     def encode(self, packet: Packet) -> bytes:
         """Return one whole frame carrying C{packet}."""
         fields = _packet_fields(packet, False)  # first: a TypeError for what is not a packet
-        body = orjson.dumps({"type": packet.kind.value, "packet": fields})
-        return len(body).to_bytes(4, "big") + body
+        tag = _WIRE_TAGS.get(type(packet)) or packet.kind.value
+        body = orjson.dumps({"type": tag, "packet": fields})
+        return _pack_length(len(body)) + body
 
     def decoder(self, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> LengthPrefixedDecoder:
         """Return a new incremental decoder; frames over C{max_frame_size} bytes are refused."""
@@ -454,14 +590,24 @@ class P2PNetCodec:
 
 def _read_envelope(body: bytes | memoryview) -> Packet | MalformedPacket:
     try:
-        envelope = _loads(body)
-        if type(envelope) is not dict:
-            raise _Invalid(f"a frame must hold a JSON object, not {type(envelope).__name__}")
-        tag = envelope.get("type")
-        kind = _TYPES_BY_TAG.get(tag) if type(tag) is str else None
-        if kind is None:
-            return UnknownPacketType(tag, bytes(body))
-        return _read_object(kind, envelope.get("packet"))
+        envelope = orjson.loads(body)
+    except orjson.JSONDecodeError as e:
+        return MalformedPacket(f"invalid JSON: {e}", bytes(body))
+    if type(envelope) is not dict:
+        return MalformedPacket(
+            f"a frame must hold a JSON object, not {type(envelope).__name__}", bytes(body)
+        )
+    tag = envelope.get("type")
+    reader = _READERS_BY_TAG.get(tag) if type(tag) is str else None
+    if reader is None:
+        return UnknownPacketType(tag, bytes(body))
+    obj = envelope.get("packet")
+    if type(obj) is not dict:
+        return MalformedPacket(
+            f"a packet must be a JSON object, not {type(obj).__name__}", bytes(body)
+        )
+    try:
+        return reader(obj)
     except _Invalid as e:
         return MalformedPacket(str(e), bytes(body))
 
@@ -503,20 +649,23 @@ class LengthPrefixedDecoder:
             data = b"".join(self._chunks)
             self._chunks = []
         frames: list[Packet | MalformedPacket] = []
+        append = frames.append
         view = memoryview(data)
         offset, size, prefix, limit = 0, len(data), self._PREFIX, self.max_frame_size
         while size - offset >= prefix:
-            length = int.from_bytes(view[offset : offset + prefix], "big")
+            (length,) = _unpack_length(data, offset)
             if length > limit:
                 self._chunks, self.buffered, self._needed = [], 0, prefix
                 error = FrameTooLarge(length, limit)
                 error.frames = frames
                 raise error
-            end = offset + prefix + length
+            start = offset + prefix
+            end = start + length
             if end > size:
                 self._needed = prefix + length
                 break
-            frames.append(_read_envelope(view[offset + prefix : end]))
+            # Small bodies are cheaper to copy than to view; large ones are not copied.
+            append(_read_envelope(data[start:end] if length < 65536 else view[start:end]))
             offset = end
         else:
             self._needed = prefix
@@ -541,7 +690,7 @@ class DotNetCodec:
     def encode(self, packet: Packet) -> bytes:
         """Return one whole frame carrying C{packet}."""
         body = _dotnet_dumps(_packet_fields(packet, True))
-        tag = packet.kind.value
+        tag = _WIRE_TAGS.get(type(packet)) or packet.kind.value
         return f"<{tag}>{body}</{tag}>".encode("ascii")
 
     def decoder(self, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> TagFramedDecoder:
@@ -549,8 +698,18 @@ class DotNetCodec:
         return TagFramedDecoder(max_frame_size)
 
 
-_OPENING_TAGS = [(f"<{kind.value}>".encode(), kind) for kind in PacketType]
-_LONGEST_OPENING_TAG = max(len(tag) for tag, _ in _OPENING_TAGS)
+_OPENING_TAGS: Mapping[bytes, tuple[Callable[[Mapping[str, Any]], Packet], bytes]] = {
+    f"<{kind.value}>".encode(): (_READERS[kind], f"</{kind.value}>".encode())
+    for kind in PacketType
+}
+"""Each opening tag, with the reader of its packets and its closing tag."""
+
+_LONGEST_OPENING_TAG = max(len(tag) for tag in _OPENING_TAGS)
+
+_OPENING_TAGS_BY_INITIAL: Mapping[int, list[tuple[bytes, Any]]] = {}
+for _tag, _frame in _OPENING_TAGS.items():
+    _OPENING_TAGS_BY_INITIAL.setdefault(_tag[1], []).append((_tag, _frame))
+del _tag, _frame
 
 
 @implementer(IFrameDecoder)
@@ -569,8 +728,8 @@ class TagFramedDecoder:
         self.garbage_bytes = 0
         self._garbage_run = 0
         self._buffer = bytearray()
-        self._kind: PacketType | None = None
-        self._closing = b""
+        # Inside a frame: its packet reader and closing tag, and where to look for that tag.
+        self._frame: tuple[Callable[[Mapping[str, Any]], Packet], bytes] | None = None
         self._scan_from = 0
 
     @property
@@ -592,74 +751,73 @@ class TagFramedDecoder:
         buffer = self._buffer
         buffer += data
         frames: list[Packet | MalformedPacket] = []
+        append = frames.append
         position = 0
         limit = self.max_frame_size
+        frame, scan_from = self._frame, self._scan_from
         # Every limit is checked as soon as the bytes prove it exceeded, never only at the end of
         # a call: the outcome must not depend on how the stream was split into reads.
         try:
             while True:
-                if self._kind is None:
-                    position = self._find_opening_tag(buffer, position)
+                if frame is None:
+                    position, frame = self._find_opening_tag(buffer, position)
                     if self._garbage_run > limit:
                         raise TooMuchGarbage(self._garbage_run, limit)
-                    if self._kind is None:
+                    if frame is None:
                         break
-                end = buffer.find(self._closing, self._scan_from)
+                    scan_from = position
+                reader, closing = frame
+                end = buffer.find(closing, scan_from)
                 if end < 0:
                     # The closing tag may have begun in the last len(closing) - 1 bytes; only
                     # what comes before them is certainly body.
-                    self._scan_from = max(position, len(buffer) - len(self._closing) + 1)
-                    if self._scan_from - position > limit:
-                        raise FrameTooLarge(self._scan_from - position, limit)
+                    scan_from = max(position, len(buffer) - len(closing) + 1)
+                    if scan_from - position > limit:
+                        raise FrameTooLarge(scan_from - position, limit)
                     break
                 if end - position > limit:
                     raise FrameTooLarge(end - position, limit)
-                body = bytes(buffer[position:end])
-                frames.append(self._read_frame(self._kind, body))
-                position = end + len(self._closing)
-                self._kind = None
+                append(_read_body(reader, buffer[position:end]))
+                position = end + len(closing)
+                frame = None
                 self._garbage_run = 0
         except FramingError as error:
             error.frames = frames
             self._buffer = bytearray()
-            self._kind = None
+            self._frame = None
             raise
+        self._frame = frame
+        self._scan_from = scan_from - position
         if position:
             del buffer[:position]
-            self._scan_from -= position
         return frames
 
-    def _find_opening_tag(self, buffer: bytearray, position: int) -> int:
+    def _find_opening_tag(
+        self, buffer: bytearray, position: int
+    ) -> tuple[int, tuple[Callable[[Mapping[str, Any]], Packet], bytes] | None]:
         """
-        Skip garbage up to the next opening tag; on finding one, enter it and return the offset
-        of its body.  Otherwise return where an incomplete tag may start.
+        Skip garbage up to the next opening tag.  On finding one, return the offset of its body
+        and its reader and closing tag; otherwise return where an incomplete tag may start (or
+        the end of the buffer) and None.
         """
         size = len(buffer)
         while True:
             start = buffer.find(b"<", position)
             if start < 0:
                 self._skip(size - position)
-                return size
-            self._skip(start - position)
-            for tag, kind in _OPENING_TAGS:
-                if buffer.startswith(tag, start):
-                    self._kind = kind
-                    self._closing = b"</" + tag[1:]
-                    self._scan_from = start + len(tag)
-                    return start + len(tag)
+                return size, None
+            if start > position:
+                self._skip(start - position)
+            if start + 1 < size:
+                for tag, frame in _OPENING_TAGS_BY_INITIAL.get(buffer[start + 1], ()):
+                    if buffer.startswith(tag, start):
+                        return start + len(tag), frame
             if size - start < _LONGEST_OPENING_TAG:
                 tail = bytes(buffer[start:])
-                if any(tag.startswith(tail) for tag, _ in _OPENING_TAGS):
-                    return start
+                if any(tag.startswith(tail) for tag in _OPENING_TAGS):
+                    return start, None
             self._skip(1)
             position = start + 1
-
-    @staticmethod
-    def _read_frame(kind: PacketType, body: bytes) -> Packet | MalformedPacket:
-        try:
-            return _read_object(kind, _loads(body))
-        except _Invalid as e:
-            return MalformedPacket(str(e), body)
 
 
 _CODECS: Mapping[str, Callable[[], ICodec]] = {"p2pnet": P2PNetCodec, "dotnet": DotNetCodec}

@@ -48,7 +48,8 @@ class MalformedPacketTests(SynchronousTestCase):
         self.assertEqual(hash(MalformedPacket("bad", b"{")), hash(MalformedPacket("bad", b"{")))
         self.assertNotEqual(MalformedPacket("bad", b"{"), MalformedPacket("bad", b"["))
         self.assertNotEqual(MalformedPacket("bad", b"{"), MalformedPacket("worse", b"{"))
-        self.assertNotEqual(UnknownPacketType("X", b"{}"), MalformedPacket("unknown packet type 'X'", b"{}"))
+        self.assertNotEqual(UnknownPacketType("X", b"{}"),
+                            MalformedPacket("unknown packet type 'X'", b"{}"))
 
     def test_repr_hides_raw(self) -> None:
         """The repr gives the size of the raw bytes, not the bytes (they may be megabytes)."""

@@ -120,7 +120,8 @@ class PacketValueTests(SynchronousTestCase):
         zero = datetime(2026, 11, 23, 18, 56, 42, tzinfo=timezone(timedelta(0)))
         for value in (naive, plus, zero):
             packet = PureMessagePacket(source_origin_time=value)
-            self.assertEqual(packet.source_origin_time, datetime(2026, 11, 23, 18, 56, 42, tzinfo=UTC))
+            self.assertEqual(packet.source_origin_time,
+                             datetime(2026, 11, 23, 18, 56, 42, tzinfo=UTC))
             self.assertIs(packet.source_origin_time.tzinfo, UTC)
             self.assertIs(DisconnectPacket(timestamp=value).timestamp.tzinfo, UTC)
             self.assertIs(to_utc(value).tzinfo, UTC)

@@ -25,7 +25,8 @@ class GenericPeerTests(SynchronousTestCase):
     def test_fields(self) -> None:
         """A peer keeps its address, port and identifier (None when not given)."""
         peer = GenericPeer("10.0.0.7", 8051, "peer_one")
-        self.assertEqual((peer.address, peer.port, peer.identifier), ("10.0.0.7", 8051, "peer_one"))
+        self.assertEqual((peer.address, peer.port, peer.identifier),
+                         ("10.0.0.7", 8051, "peer_one"))
         self.assertIsNone(GenericPeer("10.0.0.7", 8051).identifier)
 
     def test_addresses_normalised(self) -> None:

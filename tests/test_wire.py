@@ -98,13 +98,17 @@ base_fields = {"source_origin_identifier": texts, "source_origin_time": times}
 payload_formats = st.sampled_from(DataPayloadFormat)
 
 
-def _self_tagged(payload: bytes, data_type: DataPayloadFormat, **base: Any) -> DataTransmissionPacket:
+def _self_tagged(
+    payload: bytes, data_type: DataPayloadFormat, **base: Any
+) -> DataTransmissionPacket:
     opening, closing = PAYLOAD_TAGS[data_type]
     return DataTransmissionPacket(opening + payload + closing, data_type, **base)
 
 
 packets = st.one_of(
-    st.builds(IdentifierPacket, texts, st.integers(0, 65535), st.just("") | ip_texts, **base_fields),
+    st.builds(
+        IdentifierPacket, texts, st.integers(0, 65535), st.just("") | ip_texts, **base_fields
+    ),
     st.builds(
         DisconnectPacket,
         st.just("") | ip_texts,
@@ -141,7 +145,9 @@ def bytewise(stream: bytes) -> list[bytes]:
     return [stream[i : i + 1] for i in range(len(stream))]
 
 
-def feed_all(decoder: Any, chunks: Sequence[bytes], fmt: str | None = None) -> tuple[list, type | None]:
+def feed_all(
+    decoder: Any, chunks: Sequence[bytes], fmt: str | None = None
+) -> tuple[list, type | None]:
     """
     Feed C{chunks} in order; return every item decoded (including those carried by a
     L{FramingError}) and the type of the error that ended the stream, if any.  When C{fmt} is
@@ -257,7 +263,9 @@ EXAMPLE_PACKETS = [
     PureMessagePacket("Ping from 10.0.0.7", source_origin_identifier="peer_one",
                       source_origin_time=T0),
     PureMessagePacket(),
-    PureMessagePacket("<>&'+\"\\`\n\t\x00\x7f \u00e9 \u4e2d \U0001F600", source_origin_time=MIN_TIME),
+    PureMessagePacket(
+        "<>&'+\"\\`\n\t\x00\x7f \u00e9 \u4e2d \U0001F600", source_origin_time=MIN_TIME
+    ),
 ]
 
 
@@ -503,8 +511,10 @@ class FrameSizeLimitTests(SynchronousTestCase):
                 self.assertIsInstance(error, FramingError)
 
     def test_exact_max_accepted(self) -> None:
-        """A frame body of exactly max_frame_size is accepted; one byte less of limit refuses it."""
-        packet = DataTransmissionPacket(b"x" * 5000, DataPayloadFormat.MISC_DATA, source_origin_time=T0)
+        """A body of exactly max_frame_size is accepted; a limit one byte lower refuses it."""
+        packet = DataTransmissionPacket(
+            b"x" * 5000, DataPayloadFormat.MISC_DATA, source_origin_time=T0
+        )
         for name, body_size in (
             ("p2pnet", lambda e: len(e) - 4),
             ("dotnet", lambda e: len(e) - len(b"<DataTransmit></DataTransmit>")),
@@ -532,7 +542,7 @@ class FrameSizeLimitTests(SynchronousTestCase):
         self.assertEqual(decoder.buffered, 0)
 
     def test_dotnet_unterminated_frame(self) -> None:
-        """More than max_frame_size bytes of a frame without its closing tag raise FrameTooLarge."""
+        """Over max_frame_size bytes of a frame without its closing tag raise FrameTooLarge."""
         decoder = DotNetCodec().decoder(100)
         self.assertEqual(decoder.feed(b"<Message>" + b"a" * 100), [])
         self.assertEqual(decoder.buffered, 100)
@@ -571,7 +581,7 @@ class FrameSizeLimitTests(SynchronousTestCase):
         self.assertEqual(decoder.garbage_bytes, 4500)
 
 
-# -- dotnet framing details ------------------------------------------------------------------------
+# -- dotnet framing details ---------------------------------------------------------------------
 
 
 class DotNetFramingTests(SynchronousTestCase):
@@ -922,7 +932,8 @@ DOTNET_STREAM = (
     b'<DataTransmit>{"Data":"bm8gdGFncyA\\u002BPj4=","DataType":2,'
     b'"SourceOriginIdentifier":"peer_one","SourceOriginTime":"2026-11-23T18:56:45Z"}'
     b"</DataTransmit>"
-    b'<DataTransmit>{"Data":"PFRhc2s\\u002BeyJUYXNrVHlwZSI6MTUsIlRhc2tEYXRhIjp7fX08L1Rhc2s\\u002B",'
+    b'<DataTransmit>{"Data":"PFRhc2s\\u002BeyJUYXNrVHlwZSI6MTUsIlRhc2tEYXRhIjp7fX08L1Rhc2s'
+    b'\\u002B",'
     b'"DataType":1,"SourceOriginIdentifier":"peer_one","SourceOriginTime":"2026-11-23T18:56:46Z"}'
     b"</DataTransmit>"
     b'<Disconnect>{"IP":"192.168.1.20","Port":8051,"Timestamp":"2026-11-23T18:57:00.1234567Z",'
@@ -950,7 +961,8 @@ DOTNET_STREAM_PACKETS = [
     DataTransmissionPacket(b"hello>>>?", DataPayloadFormat.MISC_DATA,
                            source_origin_identifier="peer_one", source_origin_time=_at(44)),
     DataTransmissionPacket(b"\xfb\xef\xbe\xfb", DataPayloadFormat.FILE,
-                           source_origin_identifier="peer_one", source_origin_time=_at(44, 990000)),
+                           source_origin_identifier="peer_one",
+                           source_origin_time=_at(44, 990000)),
     DataTransmissionPacket(b"no tags >>>", DataPayloadFormat.MISC_DATA,
                            source_origin_identifier="peer_one", source_origin_time=_at(45)),
     NetworkTask(TaskType.HEARTBEAT).to_packet("peer_one", _at(46)),
@@ -1007,6 +1019,35 @@ class DotNetFormatTests(SynchronousTestCase):
             b'"SourceOriginTime":"2026-11-23T18:56:42Z"}</Message>',
         )
         self.assertEqual(DotNetCodec().decoder().feed(DotNetCodec().encode(packet)), [packet])
+
+    @PROPERTY
+    @given(text=st.text(alphabet=st.characters(codec=None, exclude_categories=()))
+           | st.text(alphabet="\\<>&'+\"`\x00\n\x1f\x7f ~u0aB\u00e9\U0001F600", max_size=40))
+    def test_escaping_any_text(self, text: str) -> None:
+        """
+        Any text, lone surrogates included, is written character by character as .NET writes
+        it (checked against a one-character-at-a-time model), and reads back unchanged.
+        """
+        short = {"\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r",
+                 "\\": "\\\\"}
+        expected = ""
+        for char in text:
+            code = ord(char)
+            if char in short:
+                expected += short[char]
+            elif 0x20 <= code <= 0x7E and char not in "<>&'+\"`":
+                expected += char
+            elif code > 0xFFFF:
+                expected += "\\u%04X\\u%04X" % (0xD800 + ((code - 0x10000) >> 10),
+                                                  0xDC00 + ((code - 0x10000) & 0x3FF))
+            else:
+                expected += "\\u%04X" % code
+        task = NetworkTask(TaskType.SEND_MESSAGE, {text: text})
+        quoted = ('"' + expected + '"').encode("ascii")
+        self.assertEqual(encode_task(task),
+                         b'{"TaskType":2,"TaskData":{' + quoted + b":" + quoted + b"}}")
+        if not any(0xD800 <= ord(char) <= 0xDFFF for char in text):
+            self.assertEqual(decode_task(encode_task(task)), task)
 
     @PROPERTY
     @given(packet=packets)
@@ -1069,7 +1110,7 @@ class DotNetFormatTests(SynchronousTestCase):
         )
 
     def test_reference_stream_reencodes(self) -> None:
-        """Our dotnet writer gives the same bytes for the stream's packets (6-digit times aside)."""
+        """Our dotnet writer gives the stream's bytes for its packets (6-digit times aside)."""
         expected = (
             DOTNET_STREAM.replace(b".1234567Z", b".123456Z")
             .replace(b".0000001Z", b"Z")
@@ -1092,7 +1133,8 @@ class DotNetFormatTests(SynchronousTestCase):
         self.assertEqual(
             raw,
             b'{"Message":"discovery","Data":8051,"IP":"192.168.1.20",'
-            b'"SourceOriginIdentifier":"peer_one","SourceOriginTime":"2026-11-23T18:56:42.123456Z"}',
+            b'"SourceOriginIdentifier":"peer_one",'
+            b'"SourceOriginTime":"2026-11-23T18:56:42.123456Z"}',
         )
         self.assertEqual(decode_packet_object(PacketType.IDENTITY, raw), packet)
         self.assertEqual(DotNetCodec().encode(packet), b"<Identity>" + raw + b"</Identity>")
@@ -1156,7 +1198,7 @@ class PayloadTagTests(SynchronousTestCase):
             self.assertEqual(packet.payload, data)
 
     def test_self_tagged_payload_survives(self) -> None:
-        """A payload that starts and ends with its own tags survives a round trip in both formats."""
+        """A payload that starts and ends with its own tags survives both formats' round trip."""
         for data_type, (opening, closing) in PAYLOAD_TAGS.items():
             for payload in (opening + closing, opening + b"xyz" + closing,
                             opening + opening + b"x" + closing + closing):
@@ -1213,7 +1255,8 @@ class TimestampTests(SynchronousTestCase):
                      "2026-11-23T18:56:42Z\n", "2026-13-01T00:00:00Z", "2026-02-30T00:00:00Z",
                      "2026-11-23T24:00:00Z", "2026-11-23T18:56:60Z", "0000-01-01T00:00:00Z",
                      "0001-01-01T00:00:00+05:30", "9999-12-31T23:59:59-03:00",
-                     "2026-11-23T18:56:42+24:00", "\u0662026-11-23T18:56:42Z", "+2026-11-23T18:56:42Z",
+                     "2026-11-23T18:56:42+24:00", "\u0662026-11-23T18:56:42Z",
+                     "+2026-11-23T18:56:42Z",
                      5, None, b"2026-11-23T18:56:42Z"):
             self.assertRaises(ValueError, parse_timestamp, text)
 
@@ -1275,7 +1318,7 @@ class TaskCodingTests(SynchronousTestCase):
             self.assertEqual(decode_task(raw), NetworkTask(TaskType.HEARTBEAT, {}))
 
     def test_decode_refuses(self) -> None:
-        """Bad JSON, a TaskType out of range or of the wrong type, bad TaskData: MalformedPacket."""
+        """Bad JSON, a TaskType out of range or of a wrong type, bad TaskData: MalformedPacket."""
         for raw in (b"", b"{", b"[]", b"null", b"{}", b'{"TaskType":19}', b'{"TaskType":-1}',
                     b'{"TaskType":"1"}', b'{"TaskType":true}', b'{"TaskType":1.0}',
                     b'{"TaskType":1,"TaskData":[]}', b'{"TaskType":1,"TaskData":"x"}',
@@ -1288,9 +1331,12 @@ class TaskCodingTests(SynchronousTestCase):
     @given(task_type=st.sampled_from(TaskType),
            task_data=st.dictionaries(texts, texts, max_size=4),
            name=st.sampled_from(FORMATS))
-    def test_round_trip_through_codec(self, task_type: TaskType, task_data: dict, name: str) -> None:
+    def test_round_trip_through_codec(
+        self, task_type: TaskType, task_data: dict, name: str
+    ) -> None:
         """A task sent in a data packet over either format comes back equal."""
         task = NetworkTask(task_type, task_data)
         codec = get_codec(name)
         [packet] = codec.decoder().feed(codec.encode(task.to_packet("peer_one", T0)))
         self.assertEqual(NetworkTask.from_payload(packet), task)
+
