@@ -1340,3 +1340,17 @@ class TaskCodingTests(SynchronousTestCase):
         [packet] = codec.decoder().feed(codec.encode(task.to_packet("peer_one", T0)))
         self.assertEqual(NetworkTask.from_payload(packet), task)
 
+
+
+class DocumentationTests(SynchronousTestCase):
+    def test_wire_page_examples_run(self) -> None:
+        """The Python examples of docs/wire.md run as written (their asserts hold)."""
+        page = os.path.join(os.path.dirname(__file__), os.pardir, "docs", "wire.md")
+        with open(page, encoding="utf-8") as f:
+            text = f.read()
+        blocks = [block.split("```", 1)[0] for block in text.split("```python\n")[1:]]
+        self.assertEqual(len(blocks), 2)
+        for block in blocks:
+            namespace: dict[str, Any] = {"print": lambda *args: None}
+            exec(compile(block, page, "exec"), namespace)
+        self.assertIsInstance(namespace["task"], NetworkTask)
