@@ -23,7 +23,8 @@ decoder does), is shown too, so the gain from buffering can be told from the res
 Ours and the baseline run in alternation, several rounds each (time.perf_counter), so both see
 the same machine: rates are the best round, ratios (ours / baseline, in frames per second) the
 median of the per-round ratios.  C{--json} also times our codecs with the stdlib json module
-in place of orjson.
+in place of orjson.  The script prints the decode targets (see docs/performance.md) and exits 1
+when one is missed.
 """
 
 from __future__ import annotations
