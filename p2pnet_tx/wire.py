@@ -26,6 +26,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 import orjson
+import pybase64
 from zope.interface import implementer
 
 from p2pnet_tx.errors import (
@@ -265,7 +266,7 @@ def _read_peer_group(obj: Mapping[str, Any]) -> CollectionSharePacket:
 
 def _read_payload(text: str, data_type: DataPayloadFormat) -> bytes:
     try:
-        payload = binascii.a2b_base64(text, strict_mode=True)
+        payload = pybase64.b64decode(text, validate=True)
     except (binascii.Error, ValueError) as e:
         raise _Invalid(f"field 'Data' is not valid base64: {e}") from None
     opening, closing = _PAYLOAD_TAGS[data_type]
@@ -405,7 +406,7 @@ def _payload_text(packet: DataTransmissionPacket, dotnet: bool) -> str:
     # A payload that itself looks wrapped would lose its tags to the reader: wrap it once more.
     if dotnet or (payload.startswith(opening) and payload.endswith(closing)):
         payload = opening + payload + closing
-    text = binascii.b2a_base64(payload, newline=False).decode("ascii")
+    text = pybase64.b64encode_as_string(payload)
     if dotnet:
         # Of the base64 alphabet, .NET escapes only "+": write the JSON string directly.
         return _JSONText('"' + text.replace("+", "\\u002B") + '"')
