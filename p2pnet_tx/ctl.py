@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -133,6 +134,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         def report(failure: Any) -> int:
             if failure.check(CtlError):
                 print(f"p2pnet-ctl: {failure.value}", file=sys.stderr)
+                return 1
+            if failure.check(BrokenPipeError):
+                # The reader went away (| head): say nothing more on the closed pipe.
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
                 return 1
             return failure  # type: ignore[no-any-return]
 

@@ -1,0 +1,59 @@
+"""
+Tests for L{p2pnet_tx.ctl}: command lines become control API requests; errors are one line.
+"""
+
+from __future__ import annotations
+
+from twisted.internet.defer import ensureDeferred
+from twisted.internet.testing import MemoryReactorClock
+from twisted.trial.unittest import SynchronousTestCase
+
+from p2pnet_tx.ctl import CtlError, _format, _request_for, parser, run
+
+
+def request(*argv: str):
+    return _request_for(parser().parse_args(list(argv)))
+
+
+class RequestTests(SynchronousTestCase):
+    """Each command maps to one control API request."""
+
+    def test_commands(self) -> None:
+        """status, peers, connect, send, messages, block and remove map as documented."""
+        self.assertEqual(request("status"), ("GET", "/api/status", None))
+        self.assertEqual(request("peers"), ("GET", "/api/peers", None))
+        self.assertEqual(request("connect", "127.0.0.1:8052"),
+                         ("POST", "/api/peers", {"host": "127.0.0.1", "port": 8052}))
+        self.assertEqual(request("connect", "[::1]:8052"),
+                         ("POST", "/api/peers", {"host": "::1", "port": 8052}))
+        self.assertEqual(request("send", "hello", "there"),
+                         ("POST", "/api/messages", {"to": "*", "message": "hello there"}))
+        self.assertEqual(request("send", "--to", "abc", "hi"),
+                         ("POST", "/api/messages", {"to": "abc", "message": "hi"}))
+        self.assertEqual(request("messages", "--since", "4"),
+                         ("GET", "/api/messages?since=4", None))
+        self.assertEqual(request("block", "10.0.0.7"),
+                         ("POST", "/api/block", {"ip": "10.0.0.7"}))
+        self.assertEqual(request("block", "--identifier", "x"),
+                         ("POST", "/api/block", {"identifier": "x"}))
+        self.assertEqual(request("remove", "abc"), ("DELETE", "/api/peers/abc", None))
+
+    def test_bad_arguments(self) -> None:
+        """Bad addresses and ambiguous blocks are CtlErrors, reported in one line."""
+        for argv in (("connect", "nowhere"), ("connect", "host:port"), ("block",),
+                     ("block", "10.0.0.7", "--identifier", "x")):
+            self.assertRaises(CtlError, request, *argv)
+
+    def test_format(self) -> None:
+        """Messages print one per line; sends print a count; the rest is JSON."""
+        self.assertEqual(_format("messages", {"messages": [
+            {"seq": 3, "from": "abc", "message": "hi", "time": 1.0}]}), "[3] abc: hi")
+        self.assertEqual(_format("messages", {"messages": []}), "(no messages)")
+        self.assertEqual(_format("send", {"sent": 2}), "sent to 2 peer(s)")
+        self.assertEqual(_format("status", {"b": 1, "a": 2}), '{\n  "a": 2,\n  "b": 1\n}')
+
+    def test_no_token(self) -> None:
+        """Without a control token in the data dir, ctl says so instead of calling."""
+        args = parser().parse_args(["--data-dir", self.mktemp(), "status"])
+        failure = self.failureResultOf(ensureDeferred(run(MemoryReactorClock(), args)), CtlError)
+        self.assertIn("no control token", str(failure.value))
