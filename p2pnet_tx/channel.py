@@ -29,6 +29,7 @@ from zope.interface import implementer
 from p2pnet_tx._observer import Observers, OneShotObserver
 from p2pnet_tx.errors import (
     ChannelClosed,
+    FrameTooLarge,
     FramingError,
     HandshakeTimeout,
     MalformedPacket,
@@ -317,12 +318,15 @@ class PeerChannel(Protocol):
                            kind=packet.kind.value, channel=self)
             return False
         frame = self.codec.encode(packet)
+        # Only bytes written while already paused are queued beyond the transport's buffer;
+        # the frame whose write pauses it is not (else one frame > max_queued_bytes aborts).
+        was_paused = self._write_paused
         self.transport.write(frame)
         self._last_sent = self.clock.seconds()
         self.counters[
             _OUT_COUNTERS.get(type(packet)) or "packets_out." + packet.kind.value
         ] += 1
-        if self._write_paused:
+        if was_paused:
             self._bytes_while_paused += len(frame)
             if self._bytes_while_paused > self.limits.max_queued_bytes:
                 self.log.warn("peer {peer} is not reading; dropping it", peer=self.peer)
@@ -427,12 +431,11 @@ class PeerChannel(Protocol):
         if self._closing:
             return
         self.last_incoming_data_received = self.clock.seconds()
+        error: FramingError | None = None
         try:
             items = self._decoder.feed(data)
-        except FramingError as error:
-            self.counters["framing_errors"] += 1
-            self._misbehaved(error)
-            return
+        except FramingError as e:
+            items, error = e.frames, e
         for item in items:
             if self._closing:
                 return
@@ -440,6 +443,19 @@ class PeerChannel(Protocol):
                 self._malformed_received(item)
             else:
                 self._packet_received(item)
+        if error is not None:
+            if (
+                isinstance(error, FrameTooLarge)
+                and error.remainder
+                and error.limit < self._decoder.max_frame_size
+            ):
+                # The frames before it made the peer trusted, which raised the limit: the
+                # frame is judged by the limit now in force.
+                self.dataReceived(error.remainder)
+                return
+            self.counters["framing_errors"] += 1
+            self._misbehaved(error)
+            return
         if self._decoder.buffered:
             if items or self._partial_since is None:
                 self._partial_since = self.last_incoming_data_received

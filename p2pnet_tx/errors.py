@@ -68,9 +68,13 @@ class FramingError(P2PNetError):
 
     :ivar frames: what the decoder completed in the same call before the violation: the caller
         may still act on them (or not) before it drops the peer.
+    :ivar remainder: for a L{FrameTooLarge}, the received bytes from the start of the offending
+        frame on.  A caller whose limit those earlier frames raised (the peer became trusted)
+        may feed them to the decoder again: it starts afresh after an error.
     """
 
     frames: list = []
+    remainder: bytes = b""
 
 
 class FrameTooLarge(FramingError):

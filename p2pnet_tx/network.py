@@ -14,6 +14,7 @@ from __future__ import annotations
 import ipaddress
 from collections import Counter, OrderedDict
 from collections.abc import Iterable
+from itertools import islice
 from typing import Any
 
 import attrs
@@ -233,6 +234,12 @@ class PeerNetwork(ChannelOwner):
         self._dialing: dict[tuple[str, int], Deferred[PeerChannel]] = {}
         self._dials = TokenBucket(reactor, self.limits.dial_rate, self.limits.dial_burst)
         self._closed = False
+        # Kept up to date as channels come and go, so that deciding on a connection or an
+        # identity costs the same with 10 peers or 10,000.
+        self._inbound_hosts: dict[PeerChannel, str] = {}
+        self._per_host: Counter[str] = Counter()
+        self._by_identifier: dict[str, PeerChannel] = {}
+        self._by_address: dict[tuple[str, int], PeerChannel] = {}
 
     def _resolve_trust_protocol(self, value: TrustProtocol | str) -> TrustProtocol | None:
         if self.policy.default_trust_protocol is not None:
@@ -314,15 +321,14 @@ class PeerNetwork(ChannelOwner):
             return "network closed"
         if self.policy.is_blocked_ip(host):
             return "blocked"
-        inbound = [c for c in self._channels if c not in self._outbound]
-        if len(inbound) >= self.limits.max_inbound:
+        inbound = len(self._inbound_hosts)
+        if inbound >= self.limits.max_inbound:
             return "too many inbound peers"
-        if len(self.pending_channels) >= self.limits.max_pending:
+        if len(self._channels) - len(self.active_peer_channels) >= self.limits.max_pending:
             return "too many pending handshakes"
-        from_host = sum(1 for c in inbound if _host_of(c) == host)
-        if from_host >= self.limits.max_per_ip:
+        if self._per_host[host] >= self.limits.max_per_ip:
             return "too many connections from this address"
-        if host in self.discouraged_ips and len(inbound) >= self.limits.max_inbound // 2:
+        if host in self.discouraged_ips and inbound >= self.limits.max_inbound // 2:
             return "discouraged"
         return None
 
@@ -500,6 +506,9 @@ class PeerNetwork(ChannelOwner):
     def channel_connected(self, channel: PeerChannel) -> None:
         """Track a new connection; in C{dotnet} mode its peer is accepted at once."""
         self._channels.add(channel)
+        if channel not in self._outbound:
+            host = self._inbound_hosts[channel] = _host_of(channel)
+            self._per_host[host] += 1
         if self.wire == "dotnet" and channel.peer is not None:
             self._accept(channel, GenericPeer(channel.peer.address, channel.peer.port))
 
@@ -527,6 +536,7 @@ class PeerNetwork(ChannelOwner):
                 return False
             self.log.info("replacing duplicate channel to {peer}", peer=peer)
             self.active_peer_channels.remove(existing)
+            self._unindex(existing)
             self._arrival(existing).fire(channel)
             existing.close("duplicate")
         self._accept(channel, peer)
@@ -587,14 +597,14 @@ class PeerNetwork(ChannelOwner):
         """Announce the trusted peer and share our peers with it."""
         self.counters["handshakes_ok"] += 1
         self.peer_trusted.notify(channel)
-        peers = [
-            c.peer for c in self.trusted_peer_channels
-            if c is not channel and isinstance(c.peer, GenericPeer)
-        ]
+        peers = list(islice(
+            (c.peer for c in self.active_peer_channels
+             if c.is_trusted and c is not channel and isinstance(c.peer, GenericPeer)),
+            self.limits.max_peer_list,
+        ))
         if self.wire != "dotnet" or peers:
             channel.send(
-                CollectionSharePacket(100, peers[: self.limits.max_peer_list],
-                                      source_origin_identifier=self.identifier)
+                CollectionSharePacket(100, peers, source_origin_identifier=self.identifier)
             )
 
     def peer_misbehaved(self, channel: PeerChannel, error: object) -> None:
@@ -608,6 +618,12 @@ class PeerNetwork(ChannelOwner):
         """Forget a closed channel and tell the observers."""
         self._channels.discard(channel)
         self._outbound.discard(channel)
+        host = self._inbound_hosts.pop(channel, None)
+        if host is not None:
+            self._per_host[host] -= 1
+            if not self._per_host[host]:
+                del self._per_host[host]
+        self._unindex(channel)
         self.counters.update(channel.counters)
         was_active = channel in self.active_peer_channels
         if was_active:
@@ -634,10 +650,29 @@ class PeerNetwork(ChannelOwner):
         return False
 
     def _find_duplicate(self, channel: PeerChannel, peer: GenericPeer) -> PeerChannel | None:
-        for other in self.active_peer_channels:
-            if other is not channel and _same_peer(other.peer, peer):
+        if peer.identifier is not None:
+            other = self._by_identifier.get(peer.identifier)
+            if other is not None and other is not channel:
                 return other
+        other = self._by_address.get((peer.address, peer.port))
+        if other is not None and other is not channel:
+            return other
         return None
+
+    def _index(self, channel: PeerChannel) -> None:
+        peer = channel.peer
+        if peer.identifier is not None:
+            self._by_identifier[peer.identifier] = channel
+        self._by_address[(peer.address, peer.port)] = channel
+
+    def _unindex(self, channel: PeerChannel) -> None:
+        peer = channel.peer
+        if peer is None:
+            return
+        if peer.identifier is not None and self._by_identifier.get(peer.identifier) is channel:
+            del self._by_identifier[peer.identifier]
+        if self._by_address.get((peer.address, peer.port)) is channel:
+            del self._by_address[(peer.address, peer.port)]
 
     def _newcomer_wins(self, newcomer: PeerChannel, existing: PeerChannel) -> bool:
         # Two nodes that dial each other at once each see the other's connection as a
@@ -653,6 +688,7 @@ class PeerNetwork(ChannelOwner):
     def _accept(self, channel: PeerChannel, peer: GenericPeer) -> None:
         channel.peer = peer
         self.active_peer_channels.append(channel)
+        self._index(channel)
         if self.is_outbound(channel) or self.wire != "dotnet":
             self.remember(peer)
         if not self.is_outbound(channel):

@@ -659,6 +659,7 @@ class LengthPrefixedDecoder:
                 self._chunks, self.buffered, self._needed = [], 0, prefix
                 error = FrameTooLarge(length, limit)
                 error.frames = frames
+                error.remainder = data[offset:]
                 raise error
             start = offset + prefix
             end = start + length
@@ -774,10 +775,15 @@ class TagFramedDecoder:
                     # what comes before them is certainly body.
                     scan_from = max(position, len(buffer) - len(closing) + 1)
                     if scan_from - position > limit:
-                        raise FrameTooLarge(scan_from - position, limit)
+                        error = FrameTooLarge(scan_from - position, limit)
+                        error.remainder = bytes(buffer[position - len(closing) + 1 :])
+                        raise error
                     break
                 if end - position > limit:
-                    raise FrameTooLarge(end - position, limit)
+                    error = FrameTooLarge(end - position, limit)
+                    # The opening tag is one byte shorter than the closing one.
+                    error.remainder = bytes(buffer[position - len(closing) + 1 :])
+                    raise error
                 append(_read_body(reader, buffer[position:end]))
                 position = end + len(closing)
                 frame = None

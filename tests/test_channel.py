@@ -1263,3 +1263,82 @@ class ConnectedChannelsTests(SynchronousTestCase):
         self.assertEqual(self.successResultOf(closed), "done")
         self.assertEqual(self.successResultOf(server.when_closed()), "disconnected by peer")
         self.assertEqual(clock.getDelayedCalls(), [])
+
+
+class TrustMidReadTests(SynchronousTestCase):
+    """
+    A peer that becomes trusted part-way through a read gets the trusted frame limit for the
+    rest of that read: a large packet right behind the last handshake packet is accepted.
+    """
+
+    def make_channel(self, wire: str) -> tuple[PeerChannel, list[Packet]]:
+        def trust_on_password(channel: PeerChannel) -> Deferred[bool]:
+            decided: Deferred[bool] = Deferred()
+
+            def observe(channel: PeerChannel, packet: object) -> bool:
+                if isinstance(packet, PureMessagePacket) and packet.message == "open sesame":
+                    decided.callback(True)
+                    return True
+                return False
+
+            channel.on_data_received.add(observe)
+            return decided
+
+        received: list[Packet] = []
+        handlers = PacketHandleProtocol()
+        handlers.set_handler(PacketType.DATA_TRANSMIT, lambda ch, p: received.append(p))
+        channel = PeerChannel(wire, handlers, trust_on_password, clock=Clock())
+        channel.makeConnection(StringTransport())
+        return channel, received
+
+    def test_large_frame_behind_trust(self) -> None:
+        """Handshake and a 100 KB frame in one read: trusted, then the frame is handled."""
+        for wire in ("p2pnet", "dotnet"):
+            channel, received = self.make_channel(wire)
+            big = DataTransmissionPacket(b"x" * 100_000, DataPayloadFormat.MISC_DATA)
+            channel.dataReceived(channel.codec.encode(PureMessagePacket("open sesame"))
+                                 + channel.codec.encode(big))
+            self.assertTrue(channel.is_trusted, wire)
+            self.assertEqual([p.payload for p in received], [big.payload], wire)
+            self.assertFalse(channel.transport.disconnecting, wire)
+
+    def test_large_frame_without_trust_is_dropped(self) -> None:
+        """The same frame from a peer that stays untrusted is over the limit: dropped."""
+        for wire in ("p2pnet", "dotnet"):
+            channel, received = self.make_channel(wire)
+            big = DataTransmissionPacket(b"x" * 100_000, DataPayloadFormat.MISC_DATA)
+            channel.dataReceived(channel.codec.encode(PureMessagePacket("wrong"))
+                                 + channel.codec.encode(big))
+            self.assertFalse(channel.is_trusted, wire)
+            self.assertEqual(received, [], wire)
+            self.assertTrue(channel.transport.disconnecting, wire)
+            self.assertEqual(channel.counters["framing_errors"], 1, wire)
+
+
+class PausingTransport(StringTransport):
+    """A transport that, like Twisted's TCP transports, pauses its producer inside write()
+    once its buffer passes C{buffer_size}."""
+
+    buffer_size = 65536
+
+    def write(self, data: bytes) -> None:
+        super().write(data)
+        if len(self.value()) > self.buffer_size and self.producer is not None:
+            self.producer.pauseProducing()
+
+
+class SendBufferTests(SynchronousTestCase):
+    """The send-buffer cap counts what is queued behind a full transport, not the frame that
+    filled it."""
+
+    def test_one_large_frame_is_not_a_stall(self) -> None:
+        """A single frame larger than max_queued_bytes pauses the channel but does not abort."""
+        channel = PeerChannel("p2pnet", clock=Clock(), limits=ChannelLimits(max_queued_bytes=1000))
+        channel.makeConnection(PausingTransport())
+        big = DataTransmissionPacket(b"x" * 100_000, DataPayloadFormat.MISC_DATA)
+        self.assertTrue(channel.send(big))
+        self.assertFalse(channel.is_writable)
+        self.assertFalse(channel.transport.disconnecting)
+        channel.send_message("a" * 2000)
+        self.assertTrue(channel.transport.disconnecting)
+        self.assertEqual(channel.close_reason, "send buffer full")
