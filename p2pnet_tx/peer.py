@@ -6,6 +6,7 @@ L{GenericPeer}: where a peer listens and who it says it is.
 from __future__ import annotations
 
 import ipaddress
+import socket
 
 import attrs
 from zope.interface import implementer
@@ -25,6 +26,12 @@ def normalize_address(address: object) -> str:
     """
     if not isinstance(address, str):
         raise InvalidPeer(f"peer address must be a string, not {type(address).__name__}")
+    try:
+        # Every connection makes peers: the socket module reads IPv4 several times faster
+        # than ipaddress, and writes the same text.
+        return socket.inet_ntop(socket.AF_INET, socket.inet_pton(socket.AF_INET, address))
+    except (OSError, ValueError):
+        pass
     try:
         return str(ipaddress.ip_address(address))
     except ValueError:

@@ -18,7 +18,6 @@ Nothing here imports Twisted: the codecs are plain functions of bytes.
 from __future__ import annotations
 
 import binascii
-import ipaddress
 import re
 import struct
 from collections.abc import Callable, Mapping
@@ -52,7 +51,7 @@ from p2pnet_tx.packets import (
     PureMessagePacket,
     TaskType,
 )
-from p2pnet_tx.peer import GenericPeer
+from p2pnet_tx.peer import GenericPeer, normalize_address
 
 __all__ = [
     "DEFAULT_MAX_FRAME_SIZE",
@@ -176,8 +175,8 @@ def _ip(obj: Mapping[str, Any], name: str) -> str:
     value = _field(obj, name, str, "")
     if value:
         try:
-            ipaddress.ip_address(value)
-        except ValueError:
+            normalize_address(value)
+        except InvalidPeer:
             raise _Invalid(f"field {name!r} is not an IP address: {value!r}") from None
     return value
 
