@@ -36,6 +36,15 @@ MAX_BODY = 64 * 1024
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
+STATUS_COUNTERS = {
+    name: 0
+    for name in (
+        "refused", "malformed", "unknown", "framing_errors", "handler_errors",
+        "handshakes_ok", "handshakes_failed", "refused_connections", "misbehaving_peers",
+    )
+}
+"""Counters /api/status always shows, zero until something happens."""
+
 
 @attrs.frozen
 class ReceivedMessage:
@@ -244,7 +253,7 @@ class ControlAPI(Resource):
                 "known": len(network.known_peers),
                 "inbound_queue": len(network.inbound),
             },
-            "counters": dict(sorted(network.total_counters().items())),
+            "counters": dict(sorted((STATUS_COUNTERS | network.total_counters()).items())),
         }
 
     def get_peers(self, request: Request, _: None) -> dict[str, Any]:

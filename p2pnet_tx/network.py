@@ -574,19 +574,38 @@ class PeerNetwork(ChannelOwner):
             channel.abort(str(error))
             return
         for peer in packet.peers[: self.limits.max_peer_list]:
-            if (
-                self.is_self(peer)
-                or self.policy.is_blocked_ip(peer.address)
-                or self.policy.is_blocked_identifier(peer.identifier)
-            ):
-                continue
-            self.remember(peer)
-            if self.channel_for(peer) is not None or (peer.address, peer.port) in self._dialing:
-                continue
-            if len(self._outbound) >= self.limits.max_outbound or not self._dials.take():
-                self.counters["dials_deferred"] += 1
-                continue
-            self.connect(peer).addErrback(self._dial_failed, peer)
+            if not self._refused_address(peer):
+                self.remember(peer)
+                self._maybe_dial(peer)
+
+    def dial_known_peers(self) -> int:
+        """
+        Dial the known peers that are not connected, within the dial rate and the outbound
+        limit (a restarted node rejoins the peers it knew this way).
+
+        :return: how many dials were started.
+        """
+        started = 0
+        for peer in list(self.known_peers.values()):
+            if not self._refused_address(peer) and self._maybe_dial(peer):
+                started += 1
+        return started
+
+    def _refused_address(self, peer: IPeer) -> bool:
+        return (
+            self.is_self(peer)
+            or self.policy.is_blocked_ip(peer.address)
+            or self.policy.is_blocked_identifier(peer.identifier)
+        )
+
+    def _maybe_dial(self, peer: IPeer) -> bool:
+        if self.channel_for(peer) is not None or (peer.address, peer.port) in self._dialing:
+            return False
+        if len(self._outbound) >= self.limits.max_outbound or not self._dials.take():
+            self.counters["dials_deferred"] += 1
+            return False
+        self.connect(peer).addErrback(self._dial_failed, peer)
+        return True
 
     def data_received(self, channel: PeerChannel, packet: Any) -> None:
         """The distribution hook: log it (the distribution module replaces this)."""

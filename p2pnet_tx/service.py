@@ -263,6 +263,9 @@ class PeerNetworkService(MultiService):
         if self.data_dir is not None:
             self.load_state()
         super().startService()
+        if self.data_dir is not None and self.network.known_peers:
+            started = self.network.dial_known_peers()
+            self.log.info("dialling {count} known peers", count=started)
 
     def stopService(self) -> Deferred[None]:
         d = maybeDeferred(super().stopService)

@@ -79,6 +79,8 @@ class ControlAPITests(SynchronousTestCase):
         self.assertEqual(body["counts"]["active"], 1)
         self.assertEqual(body["counts"]["trusted"], 1)
         self.assertEqual(body["counters"]["packets_in.Identity"], 1)
+        self.assertEqual(body["counters"]["handshakes_failed"], 0)
+        self.assertEqual(body["counters"]["malformed"], 0)
 
     def test_peers(self) -> None:
         """Peers lists the connected peers and the known ones."""

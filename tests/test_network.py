@@ -603,3 +603,21 @@ class RefusedHandshakeTests(SynchronousTestCase):
         reactor.advance(network.channel_limits.handshake_timeout)
         self.assertTrue(channel.transport.disconnecting)
         self.assertNotIn("10.0.0.7", network.discouraged_ips)
+
+
+class DialKnownPeersTests(SynchronousTestCase):
+    """dial_known_peers reconnects to remembered peers, within the same limits as peer lists."""
+
+    def test_dials_unconnected_known_peers(self) -> None:
+        """Known peers that are not connected, blocked or this node are dialled once each."""
+        reactor = MemoryReactorClock()
+        network = PeerNetwork(reactor, identifier="me", limits=NetworkLimits(dial_burst=2))
+        for peer in (GenericPeer("10.0.0.1", 1), GenericPeer("10.0.0.2", 2, "me"),
+                     GenericPeer("10.0.0.3", 3), GenericPeer("10.0.0.4", 4),
+                     GenericPeer("10.0.0.5", 5)):
+            network.remember(peer)
+        network.policy.blocked_ips.add("10.0.0.3")
+        self.assertEqual(network.dial_known_peers(), 2)
+        self.assertEqual([c[:2] for c in reactor.tcpClients], [("10.0.0.1", 1), ("10.0.0.4", 4)])
+        self.assertEqual(network.dial_known_peers(), 0)
+        self.assertEqual(network.counters["dials_deferred"], 1)

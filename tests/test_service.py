@@ -110,6 +110,8 @@ class PeerNetworkServiceTests(SynchronousTestCase):
         self.assertTrue(self.network.policy.is_blocked_ip("10.0.0.7"))
         self.assertTrue(self.network.policy.is_blocked_identifier("bad"))
         self.assertIn(("10.0.0.8", 8051), self.network.known_peers)
+        # A restarted node dials the peers it knew.
+        self.assertEqual([(h, p) for h, p, *_ in self.reactor.tcpClients], [("10.0.0.8", 8051)])
         self.network.block(ip="10.0.0.9")
         self.assertEqual(self.data_dir.blocked()[0], ["10.0.0.7", "10.0.0.9"])
         self.network.remember(GenericPeer("10.0.0.10", 1))
