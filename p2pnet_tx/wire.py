@@ -344,6 +344,15 @@ def _read_body(
         obj = orjson.loads(body)
     except orjson.JSONDecodeError as e:
         return MalformedPacket(f"invalid JSON: {e}", bytes(body))
+    return _read_packet(reader, obj, body)
+
+
+def _read_packet(
+    reader: Callable[[Mapping[str, Any]], Packet],
+    obj: object,
+    body: bytes | bytearray | memoryview,
+) -> Packet | MalformedPacket:
+    """Read a decoded packet object with its reader; a MalformedPacket if it is bad."""
     if type(obj) is not dict:
         return MalformedPacket(
             f"a packet must be a JSON object, not {type(obj).__name__}", bytes(body)
@@ -601,15 +610,7 @@ def _read_envelope(body: bytes | memoryview) -> Packet | MalformedPacket:
     reader = _READERS_BY_TAG.get(tag) if type(tag) is str else None
     if reader is None:
         return UnknownPacketType(tag, bytes(body))
-    obj = envelope.get("packet")
-    if type(obj) is not dict:
-        return MalformedPacket(
-            f"a packet must be a JSON object, not {type(obj).__name__}", bytes(body)
-        )
-    try:
-        return reader(obj)
-    except _Invalid as e:
-        return MalformedPacket(str(e), bytes(body))
+    return _read_packet(reader, envelope.get("packet"), body)
 
 
 @implementer(IFrameDecoder)
