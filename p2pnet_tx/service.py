@@ -169,8 +169,17 @@ class ControlService(Service):
         self.port: IListeningPort | None = None
         self.url: str | None = None
 
+    def privilegedStartService(self) -> None:
+        super().privilegedStartService()
+        self._listen()
+
     def startService(self) -> None:
         super().startService()
+        self._listen()
+
+    def _listen(self) -> None:
+        if self.port is not None:
+            return
         from twisted.internet.endpoints import serverFromString
 
         errors: list[Failure] = []

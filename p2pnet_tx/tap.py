@@ -8,6 +8,7 @@ from __future__ import annotations
 import ipaddress
 
 from twisted.internet.endpoints import serverFromString
+from twisted.internet.error import CannotListenError
 from twisted.python import usage
 
 from p2pnet_tx.datadir import DEFAULT_DATA_DIR, DataDirError, NodeDataDir
@@ -83,6 +84,17 @@ class Options(usage.Options):
                 raise usage.UsageError(f"--{name}: bad endpoint {self[name]!r}: {e}") from None
 
 
+class _TwistdNode(PeerNetworkService):
+    """The node as twistd runs it: a port that cannot be bound ends twistd with one line."""
+
+    def privilegedStartService(self) -> None:
+        try:
+            super().privilegedStartService()
+        except CannotListenError as e:
+            where = f"{e.interface or '*'}:{e.port}"
+            raise SystemExit(f"twistd p2pnet: cannot listen on {where}: {e.socketError}") from None
+
+
 def makeService(options: Options) -> PeerNetworkService:
     """
     Build a node from parsed options.  This is where the global reactor enters.
@@ -111,7 +123,7 @@ def makeService(options: Options) -> PeerNetworkService:
         wire=options["wire"],
         trust_protocol=options["trust"],
     )
-    return PeerNetworkService(
+    return _TwistdNode(
         network,
         listen=options["listen"],
         peers=options["peers"],

@@ -46,6 +46,26 @@ class PluginTests(TestCase):
         self.assertNotIn("Traceback", output)
 
 
+    def test_port_in_use_is_one_line_error(self) -> None:
+        """A listen port that is taken ends twistd with status 1 and one line, no traceback."""
+        import socket
+
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            result = subprocess.run(
+                TWISTD + ["-n", "--pidfile=", "p2pnet", "--listen",
+                          f"tcp:{port}:interface=127.0.0.1", "--control", "none",
+                          "--data-dir", self.mktemp()],
+                capture_output=True, text=True, timeout=60,
+            )
+        self.assertEqual(result.returncode, 1)
+        output = result.stdout + result.stderr
+        self.assertIn(f"twistd p2pnet: cannot listen on 127.0.0.1:{port}", output)
+        self.assertNotIn("Traceback", output)
+
+
 class OptionsTests(SynchronousTestCase):
     """Parsing and validating the options of C{twistd p2pnet}."""
 
