@@ -154,9 +154,10 @@ class _LazyTimer:
         self._clock = clock
         self._check = check
         self._call: IDelayedCall | None = None
+        self._stopped = False
 
     def start(self, delay: float) -> None:
-        if self._call is None:
+        if self._call is None and not self._stopped:
             self._call = self._clock.callLater(delay, self._expired)
 
     def _expired(self) -> None:
@@ -166,6 +167,8 @@ class _LazyTimer:
             self.start(max(delay, 0.0))
 
     def stop(self) -> None:
+        """Cancel the timer for good: a check that stopped it cannot start it again."""
+        self._stopped = True
         if self._call is not None:
             self._call.cancel()
             self._call = None

@@ -78,6 +78,9 @@ class NetworkLimits:
     :ivar dial_rate: dials per second started from shared peer lists (a token bucket) ...
     :ivar dial_burst: ... of this size.
     :ivar discourage_seconds: how long a misbehaving IP is discouraged.
+    :ivar gossip_rate: addresses a second taken from shared peer lists into the known peers
+        (a token bucket) ...
+    :ivar gossip_burst: ... of this size.
     """
 
     max_inbound: int = 48
@@ -90,6 +93,8 @@ class NetworkLimits:
     dial_rate: float = 0.2
     dial_burst: int = 16
     discourage_seconds: float = 24 * 3600.0
+    gossip_rate: float = 0.1
+    gossip_burst: int = 1000
 
 
 class TokenBucket:
@@ -231,8 +236,9 @@ class PeerNetwork(ChannelOwner):
         self._outbound: set[PeerChannel] = set()
         self._arrivals: dict[PeerChannel, OneShotObserver[PeerChannel]] = {}
         self._refusals: dict[PeerChannel, PeerRefused] = {}
-        self._dialing: dict[tuple[str, int], Deferred[PeerChannel]] = {}
+        self._dialing: dict[tuple[str, int], _Dial] = {}
         self._dials = TokenBucket(reactor, self.limits.dial_rate, self.limits.dial_burst)
+        self._gossip = TokenBucket(reactor, self.limits.gossip_rate, self.limits.gossip_burst)
         self._closed = False
         # Kept up to date as channels come and go, so that deciding on a connection or an
         # identity costs the same with 10 peers or 10,000.
@@ -317,6 +323,10 @@ class PeerNetwork(ChannelOwner):
 
     def inbound_refusal(self, host: str) -> str | None:
         """Why an inbound connection from C{host} must be refused now, or None."""
+        try:
+            host = normalize_ip(host)
+        except ValueError:
+            pass
         if self._closed:
             return "network closed"
         if self.policy.is_blocked_ip(host):
@@ -387,7 +397,7 @@ class PeerNetwork(ChannelOwner):
         key = (peer.address, peer.port)
         dialing = self._dialing.get(key)
         if dialing is not None:
-            return _follow(dialing)
+            return dialing.follow()
         if len(self._outbound) >= self.limits.max_outbound:
             return fail(TooManyPeers(f"{len(self._outbound)} outbound channels already", peer))
         endpoint_type = TCP6ClientEndpoint if ":" in peer.address else TCP4ClientEndpoint
@@ -416,8 +426,8 @@ class PeerNetwork(ChannelOwner):
             return outcome
 
         result.addBoth(done)
-        self._dialing[key] = result
-        return _follow(result)
+        dial = self._dialing[key] = _Dial(result)
+        return dial.follow()
 
     def is_self(self, peer: IPeer) -> bool:
         """Whether C{peer} is this node (same identifier, or our own listening address)."""
@@ -462,7 +472,7 @@ class PeerNetwork(ChannelOwner):
             self.policy.blocked_identifiers.add(identifier)
         dropped = []
         for channel in list(self._channels):
-            if (ip is not None and _host_of(channel) == str(ipaddress.ip_address(ip))) or (
+            if (ip is not None and _host_of(channel) == normalize_ip(ip)) or (
                 identifier is not None and getattr(channel.peer, "identifier", None) == identifier
             ):
                 dropped.append(channel)
@@ -496,7 +506,7 @@ class PeerNetwork(ChannelOwner):
         for port in ports:
             waits.append(maybeDeferred(port.stopListening))
         for dialing in list(self._dialing.values()):
-            dialing.cancel()
+            dialing.attempt.cancel()
         for channel in list(self._channels):
             waits.append(channel.close("node shutting down"))
         return DeferredList(waits, consumeErrors=True).addCallback(lambda _: None)
@@ -528,7 +538,7 @@ class PeerNetwork(ChannelOwner):
         channel.peer = peer
         existing = self._find_duplicate(channel, peer)
         if existing is not None:
-            if not self._newcomer_wins(channel, existing):
+            if existing.is_trusted or not self._newcomer_wins(channel, existing):
                 self._refusals[channel] = DuplicatePeer(f"{peer} is already connected", peer)
                 self._arrival(channel).fire(existing)
                 self.counters["duplicates_refused"] += 1
@@ -539,6 +549,7 @@ class PeerNetwork(ChannelOwner):
             self._unindex(existing)
             self._arrival(existing).fire(channel)
             existing.close("duplicate")
+            self.peer_removed.notify(existing)
         self._accept(channel, peer)
         return True
 
@@ -546,10 +557,11 @@ class PeerNetwork(ChannelOwner):
         """A later Identity packet names a peer: remember it (never dial it from this alone)."""
         if packet.data and packet.ip and _is_ip(packet.ip):
             try:
-                self.remember(GenericPeer(packet.ip, packet.data,
-                                          packet.source_origin_identifier or None))
+                peer = GenericPeer(packet.ip, packet.data, packet.source_origin_identifier or None)
             except ValueError:
-                pass
+                return
+            if (peer.address, peer.port) in self.known_peers or self._gossip.take():
+                self.remember(peer)
 
     def process_peer_list(
         self,
@@ -574,9 +586,17 @@ class PeerNetwork(ChannelOwner):
             channel.abort(str(error))
             return
         for peer in packet.peers[: self.limits.max_peer_list]:
-            if not self._refused_address(peer):
-                self.remember(peer)
-                self._maybe_dial(peer)
+            if self._refused_address(peer):
+                continue
+            key = (peer.address, peer.port)
+            if key not in self.known_peers:
+                # Peers can only name addresses so fast, or they would flush the peers we
+                # know with their own (RELIABILITY.md row 21).
+                if not self._gossip.take():
+                    self.counters["gossip_dropped"] += 1
+                    continue
+            self.remember(peer)
+            self._maybe_dial(peer)
 
     def dial_known_peers(self) -> int:
         """
@@ -615,6 +635,9 @@ class PeerNetwork(ChannelOwner):
     def channel_trusted(self, channel: PeerChannel) -> None:
         """Announce the trusted peer and share our peers with it."""
         self.counters["handshakes_ok"] += 1
+        peer = channel.peer
+        if isinstance(peer, GenericPeer) and not self.is_outbound(channel) and self.wire != "dotnet":
+            self.remember(peer)  # an inbound peer's claimed listening port, now worth keeping
         self.peer_trusted.notify(channel)
         peers = list(islice(
             (c.peer for c in self.active_peer_channels
@@ -696,6 +719,8 @@ class PeerNetwork(ChannelOwner):
     def _newcomer_wins(self, newcomer: PeerChannel, existing: PeerChannel) -> bool:
         # Two nodes that dial each other at once each see the other's connection as a
         # duplicate.  Both must keep the same one: the one opened by the smaller identifier.
+        # (Only while the existing channel is untrusted: identifiers are claims, and a trusted
+        # channel is never given up for an unproven newcomer.)
         if self.is_outbound(newcomer) == self.is_outbound(existing):
             return False
         peer_identifier = getattr(newcomer.peer, "identifier", None)
@@ -708,9 +733,9 @@ class PeerNetwork(ChannelOwner):
         channel.peer = peer
         self.active_peer_channels.append(channel)
         self._index(channel)
-        if self.is_outbound(channel) or self.wire != "dotnet":
+        if self.is_outbound(channel):
             self.remember(peer)
-        if not self.is_outbound(channel):
+        else:
             placement = self.policy.incoming_peer_placement
             if placement is not IncomingPeerPlacement.EVENT_BASED:
                 self.inbound.put(peer)
@@ -727,32 +752,50 @@ class PeerNetwork(ChannelOwner):
                       why=failure.getErrorMessage())
 
 
-def _follow(source: Deferred[PeerChannel]) -> Deferred[PeerChannel]:
-    """Return a new Deferred with C{source}'s result, leaving C{source} untouched."""
+@attrs.define
+class _Dial:
+    """
+    A connection attempt that several connect() callers may be waiting on: each gets its own
+    Deferred, and cancelling one withdraws only that caller; the attempt itself is cancelled
+    with the last one.
+    """
 
-    def cancel(_: Deferred[PeerChannel]) -> None:
-        source.cancel()
+    attempt: Deferred[PeerChannel]
+    waiting: list[Deferred[PeerChannel]] = attrs.field(factory=list)
 
-    follower: Deferred[PeerChannel] = Deferred(cancel)
+    def __attrs_post_init__(self) -> None:
+        self.attempt.addBoth(self._fire)
 
-    def forward(result: object) -> object:
-        if not follower.called:
+    def follow(self) -> Deferred[PeerChannel]:
+        """Return a new Deferred for the attempt's result."""
+
+        def withdraw(waiter: Deferred[PeerChannel]) -> None:
+            self.waiting.remove(waiter)
+            if not self.waiting:
+                self.attempt.cancel()
+
+        waiter: Deferred[PeerChannel] = Deferred(withdraw)
+        self.waiting.append(waiter)
+        return waiter
+
+    def _fire(self, result: PeerChannel | Failure) -> None:
+        waiting, self.waiting = self.waiting, []
+        for waiter in waiting:
             if isinstance(result, Failure):
-                follower.errback(result)
+                waiter.errback(result)
             else:
-                follower.callback(result)
-        return result
-
-    source.addBoth(forward)
-    source.addErrback(lambda _: None)
-    return follower
+                waiter.callback(result)
 
 
 def _host_of(channel: PeerChannel) -> str:
     peer = channel.peer
     if peer is not None:
         return peer.address
-    return getattr(channel.transport.getPeer(), "host", "") if channel.transport else ""
+    host = getattr(channel.transport.getPeer(), "host", "") if channel.transport else ""
+    try:
+        return normalize_ip(host)
+    except ValueError:
+        return host
 
 
 def _same_peer(one: IPeer | None, other: IPeer | None) -> bool:

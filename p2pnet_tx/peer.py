@@ -33,9 +33,12 @@ def normalize_address(address: object) -> str:
     except (OSError, ValueError):
         pass
     try:
-        return str(ipaddress.ip_address(address))
+        parsed = ipaddress.ip_address(address)
     except ValueError:
         raise InvalidPeer(f"{address!r} is not an IPv4 or IPv6 address") from None
+    # A dual-stack listener reports IPv4 peers as ::ffff:a.b.c.d: that peer is a.b.c.d.
+    mapped = getattr(parsed, "ipv4_mapped", None)
+    return str(mapped if mapped is not None else parsed)
 
 
 def validate_port(port: object) -> int:

@@ -39,6 +39,9 @@ DEFAULT_CONTROL = "tcp:8765:interface=127.0.0.1"
 
 _FALLBACK_CONTROL = "tcp:0:interface=127.0.0.1"
 
+SAVE_DELAY = 1.0
+"""Seconds between a change of the known peers and writing them to the data directory."""
+
 
 class PeerKeeper(Service):
     """
@@ -264,8 +267,9 @@ class PeerNetworkService(MultiService):
         self.keepers = [PeerKeeper(network, peer) for peer in peers]
         for keeper in self.keepers:
             keeper.setServiceParent(self)
+        self._save_call: IDelayedCall | None = None
         if data_dir is not None:
-            network.peer_added.add(lambda channel: self.save_state())
+            network.peer_trusted.add(lambda channel: self._save_soon())
             network.peer_blocked.add(lambda ip, identifier: self.save_state())
 
     def startService(self) -> None:
@@ -276,7 +280,19 @@ class PeerNetworkService(MultiService):
             started = self.network.dial_known_peers()
             self.log.info("dialling {count} known peers", count=started)
 
+    def _save_soon(self) -> None:
+        # Peers come and go in bursts: write once a second at most, not once per peer.
+        if self._save_call is None:
+            self._save_call = self.network.reactor.callLater(SAVE_DELAY, self._save_now)
+
+    def _save_now(self) -> None:
+        self._save_call = None
+        self.save_state()
+
     def stopService(self) -> Deferred[None]:
+        if self._save_call is not None and self._save_call.active():
+            self._save_call.cancel()
+        self._save_call = None
         d = maybeDeferred(super().stopService)
         if self.data_dir is not None:
             d.addBoth(self._save_after_stop)

@@ -1342,3 +1342,23 @@ class SendBufferTests(SynchronousTestCase):
         channel.send_message("a" * 2000)
         self.assertTrue(channel.transport.disconnecting)
         self.assertEqual(channel.close_reason, "send buffer full")
+
+
+class KeepaliveAbortTests(SynchronousTestCase):
+    """A keep-alive ping that overflows the send buffer aborts the channel and leaves no
+    timer behind."""
+
+    def test_no_timer_survives(self) -> None:
+        """The keep-alive timer cannot re-arm itself once its own ping closed the channel."""
+        clock = Clock()
+        channel = PeerChannel("p2pnet", clock=clock,
+                              limits=ChannelLimits(max_queued_bytes=10, idle_timeout=None,
+                                                   write_stall_timeout=100.0))
+        transport = StringTransport()
+        channel.makeConnection(transport)
+        channel.pauseProducing()  # the transport says its buffer is full
+        clock.advance(channel.limits.keepalive_interval)
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(channel.close_reason, "send buffer full")
+        channel.connectionLost(Failure(ConnectionLost()))
+        self.assertEqual(clock.getDelayedCalls(), [])

@@ -621,3 +621,94 @@ class DialKnownPeersTests(SynchronousTestCase):
         self.assertEqual([c[:2] for c in reactor.tcpClients], [("10.0.0.1", 1), ("10.0.0.4", 4)])
         self.assertEqual(network.dial_known_peers(), 0)
         self.assertEqual(network.counters["dials_deferred"], 2)  # 10.0.0.5, twice
+
+
+class ReviewFindingsTests(SynchronousTestCase):
+    """Regressions for what a review found: identity takeover, lost events, shared cancels,
+    dual-stack addresses, gossip flooding the known peers."""
+
+    def test_trusted_channel_never_displaced(self) -> None:
+        """A newcomer claiming a trusted peer's identifier is refused, whatever the tie-break."""
+        nodes = Nodes()
+        a = nodes.node("zzzz", 8051)
+        v = nodes.node("aaaa", 8052)
+        d, _ = nodes.dial(a, v)  # a opened it; "aaaa" < "zzzz" would favour v's connections
+        real = self.successResultOf(d)
+        self.assertTrue(real.is_trusted)
+        impostor = a.make_channel(outbound=False)
+        impostor.makeConnection(StringTransport(peerAddress=address("10.6.6.6")))
+        impostor.dataReceived(get_codec("p2pnet").encode(IdentifierPacket(
+            "connect", 9000, "", source_origin_identifier="aaaa")))
+        self.assertTrue(impostor.transport.disconnecting)
+        self.assertEqual(a.active_peer_channels, [real])
+        self.assertFalse(real.is_closed)
+
+    def test_replaced_channel_is_announced_removed(self) -> None:
+        """A channel replaced by the simultaneous-dial tie-break gets its peer_removed event."""
+        nodes = Nodes()
+        client, server = nodes.node("client", 8052), nodes.node("server", 8051)
+        added: list[PeerChannel] = []
+        removed: list[PeerChannel] = []
+        client.peer_added.add(added.append)
+        client.peer_removed.add(removed.append)
+        client.connect(GenericPeer("127.0.0.1", 8051))
+        server.connect(GenericPeer("127.0.0.1", 8052))
+        pump1 = complete_tcp_connection(nodes.reactor, address("127.0.0.1", 40001))
+        pump2 = complete_tcp_connection(nodes.reactor, address("127.0.0.1", 40002))
+        for _ in range(20):
+            pump1.pump()
+            pump2.pump()
+        self.assertEqual(len(client.active_peer_channels), 1)
+        self.assertEqual(set(added) - set(removed), set(client.active_peer_channels))
+
+    def test_cancelling_one_caller_leaves_the_dial(self) -> None:
+        """Two connect() callers share a dial; one cancelling does not fail the other."""
+        reactor = MemoryReactorClock()
+        network = PeerNetwork(reactor, identifier="me")
+        first = network.connect(GenericPeer("10.0.0.7", 1))
+        second = network.connect(GenericPeer("10.0.0.7", 1))
+        first.cancel()
+        self.failureResultOf(first, CancelledError)
+        self.assertNoResult(second)
+        second.cancel()
+        self.failureResultOf(second, CancelledError, ConnectingCancelledError)
+
+    def test_ipv4_mapped_addresses_are_one_host(self) -> None:
+        """Through a dual-stack listener ::ffff:a.b.c.d counts (and is blocked) as a.b.c.d."""
+        reactor = MemoryReactorClock()
+        network = PeerNetwork(reactor, identifier="me",
+                              limits=NetworkLimits(max_per_ip=2, max_pending=100))
+        mapped = IPv4Address("TCP", "::ffff:10.1.2.3", 40000)
+        channels = []
+        for _ in range(3):
+            channel = network.factory.buildProtocol(mapped)
+            if channel is not None:
+                channel.makeConnection(StringTransport(peerAddress=mapped))
+                channels.append(channel)
+        self.assertEqual(len(channels), 2)
+        self.assertEqual(channels[0].peer.address, "10.1.2.3")
+        self.assertEqual(len(network.block(ip="10.1.2.3")), 2)
+
+    def test_gossip_cannot_flush_known_peers(self) -> None:
+        """Shared lists add new addresses at the gossip rate only."""
+        reactor = MemoryReactorClock()
+        network = PeerNetwork(reactor, identifier="me", trust_protocol=always_trust,
+                              limits=NetworkLimits(gossip_burst=5, dial_burst=0))
+        for n in range(3):
+            network.process_peer_list(CollectionSharePacket(100, [
+                GenericPeer("10.0.0.1", 1000 * n + k + 1) for k in range(4)]))
+        self.assertEqual(len(network.known_peers), 5)
+        self.assertEqual(network.counters["gossip_dropped"], 7)
+
+    def test_untrusted_inbound_peer_not_remembered(self) -> None:
+        """An inbound peer's claimed address is kept only once it is trusted."""
+        reactor = MemoryReactorClock()
+        network = PeerNetwork(reactor, identifier="me", trust_protocol="none")
+        channel = network.factory.buildProtocol(address("10.0.0.9"))
+        channel.makeConnection(StringTransport(peerAddress=address("10.0.0.9")))
+        channel.dataReceived(get_codec("p2pnet").encode(IdentifierPacket(
+            "connect", 9000, "", source_origin_identifier="stranger")))
+        self.assertEqual(len(network.active_peer_channels), 1)
+        self.assertEqual(network.known_peers, {})
+        channel.trust()
+        self.assertIn(("10.0.0.9", 9000), network.known_peers)

@@ -93,7 +93,10 @@ class GenericPeerTests(SynchronousTestCase):
     @given(address=st.ip_addresses(), port=st.integers(1, 65535),
            identifier=st.none() | st.text(max_size=64))
     def test_any_valid_peer(self, address: object, port: int, identifier: str | None) -> None:
-        """Every IP address, port and short identifier makes a peer, its address normalised."""
+        """
+        Every IP address, port and short identifier makes a peer, its address normalised (an
+        IPv4-mapped IPv6 address is the IPv4 address it maps).
+        """
         peer = GenericPeer(str(address), port, identifier)
-        self.assertEqual(peer.address, str(address))
+        self.assertEqual(peer.address, str(getattr(address, "ipv4_mapped", None) or address))
         self.assertEqual(GenericPeer(peer.address, port, identifier), peer)

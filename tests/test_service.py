@@ -118,3 +118,29 @@ class PeerNetworkServiceTests(SynchronousTestCase):
         self.successResultOf(service.stopService())
         saved = json.loads((self.data_dir.path / "known_peers.json").read_text())
         self.assertEqual([entry["address"] for entry in saved], ["10.0.0.8", "10.0.0.10"])
+
+
+class SaveDebounceTests(SynchronousTestCase):
+    """Known peers are written once per burst of newly trusted peers, not once per peer."""
+
+    def test_one_write_per_burst(self) -> None:
+        """Many trusted peers within a second make one pending save; stop saves at once."""
+        from p2pnet_tx.service import SAVE_DELAY
+
+        reactor = MemoryReactorClock()
+        data_dir = NodeDataDir(self.mktemp()).ensure()
+        network = PeerNetwork(reactor, identifier="node")
+        service = PeerNetworkService(network, listen="tcp:8051", data_dir=data_dir)
+        service.startService()
+        for n in range(1, 4):
+            network.remember(GenericPeer("10.0.0.1", n))
+            network.peer_trusted.notify(None)
+        self.assertEqual(len(reactor.getDelayedCalls()), 1)
+        self.assertEqual(data_dir.known_peers(), [])
+        reactor.advance(SAVE_DELAY)
+        self.assertEqual(len(data_dir.known_peers()), 3)
+        network.remember(GenericPeer("10.0.0.1", 4))
+        network.peer_trusted.notify(None)
+        self.successResultOf(service.stopService())
+        self.assertEqual(len(data_dir.known_peers()), 4)
+        self.assertEqual(reactor.getDelayedCalls(), [])
