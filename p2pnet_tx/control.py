@@ -11,13 +11,14 @@ the API through DNS rebinding.
 from __future__ import annotations
 
 import hmac
+import io
 import json
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 import attrs
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.resource import Resource
@@ -97,6 +98,40 @@ class MessageLog:
         network.handlers.set_handler(PacketType.MESSAGE, record_then_handle)
 
 
+class BoundedBody(io.BytesIO):
+    """
+    A request body kept in memory up to C{MAX_BODY} bytes; what comes after is dropped and
+    C{overflowed} set, so a client cannot make the node buffer (or spool to disk) more.
+    """
+
+    overflowed = False
+
+    def write(self, data: bytes) -> int:  # type: ignore[override]
+        room = MAX_BODY + 1 - self.tell()
+        if len(data) > room:
+            self.overflowed = True
+            data = data[: max(room, 0)]
+        return super().write(data)
+
+
+class ControlRequest(Request):
+    """
+    The requests of the control API: a declared body over C{MAX_BODY} is refused with 413
+    before it is read; any other body is held in a L{BoundedBody}.
+    """
+
+    def gotLength(self, length: int | None) -> None:
+        self.content = BoundedBody()
+        if length is not None and length > MAX_BODY:
+            body = json.dumps({"error": f"request body over {MAX_BODY} bytes"}).encode()
+            transport = self.channel.transport
+            transport.write(
+                b"HTTP/1.1 413 Payload Too Large\r\ncontent-type: application/json\r\n"
+                b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body) + body
+            )
+            transport.loseConnection()
+
+
 class _BadRequest(Exception):
     def __init__(self, code: int, message: str) -> None:
         super().__init__(message)
@@ -158,12 +193,18 @@ class ControlAPI(Resource):
     def render(self, request: Request) -> bytes | int:
         request.setHeader(b"content-type", b"application/json")
         request.setHeader(b"cache-control", b"no-store")
+        if getattr(request.content, "overflowed", False):
+            return self._error(request, 413, f"request body over {MAX_BODY} bytes")
         try:
             self._check_caller(request)
             handler, argument = self._route(request)
             result = handler(request, argument)
         except _BadRequest as e:
             return self._error(request, e.code, e.message)
+        except Exception:
+            self.log.failure("control request {method} {uri} failed",
+                             method=request.method, uri=request.uri)
+            return self._error(request, 500, "internal error")
         if isinstance(result, Deferred):
             result.addCallbacks(
                 lambda body: self._finish(request, 200, body),
@@ -210,7 +251,7 @@ class ControlAPI(Resource):
             raise _BadRequest(413, f"request body over {MAX_BODY} bytes")
         try:
             body = json.loads(raw)
-        except ValueError as e:
+        except (ValueError, RecursionError) as e:
             raise _BadRequest(400, f"request body is not JSON: {e}") from None
         if not isinstance(body, dict):
             raise _BadRequest(400, "request body must be a JSON object")
@@ -228,6 +269,8 @@ class ControlAPI(Resource):
         request.finish()
 
     def _failed(self, request: Request, failure: Failure) -> None:
+        if failure.check(CancelledError) and request._disconnected:
+            return  # the client went away and we stopped its request
         if failure.check(P2PNetError, ConnectionError, OSError) or hasattr(
             failure.value, "osError"
         ):
@@ -307,6 +350,10 @@ class ControlAPI(Resource):
         to, text = body.get("to", "*"), body.get("message")
         if not isinstance(text, str) or not isinstance(to, str):
             raise _BadRequest(400, '"message" (and "to", if given) must be strings')
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise _BadRequest(400, '"message" is not valid Unicode text') from None
         packet = PureMessagePacket(text, source_origin_identifier=self.network.identifier)
         if to == "*":
             return {"sent": self.network.broadcast(packet)}

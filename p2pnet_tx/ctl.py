@@ -23,13 +23,14 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
 from twisted.internet.error import ConnectError, ConnectionRefusedError, TimeoutError
 from twisted.internet.task import react
+from twisted.web.client import ResponseFailed, ResponseNeverReceived
+from twisted.web.error import SchemeNotSupported
 
-from p2pnet_tx.datadir import DEFAULT_DATA_DIR, NodeDataDir
+from p2pnet_tx.datadir import DEFAULT_DATA_DIR, DataDirError, NodeDataDir
 
-DEFAULT_URL = "http://127.0.0.1:8765"
 REQUEST_TIMEOUT = 30.0
 
 
@@ -102,11 +103,18 @@ async def run(reactor: Any, args: argparse.Namespace, out: Any = None) -> int:
 
     out = sys.stdout if out is None else out
     data_dir = NodeDataDir(args.data_dir)
-    token = data_dir.read_control_token()
+    method, path, body = _request_for(args)
+    try:
+        token = data_dir.read_control_token()
+        # Without the URL the node wrote, do not guess: the token must not go to whatever
+        # else listens on a default port.
+        url = args.url or data_dir.control_url()
+    except DataDirError as e:
+        raise CtlError(str(e)) from None
     if token is None:
         raise CtlError(f"no control token in {data_dir.path}: is a node using that data dir?")
-    url = args.url or data_dir.control_url() or DEFAULT_URL
-    method, path, body = _request_for(args)
+    if url is None:
+        raise CtlError(f"no control URL in {data_dir.path}: is the node running (or give --url)?")
     headers = {b"Authorization": [b"Bearer " + token.encode()]}
     try:
         response = await treq.request(
@@ -114,14 +122,19 @@ async def run(reactor: Any, args: argparse.Namespace, out: Any = None) -> int:
             timeout=REQUEST_TIMEOUT, reactor=reactor,
         )
         raw = await response.content()
-    except (ConnectionRefusedError, ConnectError, TimeoutError) as e:
+    except (ConnectionRefusedError, ConnectError, TimeoutError, CancelledError) as e:
         raise CtlError(f"no node is answering at {url} ({e.__class__.__name__}); is it running?")
+    except (ResponseFailed, ResponseNeverReceived) as e:
+        raise CtlError(f"the connection to {url} failed before an answer ({e.__class__.__name__})")
+    except SchemeNotSupported as e:
+        raise CtlError(f"cannot use the URL {url!r}: {e}") from None
     try:
         answer = json.loads(raw)
     except ValueError:
         raise CtlError(f"{url} did not answer with JSON (HTTP {response.code})") from None
     if response.code >= 400:
-        raise CtlError(f"the node refused: {answer.get('error', answer)} (HTTP {response.code})")
+        error = answer.get("error", answer) if isinstance(answer, dict) else answer
+        raise CtlError(f"the node refused: {error} (HTTP {response.code})")
     print(_format(args.command, answer), file=out)
     return 0
 

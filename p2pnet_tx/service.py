@@ -25,7 +25,7 @@ from twisted.python.failure import Failure
 from twisted.web.server import Site
 
 from p2pnet_tx.channel import PeerChannel
-from p2pnet_tx.control import ControlAPI, MessageLog
+from p2pnet_tx.control import ControlAPI, ControlRequest, MessageLog
 from p2pnet_tx.datadir import NodeDataDir
 from p2pnet_tx.errors import PeerBlocked, SelfConnection
 from p2pnet_tx.interfaces import IPeer
@@ -165,7 +165,7 @@ class ControlService(Service):
     ) -> None:
         self.reactor = reactor
         self.endpoint = endpoint
-        self.site = Site(resource)
+        self.site = Site(resource, requestFactory=ControlRequest)
         self.site.noisy = False
         self.data_dir = data_dir
         self.fallback = fallback
@@ -268,17 +268,27 @@ class PeerNetworkService(MultiService):
         for keeper in self.keepers:
             keeper.setServiceParent(self)
         self._save_call: IDelayedCall | None = None
+        self._state_loaded = False
         if data_dir is not None:
             network.peer_trusted.add(lambda channel: self._save_soon())
             network.peer_blocked.add(lambda ip, identifier: self.save_state())
 
+    def privilegedStartService(self) -> None:
+        # Saved blocks apply before the listening port opens.
+        self._load_state_once()
+        super().privilegedStartService()
+
     def startService(self) -> None:
-        if self.data_dir is not None:
-            self.load_state()
+        self._load_state_once()
         super().startService()
         if self.data_dir is not None and self.network.known_peers:
             started = self.network.dial_known_peers()
             self.log.info("dialling {count} known peers", count=started)
+
+    def _load_state_once(self) -> None:
+        if self.data_dir is not None and not self._state_loaded:
+            self._state_loaded = True
+            self.load_state()
 
     def _save_soon(self) -> None:
         # Peers come and go in bursts: write once a second at most, not once per peer.

@@ -82,6 +82,18 @@ class Options(usage.Options):
                 serverFromString(reactor, self[name])
             except (ValueError, KeyError, TypeError) as e:
                 raise usage.UsageError(f"--{name}: bad endpoint {self[name]!r}: {e}") from None
+        # Open the data directory now, so that a bad one is a usage error, not a traceback.
+        try:
+            data_dir = NodeDataDir(self["data-dir"]).ensure()
+            self["private-key"] = data_dir.private_key()
+            self["control-token"] = (
+                data_dir.control_token() if self["control"] != "none" else None
+            )
+            data_dir.blocked()
+            data_dir.known_peers()
+        except DataDirError as e:
+            raise usage.UsageError(f"--data-dir: {e}") from None
+        self["data-dir-object"] = data_dir
 
 
 class _TwistdNode(PeerNetworkService):
@@ -93,22 +105,19 @@ class _TwistdNode(PeerNetworkService):
         except CannotListenError as e:
             where = f"{e.interface or '*'}:{e.port}"
             raise SystemExit(f"twistd p2pnet: cannot listen on {where}: {e.socketError}") from None
+        except DataDirError as e:
+            raise SystemExit(f"twistd p2pnet: {e}") from None
 
 
 def makeService(options: Options) -> PeerNetworkService:
     """
     Build a node from parsed options.  This is where the global reactor enters.
-
-    :raises usage.UsageError: if the data directory cannot be used.
     """
     from twisted.internet import reactor
 
-    try:
-        data_dir = NodeDataDir(options["data-dir"]).ensure()
-        private_key = data_dir.private_key()
-        token = data_dir.control_token() if options["control"] != "none" else None
-    except DataDirError as e:
-        raise usage.UsageError(str(e)) from None
+    data_dir = options["data-dir-object"]
+    private_key = options["private-key"]
+    token = options["control-token"]
     policy = IncomingPeerTrustPolicy(
         allow_default_communication=not options["no-default-communication"],
         allow_enhanced_packet_exchange=bool(options["allow-enhanced"]),

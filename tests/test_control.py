@@ -136,8 +136,18 @@ class ControlAPITests(SynchronousTestCase):
         self.assertEqual(code, 400)
 
     def test_message_body_validated(self) -> None:
-        """A message that is not a string is a 400."""
+        """A message that is not a string, or not encodable text, is a 400."""
         code, _ = self.call("POST", "/api/messages", {"message": 5})
+        self.assertEqual(code, 400)
+        code, body = self.call("POST", "/api/messages", b'{"message": "\\ud800"}')
+        self.assertEqual(code, 400)
+        self.assertIn("Unicode", body["error"])
+
+    def test_deeply_nested_body(self) -> None:
+        """A body nested past the JSON parser's recursion limit is a 400, not a crash."""
+        code, body = self.call("POST", "/api/block", b"[" * 100_000 + b"]" * 100_000)
+        self.assertIn(code, (400, 413))
+        code, body = self.call("POST", "/api/block", b"[" * 20_000 + b"]" * 20_000)
         self.assertEqual(code, 400)
 
     def test_block(self) -> None:

@@ -57,3 +57,13 @@ class RequestTests(SynchronousTestCase):
         args = parser().parse_args(["--data-dir", self.mktemp(), "status"])
         failure = self.failureResultOf(ensureDeferred(run(MemoryReactorClock(), args)), CtlError)
         self.assertIn("no control token", str(failure.value))
+
+    def test_no_url_no_guess(self) -> None:
+        """With a token but no control URL, ctl refuses rather than send the token anywhere."""
+        from p2pnet_tx.datadir import NodeDataDir
+
+        data_dir = NodeDataDir(self.mktemp()).ensure()
+        data_dir.control_token()
+        args = parser().parse_args(["--data-dir", str(data_dir.path), "status"])
+        failure = self.failureResultOf(ensureDeferred(run(MemoryReactorClock(), args)), CtlError)
+        self.assertIn("no control URL", str(failure.value))

@@ -71,7 +71,7 @@ class OptionsTests(SynchronousTestCase):
 
     def parse(self, *argv: str) -> tap.Options:
         options = tap.Options()
-        options.parseOptions(list(argv))
+        options.parseOptions(list(argv) + ["--data-dir", self.mktemp()])
         return options
 
     def test_defaults(self) -> None:
@@ -146,5 +146,16 @@ class MakeServiceTests(SynchronousTestCase):
         with open(blocker, "w") as f:
             f.write("not a directory")
         options = tap.Options()
-        options.parseOptions(["--data-dir", os.path.join(blocker, "sub")])
-        self.assertRaises(UsageError, tap.makeService, options)
+        with self.assertRaises(UsageError) as caught:
+            options.parseOptions(["--data-dir", os.path.join(blocker, "sub")])
+        self.assertIn("--data-dir", str(caught.exception))
+
+    def test_corrupt_state_is_usage_error(self) -> None:
+        """A corrupt saved file in the data directory is a UsageError naming it."""
+        data_dir = self.mktemp()
+        os.makedirs(data_dir)
+        with open(os.path.join(data_dir, "known_peers.json"), "w") as f:
+            f.write("{bad")
+        with self.assertRaises(UsageError) as caught:
+            tap.Options().parseOptions(["--data-dir", data_dir])
+        self.assertIn("known_peers.json", str(caught.exception))

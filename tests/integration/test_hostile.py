@@ -84,3 +84,25 @@ async def test_one_address_cannot_take_every_slot() -> None:
             if not peer.lost.called:
                 peer.transport.abortConnection()
         await server.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_control_api_refuses_huge_body_before_reading_it(tmp_path) -> None:
+    """A declared body over 64 KiB is answered 413 and the connection closed at once."""
+    from p2pnet_tx.control import ControlAPI, MessageLog
+    from p2pnet_tx.service import ControlService
+
+    network = PeerNetwork(reactor, identifier="node")
+    api = ControlAPI(network, "token", MessageLog(reactor))
+    control = ControlService(reactor, "tcp:0:interface=127.0.0.1", api)
+    control.startService()
+    try:
+        client = await raw_connect(control.port.getHost().port)
+        client.transport.write(b"POST /api/messages HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                               b"Content-Length: 300000000\r\n\r\n" + b"x" * 1000)
+        await client.lost
+        assert client.received.startswith(b"HTTP/1.1 413 ")
+        assert b"request body over" in client.received
+    finally:
+        await control.stopService()
+        await network.close()
