@@ -344,7 +344,7 @@ class PeerChannel(Protocol):
         """
         Trust the peer: every packet type passes the gate and the larger frame limit applies.
         """
-        if self._trusted or self.is_closed:
+        if self._trusted or self._closing or self.is_closed:
             return
         self._trusted = True
         self._decoder.max_frame_size = self.limits.max_frame_size

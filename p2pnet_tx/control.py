@@ -55,10 +55,12 @@ class ReceivedMessage:
     sender: str | None
     message: str
     time: float
+    trusted: bool = False
 
     def to_json(self) -> dict[str, Any]:
         """Return the JSON object of this message."""
-        return {"seq": self.seq, "from": self.sender, "message": self.message, "time": self.time}
+        return {"seq": self.seq, "from": self.sender, "message": self.message, "time": self.time,
+                "trusted": self.trusted}
 
 
 class MessageLog:
@@ -80,7 +82,8 @@ class MessageLog:
         self._seq += 1
         sender = getattr(channel.peer, "identifier", None) or str(channel.peer)
         self._messages.append(
-            ReceivedMessage(self._seq, sender, packet.message, self._clock.seconds())
+            ReceivedMessage(self._seq, sender, packet.message, self._clock.seconds(),
+                            channel.is_trusted)
         )
 
     def since(self, seq: int) -> list[ReceivedMessage]:

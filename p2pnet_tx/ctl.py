@@ -90,7 +90,11 @@ def _request_for(args: argparse.Namespace) -> tuple[str, str, Any]:
 
 def _format(command: str, body: Any) -> str:
     if command == "messages":
-        lines = [f"[{m['seq']}] {m['from']}: {m['message']}" for m in body["messages"]]
+        lines = [
+            f"[{m['seq']}] {m['from']}{'' if m.get('trusted', True) else ' (untrusted)'}: "
+            f"{m['message']}"
+            for m in body["messages"]
+        ]
         return "\n".join(lines) if lines else "(no messages)"
     if command == "send":
         return f"sent to {body['sent']} peer(s)"

@@ -87,9 +87,14 @@ class PeerKeeper(Service):
 
     def _connected(self, channel: PeerChannel) -> None:
         self._attempt = None
-        self._delay = self.initial_delay
         self.channel = channel
+        # Only a peer that trusts us resets the backoff: one that accepts and then refuses
+        # every handshake must not be redialled every second.
+        channel.when_trusted().addCallbacks(self._reset_backoff, lambda _: None)
         channel.when_closed().addCallback(self._lost)
+
+    def _reset_backoff(self, channel: PeerChannel) -> None:
+        self._delay = self.initial_delay
 
     def _lost(self, reason: str) -> None:
         self.channel = None

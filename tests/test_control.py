@@ -130,6 +130,7 @@ class ControlAPITests(SynchronousTestCase):
         code, body = self.call("GET", "/api/messages")
         self.assertEqual([m["message"] for m in body["messages"]], ["one", "two"])
         self.assertEqual(body["messages"][0]["from"], "peer-a")
+        self.assertIs(body["messages"][0]["trusted"], True)
         code, body = self.call("GET", "/api/messages?since=1")
         self.assertEqual([m["message"] for m in body["messages"]], ["two"])
         code, body = self.call("GET", "/api/messages?since=x")

@@ -48,6 +48,9 @@ class RequestTests(SynchronousTestCase):
         """Messages print one per line; sends print a count; the rest is JSON."""
         self.assertEqual(_format("messages", {"messages": [
             {"seq": 3, "from": "abc", "message": "hi", "time": 1.0}]}), "[3] abc: hi")
+        self.assertEqual(_format("messages", {"messages": [
+            {"seq": 4, "from": "x", "message": "hey", "time": 1.0, "trusted": False}]}),
+            "[4] x (untrusted): hey")
         self.assertEqual(_format("messages", {"messages": []}), "(no messages)")
         self.assertEqual(_format("send", {"sent": 2}), "sent to 2 peer(s)")
         self.assertEqual(_format("status", {"b": 1, "a": 2}), '{\n  "a": 2,\n  "b": 1\n}')

@@ -56,6 +56,25 @@ class PeerKeeperTests(SynchronousTestCase):
         self.reactor.advance(1.0)
         self.assertEqual(self.attempts(), [("10.0.0.9", 8051)])
 
+    def test_untrusted_connection_does_not_reset_backoff(self) -> None:
+        """A peer that accepts the connection but never trusts us is redialled ever slower."""
+        server = PeerNetwork(self.reactor, identifier="server", trust_protocol="none")
+        server.listen("tcp:8051")
+        network = PeerNetwork(self.reactor, identifier="me", trust_protocol="none")
+        keeper = PeerKeeper(network, GenericPeer("10.0.0.9", 8051), max_delay=64.0)
+        keeper.startService()
+        delays = []
+        for _ in range(3):
+            pump = complete_tcp_connection(self.reactor)
+            pump.flush()
+            keeper.channel.close("refused")
+            pump.flush()
+            [call] = [c for c in self.reactor.getDelayedCalls() if c.func == keeper._connect]
+            delays.append(call.getTime() - self.reactor.seconds())
+            self.reactor.advance(delays[-1])
+        self.assertEqual(delays, [1.0, 2.0, 4.0])
+        keeper.stopService()
+
     def test_stop_cancels_everything(self) -> None:
         """Stopping the keeper cancels the pending retry and the attempt in flight."""
         self.keeper.startService()
