@@ -540,7 +540,8 @@ class HeldOpen(Int32StringReceiver):
 
 def server_limits(channels: int) -> NetworkLimits:
     return NetworkLimits(max_inbound=channels + 100, max_pending=1000,
-                         max_per_ip=channels + 100)
+                         max_per_ip=channels + 100, accept_burst=channels + 100,
+                         accept_rate=1e6)
 
 
 def mem_server_setup(flavor: str, channels: int) -> Callable[[Any], Callable[[str], None]]:

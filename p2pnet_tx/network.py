@@ -56,6 +56,9 @@ from p2pnet_tx.policy import (
 from p2pnet_tx.trust import identifier_for_public_key, key_trust, ping_trust
 from p2pnet_tx.wire import get_codec
 
+MAX_RATE_TRACKED_HOSTS = 10_000
+"""Addresses whose connection rate is tracked; past it the least recently seen is forgotten."""
+
 DEFAULT_BACKLOG = 1024
 """The listen backlog used unless the endpoint string gives one."""
 
@@ -70,7 +73,7 @@ class NetworkLimits:
 
     :ivar max_inbound: inbound channels at once.
     :ivar max_outbound: outbound channels at once.
-    :ivar max_pending: channels whose peer has not yet said who it is.
+    :ivar max_pending: inbound channels still in their handshake (not yet trusted).
     :ivar max_per_ip: inbound channels from one IP address (not 1: NAT and shared hosts).
     :ivar connect_timeout: seconds to wait for a TCP connection.
     :ivar max_peer_list: peers in one shared list; more is misbehaviour.
@@ -81,6 +84,9 @@ class NetworkLimits:
     :ivar gossip_rate: addresses a second taken from shared peer lists into the known peers
         (a token bucket) ...
     :ivar gossip_burst: ... of this size.
+    :ivar accept_rate: inbound connections a second accepted from one address (a token
+        bucket per address) ...
+    :ivar accept_burst: ... of this size.
     """
 
     max_inbound: int = 48
@@ -95,6 +101,8 @@ class NetworkLimits:
     discourage_seconds: float = 24 * 3600.0
     gossip_rate: float = 0.1
     gossip_burst: int = 1000
+    accept_rate: float = 0.2
+    accept_burst: int = 16
 
 
 class TokenBucket:
@@ -244,6 +252,8 @@ class PeerNetwork(ChannelOwner):
         # identity costs the same with 10 peers or 10,000.
         self._inbound_hosts: dict[PeerChannel, str] = {}
         self._per_host: Counter[str] = Counter()
+        self._handshaking: set[PeerChannel] = set()
+        self._accepts: OrderedDict[str, TokenBucket] = OrderedDict()
         self._by_identifier: dict[str, PeerChannel] = {}
         self._by_address: dict[tuple[str, int], PeerChannel] = {}
 
@@ -272,8 +282,8 @@ class PeerNetwork(ChannelOwner):
 
     @property
     def pending_channels(self) -> list[PeerChannel]:
-        """Connected channels whose peer has not been accepted yet."""
-        return [c for c in self._channels if c not in self.active_peer_channels]
+        """Inbound channels still in their handshake: not yet identified, or not yet trusted."""
+        return list(self._handshaking)
 
     def is_outbound(self, channel: PeerChannel) -> bool:
         """Whether this node opened C{channel}."""
@@ -334,13 +344,24 @@ class PeerNetwork(ChannelOwner):
         inbound = len(self._inbound_hosts)
         if inbound >= self.limits.max_inbound:
             return "too many inbound peers"
-        if len(self._channels) - len(self.active_peer_channels) >= self.limits.max_pending:
+        if len(self._handshaking) >= self.limits.max_pending:
             return "too many pending handshakes"
         if self._per_host[host] >= self.limits.max_per_ip:
             return "too many connections from this address"
         if host in self.discouraged_ips and inbound >= self.limits.max_inbound // 2:
             return "discouraged"
+        if not self._accept_bucket(host).take():
+            return "connecting too often"
         return None
+
+    def _accept_bucket(self, host: str) -> TokenBucket:
+        bucket = self._accepts.pop(host, None)
+        if bucket is None:
+            bucket = TokenBucket(self.reactor, self.limits.accept_rate, self.limits.accept_burst)
+        self._accepts[host] = bucket
+        while len(self._accepts) > MAX_RATE_TRACKED_HOSTS:
+            self._accepts.popitem(last=False)
+        return bucket
 
     # -- Listening and connecting ---------------------------------------------------------------
 
@@ -519,6 +540,7 @@ class PeerNetwork(ChannelOwner):
         if channel not in self._outbound:
             host = self._inbound_hosts[channel] = _host_of(channel)
             self._per_host[host] += 1
+            self._handshaking.add(channel)
         if self.wire == "dotnet" and channel.peer is not None:
             self._accept(channel, GenericPeer(channel.peer.address, channel.peer.port))
 
@@ -635,6 +657,7 @@ class PeerNetwork(ChannelOwner):
     def channel_trusted(self, channel: PeerChannel) -> None:
         """Announce the trusted peer and share our peers with it."""
         self.counters["handshakes_ok"] += 1
+        self._handshaking.discard(channel)
         peer = channel.peer
         if isinstance(peer, GenericPeer) and not self.is_outbound(channel) and self.wire != "dotnet":
             self.remember(peer)  # an inbound peer's claimed listening port, now worth keeping
@@ -660,6 +683,7 @@ class PeerNetwork(ChannelOwner):
         """Forget a closed channel and tell the observers."""
         self._channels.discard(channel)
         self._outbound.discard(channel)
+        self._handshaking.discard(channel)
         host = self._inbound_hosts.pop(channel, None)
         if host is not None:
             self._per_host[host] -= 1
@@ -733,6 +757,8 @@ class PeerNetwork(ChannelOwner):
         channel.peer = peer
         self.active_peer_channels.append(channel)
         self._index(channel)
+        if self.trust_protocol is None or not self.policy.run_default_trust_protocol:
+            self._handshaking.discard(channel)  # no handshake to wait for
         if self.is_outbound(channel):
             self.remember(peer)
         else:

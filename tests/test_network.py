@@ -712,3 +712,42 @@ class ReviewFindingsTests(SynchronousTestCase):
         self.assertEqual(network.known_peers, {})
         channel.trust()
         self.assertIn(("10.0.0.9", 9000), network.known_peers)
+
+
+class AcceptLimitsTests(SynchronousTestCase):
+    """The per-address connection rate, and handshakes counted as pending until trusted."""
+
+    def connect(self, network: PeerNetwork, host: str) -> PeerChannel | None:
+        channel = network.factory.buildProtocol(address(host))
+        if channel is not None:
+            channel.makeConnection(StringTransport(peerAddress=address(host)))
+        return channel
+
+    def test_connection_rate_per_address(self) -> None:
+        """One address gets accept_burst connections at once, then accept_rate a second."""
+        reactor = MemoryReactorClock()
+        network = PeerNetwork(reactor, identifier="me",
+                              limits=NetworkLimits(accept_burst=3, accept_rate=0.2))
+        for _ in range(3):
+            channel = self.connect(network, "10.0.0.7")
+            self.assertIsNotNone(channel)
+            channel.connectionLost()
+        self.assertIsNone(self.connect(network, "10.0.0.7"))
+        self.assertIsNotNone(self.connect(network, "10.0.0.8"))
+        reactor.advance(5.0)
+        self.assertIsNotNone(self.connect(network, "10.0.0.7"))
+
+    def test_untrusted_channels_are_pending(self) -> None:
+        """A peer that said who it is but is not trusted yet still holds a pending slot."""
+        reactor = MemoryReactorClock()
+        network = PeerNetwork(reactor, identifier="me", limits=NetworkLimits(max_pending=2))
+        for n in range(2):
+            channel = self.connect(network, f"10.0.0.{n + 1}")
+            channel.dataReceived(get_codec("p2pnet").encode(IdentifierPacket(
+                "connect", 9000, "", source_origin_identifier=f"peer{n}")))
+        self.assertEqual(len(network.active_peer_channels), 2)
+        self.assertEqual(len(network.pending_channels), 2)
+        self.assertIsNone(self.connect(network, "10.0.0.9"))
+        network.active_peer_channels[0].trust()
+        self.assertEqual(len(network.pending_channels), 1)
+        self.assertIsNotNone(self.connect(network, "10.0.0.9"))
