@@ -119,15 +119,11 @@ class PeerKeeper(Service):
         self._delay = min(self._delay * 2, self.max_delay)
 
 
-class _Listener(Service):
-    """Listens for peers; stopping it closes the whole network."""
-
-    log = Logger()
-
-    def __init__(self, network: PeerNetwork, endpoint: str) -> None:
-        self.network = network
-        self.endpoint = endpoint
-        self._started = False
+class _ListensEarly(Service):
+    """
+    A service that binds its port in C{privilegedStartService}, so that twistd fails before the
+    reactor runs (and before dropping privileges), or in C{startService} when embedded.
+    """
 
     def privilegedStartService(self) -> None:
         super().privilegedStartService()
@@ -136,6 +132,20 @@ class _Listener(Service):
     def startService(self) -> None:
         super().startService()
         self._listen()
+
+    def _listen(self) -> None:
+        raise NotImplementedError
+
+
+class _Listener(_ListensEarly):
+    """Listens for peers; stopping it closes the whole network."""
+
+    log = Logger()
+
+    def __init__(self, network: PeerNetwork, endpoint: str) -> None:
+        self.network = network
+        self.endpoint = endpoint
+        self._started = False
 
     def _listen(self) -> None:
         if self._started:
@@ -151,7 +161,7 @@ class _Listener(Service):
         return self.network.close()
 
 
-class ControlService(Service):
+class ControlService(_ListensEarly):
     """
     Serves the control API.  If the default endpoint is taken (another node on this host), it
     falls back to a free loopback port; either way the URL is written to the data directory,
@@ -176,14 +186,6 @@ class ControlService(Service):
         self.fallback = fallback
         self.port: IListeningPort | None = None
         self.url: str | None = None
-
-    def privilegedStartService(self) -> None:
-        super().privilegedStartService()
-        self._listen()
-
-    def startService(self) -> None:
-        super().startService()
-        self._listen()
 
     def _listen(self) -> None:
         if self.port is not None:
