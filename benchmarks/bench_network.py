@@ -158,10 +158,9 @@ def start_logging(label: str) -> WarningsOnly:
 
 def pair_channel_limits() -> ChannelLimits:
     """
-    A 1 MiB payload is about 1.4 MB of base64 JSON: raise max_frame_size.  max_queued_bytes must
-    be raised with it: PeerChannel.send counts the frame whose own write paused the transport as
-    queued, so a single frame over max_queued_bytes (1 MiB by default) aborts the channel with
-    "send buffer full" (see docs/performance.md, Network).
+    A 1 MiB payload is about 1.4 MB of base64 JSON: raise max_frame_size.  (max_queued_bytes was
+    raised with it while PeerChannel.send counted the frame that paused the transport as queued;
+    that is fixed, and the figures of docs/performance.md were taken with this setting.)
     """
     return ChannelLimits(max_frame_size=MAX_FRAME, max_queued_bytes=2 * MAX_FRAME)
 

@@ -127,7 +127,8 @@ class ChannelOwner:
                        size=len(packet.payload))
 
     def channel_trusted(self, channel: PeerChannel) -> None:
-        """Nothing to do."""
+        """Log it."""
+        self.log.info("peer {peer} trusted", peer=channel.peer)
 
     def peer_misbehaved(self, channel: PeerChannel, error: Exception) -> None:
         """Nothing to do: the channel already logged it."""
@@ -349,7 +350,6 @@ class PeerChannel(Protocol):
         self._trusted = True
         self._decoder.max_frame_size = self.limits.max_frame_size
         self._cancel_handshake_deadline()
-        self.log.info("peer {peer} trusted", peer=self.peer)
         self._trusted_event.fire(self)
         self.owner.channel_trusted(self)
 

@@ -253,6 +253,9 @@ class PeerNetwork(ChannelOwner):
         self._inbound_hosts: dict[PeerChannel, str] = {}
         self._per_host: Counter[str] = Counter()
         self._handshaking: set[PeerChannel] = set()
+        # Inbound peers that gave no listening port: known by their connection's port, which
+        # is worth neither remembering nor sharing.
+        self._not_listening: set[PeerChannel] = set()
         self._accepts: OrderedDict[str, TokenBucket] = OrderedDict()
         self._by_identifier: dict[str, PeerChannel] = {}
         self._by_address: dict[tuple[str, int], PeerChannel] = {}
@@ -541,6 +544,8 @@ class PeerNetwork(ChannelOwner):
             host = self._inbound_hosts[channel] = _host_of(channel)
             self._per_host[host] += 1
             self._handshaking.add(channel)
+            if self.wire == "dotnet":
+                self._not_listening.add(channel)  # known only by its connection's port
         if self.wire == "dotnet" and channel.peer is not None:
             self._accept(channel, GenericPeer(channel.peer.address, channel.peer.port))
 
@@ -551,6 +556,8 @@ class PeerNetwork(ChannelOwner):
         try:
             port = packet.data or getattr(channel.transport.getPeer(), "port", 0)
             peer = GenericPeer(host, port, identifier)
+            if not packet.data:
+                self._not_listening.add(channel)
         except (ValueError, TypeError) as e:
             return self._refuse(channel, PeerRefused(f"bad identity: {e}"))
         if self.policy.is_blocked_identifier(identifier):
@@ -658,13 +665,16 @@ class PeerNetwork(ChannelOwner):
         """Announce the trusted peer and share our peers with it."""
         self.counters["handshakes_ok"] += 1
         self._handshaking.discard(channel)
+        self.log.info("peer {peer} trusted ({direction})", peer=channel.peer,
+                      direction=self._direction(channel))
         peer = channel.peer
-        if isinstance(peer, GenericPeer) and not self.is_outbound(channel) and self.wire != "dotnet":
+        if isinstance(peer, GenericPeer) and channel not in self._not_listening:
             self.remember(peer)  # an inbound peer's claimed listening port, now worth keeping
         self.peer_trusted.notify(channel)
         peers = list(islice(
             (c.peer for c in self.active_peer_channels
-             if c.is_trusted and c is not channel and isinstance(c.peer, GenericPeer)),
+             if c.is_trusted and c is not channel and isinstance(c.peer, GenericPeer)
+             and c not in self._not_listening),
             self.limits.max_peer_list,
         ))
         if self.wire != "dotnet" or peers:
@@ -684,6 +694,7 @@ class PeerNetwork(ChannelOwner):
         self._channels.discard(channel)
         self._outbound.discard(channel)
         self._handshaking.discard(channel)
+        self._not_listening.discard(channel)
         host = self._inbound_hosts.pop(channel, None)
         if host is not None:
             self._per_host[host] -= 1
@@ -767,10 +778,16 @@ class PeerNetwork(ChannelOwner):
                 self.inbound.put(peer)
             if placement is not IncomingPeerPlacement.QUEUE_BASED:
                 self.incoming_peer_connection_attempt.notify(peer, channel)
-        self.log.info("peer {peer} added ({direction})", peer=peer,
-                      direction="outbound" if self.is_outbound(channel) else "inbound")
+        if self.trust_protocol is None or not self.policy.run_default_trust_protocol:
+            # With a handshake to come, the "trusted" line says it all (one event less per
+            # peer: a formatted log line costs as much as a tenth of a handshake).
+            self.log.info("peer {peer} added ({direction})", peer=peer,
+                          direction=self._direction(channel))
         self.peer_added.notify(channel)
         self._arrival(channel).fire(channel)
+
+    def _direction(self, channel: PeerChannel) -> str:
+        return "outbound" if self.is_outbound(channel) else "inbound"
 
     def _dial_failed(self, failure: Failure, peer: IPeer) -> None:
         self.counters["dials_failed"] += 1

@@ -751,3 +751,26 @@ class AcceptLimitsTests(SynchronousTestCase):
         network.active_peer_channels[0].trust()
         self.assertEqual(len(network.pending_channels), 1)
         self.assertIsNotNone(self.connect(network, "10.0.0.9"))
+
+
+class NonListeningPeerTests(SynchronousTestCase):
+    """A peer that gives no listening port is kept by its connection but never shared."""
+
+    def test_not_remembered_or_shared(self) -> None:
+        """Its connection port is not a place to dial: not in known_peers, not in peer lists."""
+        reactor = MemoryReactorClock()
+        network = PeerNetwork(reactor, identifier="me", trust_protocol=always_trust)
+        codec = get_codec("p2pnet")
+        transports = []
+        for n, port in enumerate((0, 9000)):
+            channel = network.factory.buildProtocol(address(f"10.0.0.{n + 1}"))
+            transport = StringTransport(peerAddress=address(f"10.0.0.{n + 1}", 40000 + n))
+            channel.makeConnection(transport)
+            channel.dataReceived(codec.encode(IdentifierPacket(
+                "connect", port, "", source_origin_identifier=f"peer{n}")))
+            transports.append(transport)
+        self.assertEqual(len(network.trusted_peer_channels), 2)
+        self.assertEqual(list(network.known_peers), [("10.0.0.2", 9000)])
+        lists = [p for p in codec.decoder().feed(transports[1].value())
+                 if isinstance(p, CollectionSharePacket)]
+        self.assertEqual(lists[0].peers, [])
