@@ -256,6 +256,9 @@ class PeerNetwork(ChannelOwner):
         # Inbound peers that gave no listening port: known by their connection's port, which
         # is worth neither remembering nor sharing.
         self._not_listening: set[PeerChannel] = set()
+        # Trusted channels whose peers may be shared, oldest first (a dict as an ordered set),
+        # so that building a peer list never scans peers that cannot be in it.
+        self._shareable: dict[PeerChannel, None] = {}
         self._accepts: OrderedDict[str, TokenBucket] = OrderedDict()
         self._by_identifier: dict[str, PeerChannel] = {}
         self._by_address: dict[tuple[str, int], PeerChannel] = {}
@@ -672,11 +675,11 @@ class PeerNetwork(ChannelOwner):
             self.remember(peer)  # an inbound peer's claimed listening port, now worth keeping
         self.peer_trusted.notify(channel)
         peers = list(islice(
-            (c.peer for c in self.active_peer_channels
-             if c.is_trusted and c is not channel and isinstance(c.peer, GenericPeer)
-             and c not in self._not_listening),
+            (c.peer for c in self._shareable if c.is_trusted and c is not channel),
             self.limits.max_peer_list,
         ))
+        if isinstance(peer, GenericPeer) and channel not in self._not_listening:
+            self._shareable[channel] = None
         if self.wire != "dotnet" or peers:
             channel.send(
                 CollectionSharePacket(100, peers, source_origin_identifier=self.identifier)
@@ -695,6 +698,7 @@ class PeerNetwork(ChannelOwner):
         self._outbound.discard(channel)
         self._handshaking.discard(channel)
         self._not_listening.discard(channel)
+        self._shareable.pop(channel, None)
         host = self._inbound_hosts.pop(channel, None)
         if host is not None:
             self._per_host[host] -= 1
