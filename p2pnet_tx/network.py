@@ -772,8 +772,9 @@ class PeerNetwork(ChannelOwner):
         channel.peer = peer
         self.active_peer_channels.append(channel)
         self._index(channel)
-        if self.trust_protocol is None or not self.policy.run_default_trust_protocol:
-            self._handshaking.discard(channel)  # no handshake to wait for
+        handshake_follows = self.trust_protocol is not None and self.policy.run_default_trust_protocol
+        if not handshake_follows:
+            self._handshaking.discard(channel)
         if self.is_outbound(channel):
             self.remember(peer)
         else:
@@ -782,7 +783,7 @@ class PeerNetwork(ChannelOwner):
                 self.inbound.put(peer)
             if placement is not IncomingPeerPlacement.QUEUE_BASED:
                 self.incoming_peer_connection_attempt.notify(peer, channel)
-        if self.trust_protocol is None or not self.policy.run_default_trust_protocol:
+        if not handshake_follows:
             # With a handshake to come, the "trusted" line says it all (one event less per
             # peer: a formatted log line costs as much as a tenth of a handshake).
             self.log.info("peer {peer} added ({direction})", peer=peer,

@@ -6,8 +6,6 @@ L{IncomingPeerTrustPolicy}: what a node lets untrusted peers do, and whom it ref
 from __future__ import annotations
 
 import enum
-import ipaddress
-import socket
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -16,6 +14,7 @@ import attrs
 from twisted.internet.interfaces import IReactorTime
 
 from p2pnet_tx.errors import TrustPolicyConflict
+from p2pnet_tx.peer import normalize_address
 
 if TYPE_CHECKING:
     from twisted.internet.defer import Deferred
@@ -34,29 +33,14 @@ class IncomingPeerPlacement(enum.Enum):
     QUEUE_AND_EVENT_BASED = "queue_and_event"
 
 
-_IPV4_MAPPED_PREFIX = b"\0" * 10 + b"\xff\xff"
-
-
 def normalize_ip(key: str) -> str:
     """
     Return the one text form of an IP address, so that every spelling of an address is one
-    block-list entry.  A dual-stack listener reports IPv4 clients as C{::ffff:a.b.c.d}: that is
-    C{a.b.c.d} too.  (The socket module's parsers do this several times faster than
-    L{ipaddress}, which matters on every accepted connection.)
+    block-list entry (C{::ffff:a.b.c.d} is C{a.b.c.d}); the same form L{GenericPeer} uses.
 
     :raises ValueError: if C{key} is not an IPv4 or IPv6 address.
     """
-    try:
-        return socket.inet_ntop(socket.AF_INET, socket.inet_pton(socket.AF_INET, key))
-    except (OSError, TypeError):
-        pass
-    try:
-        packed = socket.inet_pton(socket.AF_INET6, key)
-    except (OSError, TypeError):
-        raise ValueError(f"{key!r} is not an IP address") from None
-    if packed.startswith(_IPV4_MAPPED_PREFIX):
-        return socket.inet_ntop(socket.AF_INET, packed[12:])
-    return str(ipaddress.IPv6Address(packed))
+    return normalize_address(key)
 
 
 class BlockList:
