@@ -112,20 +112,6 @@ class ChannelOwner:
         """Accept every peer."""
         return True
 
-    def add_peer(self, channel: PeerChannel, packet: IdentifierPacket) -> None:
-        """Log the peer named."""
-        self.log.debug("{peer} named a peer at {ip}:{port}", peer=channel.peer, ip=packet.ip,
-                       port=packet.data)
-
-    def process_peer_list(self, channel: PeerChannel, packet: Any) -> None:
-        """Log the list's size."""
-        self.log.debug("{peer} shared {count} peers", peer=channel.peer, count=len(packet.peers))
-
-    def data_received(self, channel: PeerChannel, packet: Any) -> None:
-        """Log the data's size."""
-        self.log.debug("{peer} sent {size} bytes of data", peer=channel.peer,
-                       size=len(packet.payload))
-
     def channel_trusted(self, channel: PeerChannel) -> None:
         """Log it."""
         self.log.info("peer {peer} trusted", peer=channel.peer)

@@ -5,7 +5,7 @@ L{PacketHandleProtocol}: the registry of what a network does with each accepted 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Union
 
 from twisted.internet.defer import Deferred, maybeDeferred
@@ -31,8 +31,9 @@ log = Logger(namespace="p2pnet_tx.handlers")
 
 
 def handle_identity(channel: PeerChannel, packet: IdentifierPacket) -> None:
-    """Ask the channel's owner to add the peer the Identity packet names."""
-    channel.owner.add_peer(channel, packet)
+    """Log the peer an Identity packet names (a network remembers it instead)."""
+    log.debug("{peer} named a peer at {ip}:{port}", peer=channel.peer, ip=packet.ip,
+              port=packet.data)
 
 
 def handle_disconnect(channel: PeerChannel, packet: DisconnectPacket) -> None:
@@ -41,13 +42,13 @@ def handle_disconnect(channel: PeerChannel, packet: DisconnectPacket) -> None:
 
 
 def handle_peer_group(channel: PeerChannel, packet: CollectionSharePacket) -> None:
-    """Hand a shared peer list to the owner."""
-    channel.owner.process_peer_list(channel, packet)
+    """Log the size of a shared peer list (a network processes it instead)."""
+    log.debug("{peer} shared {count} peers", peer=channel.peer, count=len(packet.peers))
 
 
 def handle_data_transmit(channel: PeerChannel, packet: DataTransmissionPacket) -> None:
-    """Hand data to the owner's distribution hook."""
-    channel.owner.data_received(channel, packet)
+    """Log the size of received data (a network hands it to distribution instead)."""
+    log.debug("{peer} sent {size} bytes of data", peer=channel.peer, size=len(packet.payload))
 
 
 def handle_message(channel: PeerChannel, packet: PureMessagePacket) -> None:
@@ -64,7 +65,11 @@ DEFAULT_HANDLERS: dict[PacketType, PacketHandler] = {
     PacketType.DATA_TRANSMIT: handle_data_transmit,
     PacketType.MESSAGE: handle_message,
 }
-"""The handlers of the reference implementation, which every registry starts with."""
+"""
+The handlers a registry starts with unless it is given others: they close a channel on a
+Disconnect and log everything else.  A network gives its registry its own handlers for
+Identity, PeerGroup and DataTransmit.
+"""
 
 
 def ignore(channel: PeerChannel, packet: Packet) -> None:
@@ -75,12 +80,27 @@ class PacketHandleProtocol:
     """
     Which handler each packet type goes to; one registry per network.
 
-    Starts with L{DEFAULT_HANDLERS}.  A handler may return a Deferred or be a coroutine function;
-    the channel waits for neither, but logs and counts their failures.
+    A handler may return a Deferred or be a coroutine function; the channel waits for neither,
+    but logs and counts their failures.
+
+    @param defaults: the handlers this registry starts with and L{reset} returns to, for the
+        packet types it names; L{DEFAULT_HANDLERS} for the others.
     """
 
-    def __init__(self) -> None:
-        self._handlers: dict[PacketType, PacketHandler] = dict(DEFAULT_HANDLERS)
+    def __init__(self, defaults: Mapping[PacketType, PacketHandler] | None = None) -> None:
+        self._defaults: dict[PacketType, PacketHandler] = dict(DEFAULT_HANDLERS)
+        if defaults is not None:
+            for kind, handler in defaults.items():
+                self._check(kind, handler)
+                self._defaults[kind] = handler
+        self._handlers: dict[PacketType, PacketHandler] = dict(self._defaults)
+
+    @staticmethod
+    def _check(kind: object, handler: object) -> None:
+        if not isinstance(kind, PacketType):
+            raise TypeError(f"packet type must be a PacketType, not {kind!r}")
+        if not callable(handler):
+            raise TypeError(f"handler for {kind.name} must be callable, not {handler!r}")
 
     def set_handler(self, kind: PacketType, handler: PacketHandler | None) -> None:
         """
@@ -88,12 +108,9 @@ class PacketHandleProtocol:
 
         :raises TypeError: if C{kind} is not a L{PacketType} or C{handler} is not callable.
         """
-        if not isinstance(kind, PacketType):
-            raise TypeError(f"packet type must be a PacketType, not {kind!r}")
         if handler is None:
             handler = ignore
-        if not callable(handler):
-            raise TypeError(f"handler for {kind.name} must be callable, not {handler!r}")
+        self._check(kind, handler)
         self._handlers[kind] = handler
 
     def get_handler(self, kind: PacketType) -> PacketHandler:
@@ -101,8 +118,8 @@ class PacketHandleProtocol:
         return self._handlers[kind]
 
     def reset(self, kind: PacketType) -> None:
-        """Give packets of type C{kind} back to their default handler."""
-        self._handlers[kind] = DEFAULT_HANDLERS[kind]
+        """Give packets of type C{kind} back to this registry's default handler."""
+        self._handlers[kind] = self._defaults[kind]
 
     def handle(self, channel: PeerChannel, packet: Packet) -> Deferred[Any]:
         """

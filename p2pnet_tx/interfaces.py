@@ -76,15 +76,6 @@ class IPeerChannelOwner(Interface):
         :return: True to accept the peer, False to refuse it (duplicate, blocked).
         """
 
-    def add_peer(channel: object, packet: object) -> None:
-        """An accepted Identity packet (after the first) names a peer."""
-
-    def process_peer_list(channel: object, packet: object) -> None:
-        """An accepted PeerGroup packet shares a list of peers."""
-
-    def data_received(channel: object, packet: object) -> None:
-        """An accepted DataTransmit packet carries data for the distribution hook."""
-
     def channel_trusted(channel: object) -> None:
         """A channel's peer became trusted."""
 

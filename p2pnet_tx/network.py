@@ -45,7 +45,7 @@ from p2pnet_tx.errors import (
 from p2pnet_tx.handlers import PacketHandleProtocol
 from p2pnet_tx.inbound import InboundConnectingPeersQueue
 from p2pnet_tx.interfaces import IPeer, IPeerChannelOwner
-from p2pnet_tx.packets import CollectionSharePacket, IdentifierPacket, Packet
+from p2pnet_tx.packets import CollectionSharePacket, IdentifierPacket, Packet, PacketType
 from p2pnet_tx.peer import GenericPeer
 from p2pnet_tx.policy import (
     BlockList,
@@ -224,7 +224,11 @@ class PeerNetwork(ChannelOwner):
         self.limits = NetworkLimits() if limits is None else limits
         self.channel_limits = ChannelLimits() if channel_limits is None else channel_limits
         self.trust_protocol = self._resolve_trust_protocol(trust_protocol)
-        self.handlers = PacketHandleProtocol()
+        self.handlers = PacketHandleProtocol(defaults={
+            PacketType.IDENTITY: self.add_peer,
+            PacketType.PEER_GROUP: self.process_peer_list,
+            PacketType.DATA_TRANSMIT: self.data_received,
+        })
         self.inbound = InboundConnectingPeersQueue()
         self.known_peers: OrderedDict[tuple[str, int], GenericPeer] = OrderedDict()
         self.active_peer_channels: list[PeerChannel] = []

@@ -88,6 +88,7 @@ class RecordingOwner(ChannelOwner):
     def channel_connected(self, channel: PeerChannel) -> None:
         self.calls.append(("channel_connected", channel))
 
+    # Not owner methods: the registry defaults of HandlerDispatchTests route to these.
     def add_peer(self, channel: PeerChannel, packet: IdentifierPacket) -> None:
         self.calls.append(("add_peer", channel, packet))
 
@@ -257,7 +258,12 @@ class HandlerDispatchTests(SynchronousTestCase):
 
     def setUp(self) -> None:
         self.owner = RecordingOwner()
-        self.handlers = PacketHandleProtocol()
+        # The routing a network sets up: its own defaults for these three types.
+        self.handlers = PacketHandleProtocol(defaults={
+            PacketType.IDENTITY: self.owner.add_peer,
+            PacketType.PEER_GROUP: self.owner.process_peer_list,
+            PacketType.DATA_TRANSMIT: self.owner.data_received,
+        })
         self.channel, self.transport, self.clock = connect(
             handlers=self.handlers, owner=self.owner
         )
@@ -291,19 +297,19 @@ class HandlerDispatchTests(SynchronousTestCase):
         self.assertIn("data_received", self.owner.names())
 
     def test_identity_default_handler(self) -> None:
-        """An accepted Identity packet goes to owner.add_peer."""
+        """An accepted Identity packet goes to the registry's default Identity handler."""
         self.channel.dataReceived(frame(SAMPLES[PacketType.IDENTITY]))
         self.assertIn(("add_peer", self.channel, SAMPLES[PacketType.IDENTITY]), self.owner.calls)
 
     def test_peer_group_default_handler(self) -> None:
-        """An accepted PeerGroup packet goes to owner.process_peer_list."""
+        """An accepted PeerGroup packet goes to the registry's default PeerGroup handler."""
         self.channel.dataReceived(frame(SAMPLES[PacketType.PEER_GROUP]))
         self.assertIn(
             ("process_peer_list", self.channel, SAMPLES[PacketType.PEER_GROUP]), self.owner.calls
         )
 
     def test_data_transmit_default_handler(self) -> None:
-        """An accepted DataTransmit packet goes to owner.data_received."""
+        """An accepted DataTransmit packet goes to the registry's default DataTransmit handler."""
         self.channel.dataReceived(frame(SAMPLES[PacketType.DATA_TRANSMIT]))
         self.assertIn(
             ("data_received", self.channel, SAMPLES[PacketType.DATA_TRANSMIT]), self.owner.calls

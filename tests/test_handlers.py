@@ -33,29 +33,13 @@ from p2pnet_tx.packets import (
     PureMessagePacket,
 )
 from p2pnet_tx.peer import GenericPeer
-
-
-class FakeOwner:
-    """Records the owner calls the default handlers make."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, Any, Any]] = []
-
-    def add_peer(self, channel: Any, packet: Any) -> None:
-        self.calls.append(("add_peer", channel, packet))
-
-    def process_peer_list(self, channel: Any, packet: Any) -> None:
-        self.calls.append(("process_peer_list", channel, packet))
-
-    def data_received(self, channel: Any, packet: Any) -> None:
-        self.calls.append(("data_received", channel, packet))
+from p2pnet_tx.testing import RecordingHandler
 
 
 class FakeChannel:
     """The little of a channel the default handlers use."""
 
     def __init__(self) -> None:
-        self.owner = FakeOwner()
         self.peer = GenericPeer("10.0.0.7", 8001)
         self.disconnected: list[DisconnectPacket] = []
 
@@ -164,41 +148,66 @@ class PacketHandleProtocolTests(SynchronousTestCase):
 
 
 class DefaultHandlerTests(SynchronousTestCase):
-    """The reference's handlers: each hands its packet to the channel or its owner."""
+    """The handlers a registry starts with: Disconnect closes the channel, the rest is logged."""
 
     def setUp(self) -> None:
         self.channel = FakeChannel()
+        self.logged = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
 
     def test_identity(self) -> None:
-        """An Identity packet asks the owner to add the peer it names."""
+        """An Identity packet is only logged: a standalone channel remembers no peers."""
         packet = IdentifierPacket("hello", 8001, "10.0.0.9")
         handle_identity(self.channel, packet)  # type: ignore[arg-type]
-        self.assertEqual(self.channel.owner.calls, [("add_peer", self.channel, packet)])
+        [event] = [e for e in self.logged if e.get("ip") == "10.0.0.9"]
+        self.assertEqual(event["port"], 8001)
 
     def test_disconnect(self) -> None:
         """A Disconnect closes the channel it came on, whatever address it names."""
         packet = DisconnectPacket("10.0.0.99", 9999)
         handle_disconnect(self.channel, packet)  # type: ignore[arg-type]
         self.assertEqual(self.channel.disconnected, [packet])
-        self.assertEqual(self.channel.owner.calls, [])
 
     def test_peer_group(self) -> None:
-        """A PeerGroup packet goes to the owner's peer-list processing."""
+        """A PeerGroup packet is logged with its size."""
         packet = CollectionSharePacket(100, [GenericPeer("10.0.0.8", 8002)])
         handle_peer_group(self.channel, packet)  # type: ignore[arg-type]
-        self.assertEqual(self.channel.owner.calls, [("process_peer_list", self.channel, packet)])
+        self.assertEqual([e["count"] for e in self.logged if "count" in e], [1])
 
     def test_data_transmit(self) -> None:
-        """A DataTransmit packet goes to the owner's distribution hook."""
-        packet = DataTransmissionPacket(b"x", DataPayloadFormat.FILE)
+        """A DataTransmit packet is logged with its size."""
+        packet = DataTransmissionPacket(b"xyz", DataPayloadFormat.FILE)
         handle_data_transmit(self.channel, packet)  # type: ignore[arg-type]
-        self.assertEqual(self.channel.owner.calls, [("data_received", self.channel, packet)])
+        self.assertEqual([e["size"] for e in self.logged if "size" in e], [3])
 
     def test_message_logged_truncated(self) -> None:
         """A Message is logged at debug level, its text cut to 200 characters."""
-        logged = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
         handle_message(self.channel, PureMessagePacket("m" * 1000))  # type: ignore[arg-type]
-        [event] = [e for e in logged if "text" in e]
+        [event] = [e for e in self.logged if "text" in e]
         self.assertEqual(event["text"], "m" * 200)
         self.assertEqual(event["log_level"].name, "debug")
-        self.assertEqual(self.channel.owner.calls, [])
+
+
+class RegistryDefaultsTests(SynchronousTestCase):
+    """A registry can be given its own defaults, which reset() returns to."""
+
+    def test_given_defaults_replace_module_defaults(self) -> None:
+        """The handlers given as defaults are used, and the others stay the module's."""
+        mine = RecordingHandler()
+        handlers = PacketHandleProtocol(defaults={PacketType.PEER_GROUP: mine})
+        self.assertIs(handlers.get_handler(PacketType.PEER_GROUP), mine)
+        self.assertIs(handlers.get_handler(PacketType.MESSAGE), handle_message)
+
+    def test_reset_returns_to_given_default(self) -> None:
+        """reset() restores the registry's own default, not the module's."""
+        mine = RecordingHandler()
+        handlers = PacketHandleProtocol(defaults={PacketType.PEER_GROUP: mine})
+        handlers.set_handler(PacketType.PEER_GROUP, None)
+        handlers.reset(PacketType.PEER_GROUP)
+        self.assertIs(handlers.get_handler(PacketType.PEER_GROUP), mine)
+
+    def test_bad_defaults_refused(self) -> None:
+        """Defaults are checked like set_handler: a wrong key or a non-callable is a TypeError."""
+        with self.assertRaises(TypeError):
+            PacketHandleProtocol(defaults={"Message": ignore})  # type: ignore[dict-item]
+        with self.assertRaises(TypeError):
+            PacketHandleProtocol(defaults={PacketType.MESSAGE: 3})  # type: ignore[dict-item]
