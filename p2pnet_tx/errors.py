@@ -121,6 +121,23 @@ class ChannelClosed(P2PNetError):
         self.reason = reason
 
 
+class SendBufferFull(P2PNetError):
+    """
+    A send to a live peer would take its channel's queue of unsent bytes past the cap.
+
+    The packet was not queued; the channel stays open.  A peer that reads is never dropped for
+    what the application sends: wait for C{channel.drain()} and send again.
+
+    @ivar queued: the bytes queued for the peer when the send was refused.
+    @ivar limit: the cap (L{p2pnet_tx.channel.ChannelLimits.max_queued_bytes}).
+    """
+
+    def __init__(self, queued: int, limit: int) -> None:
+        super().__init__(f"{queued} bytes already queued for the peer (cap {limit} bytes)")
+        self.queued = queued
+        self.limit = limit
+
+
 class TrustRefused(P2PNetError):
     """The trust protocol decided not to trust the peer, or failed."""
 
