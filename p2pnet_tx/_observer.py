@@ -23,6 +23,7 @@ class Observers:
     """
 
     log = Logger()
+    __slots__ = ("_event", "_observers")
 
     def __init__(self, event: str) -> None:
         self._event = event
@@ -47,6 +48,9 @@ class Observers:
     def __len__(self) -> int:
         return len(self._observers)
 
+    def __bool__(self) -> bool:
+        return bool(self._observers)
+
     def __contains__(self, observer: object) -> bool:
         return observer in self._observers
 
@@ -66,10 +70,29 @@ class Observers:
         return results
 
 
+    def notify_consumed(self, *args: Any) -> bool:
+        """
+        Call every observer with C{args}, as L{notify} does; return whether any of them returned
+        C{True} (consumed the event).
+        """
+        consumed = False
+        for observer in list(self._observers):
+            try:
+                if observer(*args) is True:
+                    consumed = True
+            except Exception:
+                self.log.failure(
+                    "observer {observer!r} of {event} failed", observer=observer, event=self._event
+                )
+        return consumed
+
+
 class OneShotObserver(Generic[_T]):
     """
     An event that happens once; C{when_fired()} hands each caller a fresh Deferred.
     """
+
+    __slots__ = ("_result", "_fired", "_waiters")
 
     def __init__(self) -> None:
         self._result: _T | Failure | None = None

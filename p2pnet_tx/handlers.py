@@ -6,6 +6,7 @@ L{PacketHandleProtocol}: the registry of what a network does with each accepted 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
+from types import CoroutineType
 from typing import TYPE_CHECKING, Any, Union
 
 from twisted.internet.defer import Deferred, maybeDeferred
@@ -121,10 +122,23 @@ class PacketHandleProtocol:
         """Give packets of type C{kind} back to this registry's default handler."""
         self._handlers[kind] = self._defaults[kind]
 
+    def dispatch(self, channel: PeerChannel, packet: Packet) -> Any:
+        """
+        Run the handler of C{packet}'s type: the one path every packet takes, cheap enough to
+        run for each.
+
+        @return: what the handler returned, with a coroutine wrapped in a Deferred.
+        @raise Exception: whatever the handler raised.
+        """
+        result = self._handlers[packet.kind](channel, packet)
+        if type(result) is CoroutineType:
+            return Deferred.fromCoroutine(result)
+        return result
+
     def handle(self, channel: PeerChannel, packet: Packet) -> Deferred[Any]:
         """
-        Run the handler of C{packet}'s type.
+        Run the handler of C{packet}'s type, as L{dispatch} does.
 
-        :return: a Deferred that fires with the handler's result, or fails with its error.
+        @return: a Deferred that fires with the handler's result, or fails with its error.
         """
-        return maybeDeferred(self._handlers[packet.kind], channel, packet)
+        return maybeDeferred(self.dispatch, channel, packet)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import binascii
 import re
 import struct
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
@@ -631,6 +631,23 @@ class LengthPrefixedDecoder:
         self.buffered = 0
         self._needed = self._PREFIX
 
+    def iter_feed(self, data: bytes) -> Iterator[Packet | MalformedPacket]:
+        """TEMPORARY: replaced by the codec branch's per-frame decoding."""
+        while True:
+            try:
+                items = self.feed(data)
+            except FrameTooLarge as e:
+                yield from e.frames
+                if e.remainder and e.limit < self.max_frame_size:
+                    data = e.remainder
+                    continue
+                raise
+            except FramingError as e:
+                yield from e.frames
+                raise
+            yield from items
+            return
+
     def feed(self, data: bytes) -> list[Packet | MalformedPacket]:
         """
         Add received bytes; return one packet or L{MalformedPacket} per completed frame.
@@ -742,6 +759,23 @@ class TagFramedDecoder:
     def _skip(self, count: int) -> None:
         self.garbage_bytes += count
         self._garbage_run += count
+
+    def iter_feed(self, data: bytes) -> Iterator[Packet | MalformedPacket]:
+        """TEMPORARY: replaced by the codec branch's per-frame decoding."""
+        while True:
+            try:
+                items = self.feed(data)
+            except FrameTooLarge as e:
+                yield from e.frames
+                if e.remainder and e.limit < self.max_frame_size:
+                    data = e.remainder
+                    continue
+                raise
+            except FramingError as e:
+                yield from e.frames
+                raise
+            yield from items
+            return
 
     def feed(self, data: bytes) -> list[Packet | MalformedPacket]:
         """

@@ -23,8 +23,14 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from p2pnet_tx.channel import KEEPALIVE_MESSAGE, ChannelLimits, ChannelOwner, PeerChannel
-from p2pnet_tx.errors import ChannelClosed, HandshakeTimeout, TrustPolicyConflict
+from p2pnet_tx.channel import (
+    KEEPALIVE_MESSAGE,
+    ChannelLimits,
+    ChannelOwner,
+    ChannelWriter,
+    PeerChannel,
+)
+from p2pnet_tx.errors import ChannelClosed, HandshakeTimeout, SendBufferFull, TrustPolicyConflict
 from p2pnet_tx.handlers import PacketHandleProtocol
 from p2pnet_tx.interfaces import IPeerChannelOwner
 from p2pnet_tx.packets import (
@@ -161,19 +167,20 @@ def lose(channel: PeerChannel, reason: type[Exception] = ConnectionDone) -> None
 class InterfaceTests(SynchronousTestCase):
     """The channel and the default owner provide the interfaces they declare."""
 
-    def test_channel_is_a_push_producer(self) -> None:
-        """A channel provides IPushProducer, so the transport can pause it."""
-        channel, _, _ = connect()
-        self.assertTrue(verifyObject(IPushProducer, channel))
+    def test_writer_is_a_push_producer(self) -> None:
+        """The channel's writer provides IPushProducer, so the transport can pause it."""
+        channel, transport, _ = connect()
+        self.assertTrue(verifyObject(IPushProducer, transport.producer))
 
     def test_channel_owner(self) -> None:
         """ChannelOwner provides IPeerChannelOwner."""
         self.assertTrue(verifyObject(IPeerChannelOwner, ChannelOwner()))
 
     def test_registered_as_streaming_producer(self) -> None:
-        """On connection the channel registers itself as the transport's streaming producer."""
+        """On connection the channel registers its writer as the transport's streaming
+        producer."""
         channel, transport, _ = connect()
-        self.assertIs(transport.producer, channel)
+        self.assertIsInstance(transport.producer, ChannelWriter)
         self.assertTrue(transport.streaming)
 
 
@@ -467,7 +474,7 @@ class HandlerFailureTests(SynchronousTestCase):
         self.assert_still_working()
         self.assertEqual(self.channel.counters["handler_errors"], 0)
         self.assertEqual(self.failures(), [])
-        self.assertEqual(self.channel._pending, set())
+        self.assertEqual(self.channel._receiver.pending, 0)
 
     def test_pending_handler_cancelled_on_close(self) -> None:
         """
@@ -789,9 +796,9 @@ class CloseTests(SynchronousTestCase):
 
 class WriteStallTests(SynchronousTestCase):
     """
-    When the transport's buffer fills it pauses the channel: the channel stops reading, aborts
-    if writes stay stalled for write_stall_timeout or too much is queued, and wakes writers
-    when the transport drains.
+    When the transport's buffer fills it pauses the channel's writer: frames queue in the
+    channel, the channel keeps reading, and only a peer that drains nothing for
+    write_stall_timeout is dropped.
     """
 
     def setUp(self) -> None:
@@ -799,19 +806,24 @@ class WriteStallTests(SynchronousTestCase):
             limits=ChannelLimits(max_queued_bytes=1000)
         )
         self.channel.trust()
+        self.writer = self.transport.producer
 
-    def test_pause_stops_reading(self) -> None:
-        """A paused channel pauses the transport's reading; resuming resumes it."""
-        self.channel.pauseProducing()
-        self.assertEqual(self.transport.producerState, "paused")
-        self.assertFalse(self.channel.is_writable)
-        self.channel.resumeProducing()
+    def test_pause_keeps_reading(self) -> None:
+        """A full transport does not stop the channel reading: two peers writing to each other
+        must never deadlock."""
+        self.writer.pauseProducing()
         self.assertEqual(self.transport.producerState, "producing")
+        self.assertFalse(self.channel.is_writable)
+        recorder = RecordingHandler()
+        self.channel.handlers.set_handler(PacketType.MESSAGE, recorder)
+        self.channel.dataReceived(frame(message("still read")))
+        self.assertEqual([p.message for p in recorder.packets], ["still read"])
+        self.writer.resumeProducing()
         self.assertTrue(self.channel.is_writable)
 
     def test_stall_aborts(self) -> None:
         """Writes stalled for 20 s abort the connection."""
-        self.channel.pauseProducing()
+        self.writer.pauseProducing()
         self.clock.advance(19.9)
         self.assertFalse(self.transport.disconnecting)
         self.clock.advance(0.1)
@@ -822,47 +834,70 @@ class WriteStallTests(SynchronousTestCase):
 
     def test_resume_in_time_cancels(self) -> None:
         """A transport that drains in time cancels the stall deadline."""
-        self.channel.pauseProducing()
+        self.writer.pauseProducing()
         self.clock.advance(19)
-        self.channel.resumeProducing()
+        self.writer.resumeProducing()
         self.clock.advance(30)
         self.channel.dataReceived(frame(message("keeps idle at bay")))
         self.clock.advance(30)
         self.assertFalse(self.transport.disconnecting)
 
-    def test_too_much_queued_while_paused(self) -> None:
-        """More than max_queued_bytes written while paused aborts the connection."""
-        self.channel.pauseProducing()
-        self.assertTrue(self.channel.send_message("x" * 500))
+    def test_send_past_the_cap_is_loud(self) -> None:
+        """A send past max_queued_bytes raises SendBufferFull; nothing is dropped, the
+        channel stays open, and what was queued is delivered once the transport drains."""
+        self.writer.pauseProducing()
+        self.transport.clear()
+        self.assertTrue(self.channel.send_message("a" * 300))
+        self.assertTrue(self.channel.send_message("b" * 300))
+        error = self.assertRaises(SendBufferFull, self.channel.send_message, "c" * 500)
+        self.assertEqual(error.limit, 1000)
+        self.assertGreater(error.queued, 600)
         self.assertFalse(self.transport.disconnecting)
-        self.channel.send_message("x" * 500)
-        self.assertTrue(self.transport.aborted)
-        self.assertEqual(self.channel.close_reason, "send buffer full")
+        self.assertEqual(self.transport.value(), b"")
+        self.writer.resumeProducing()
+        self.assertEqual([p.message[0] for p in sent_packets(self.transport)], ["a", "b"])
+        self.assertEqual(self.channel.queued_bytes, 0)
 
     def test_queue_counted_only_while_paused(self) -> None:
         """Bytes written while the transport drains freely do not count toward the cap."""
         for _ in range(5):
             self.channel.send_message("x" * 500)
         self.assertFalse(self.transport.disconnecting)
+        self.assertEqual(self.channel.queued_bytes, 0)
 
-    def test_when_writable(self) -> None:
-        """when_writable() fires at once when writable, else when the transport resumes us."""
-        self.assertIs(self.successResultOf(self.channel.when_writable()), self.channel)
-        self.channel.pauseProducing()
-        first, second = self.channel.when_writable(), self.channel.when_writable()
+    def test_drain(self) -> None:
+        """drain() fires at once when writable, else once the queue is in the transport."""
+        self.assertIs(self.successResultOf(self.channel.drain()), self.channel)
+        self.writer.pauseProducing()
+        self.channel.send_message("queued")
+        first, second = self.channel.drain(), self.channel.when_writable()
         self.assertIsNot(first, second)
         self.assertNoResult(first)
-        self.channel.resumeProducing()
+        self.writer.resumeProducing()
         self.assertIs(self.successResultOf(first), self.channel)
         self.assertIs(self.successResultOf(second), self.channel)
 
-    def test_when_writable_fails_on_close(self) -> None:
+    def test_drain_fails_on_close(self) -> None:
         """A writer still waiting when the connection goes away gets ChannelClosed."""
-        self.channel.pauseProducing()
-        waiting = self.channel.when_writable()
+        self.writer.pauseProducing()
+        waiting = self.channel.drain()
         lose(self.channel)
         self.failureResultOf(waiting, ChannelClosed)
-        self.failureResultOf(self.channel.when_writable(), ChannelClosed)
+        self.failureResultOf(self.channel.drain(), ChannelClosed)
+
+    def test_close_flushes_the_queue_first(self) -> None:
+        """close() hands everything queued to the transport before the Disconnect: nothing the
+        application sent is lost to a graceful close."""
+        self.writer.pauseProducing()
+        self.transport.clear()
+        self.channel.send_message("one")
+        self.channel.send_message("two")
+        self.channel.close("done")
+        kinds = [(type(p).__name__, getattr(p, "message", None))
+                 for p in sent_packets(self.transport)]
+        self.assertEqual(kinds, [("PureMessagePacket", "one"), ("PureMessagePacket", "two"),
+                                 ("DisconnectPacket", None)])
+        self.assertTrue(self.transport.disconnecting)
 
 
 class HostileInputTests(SynchronousTestCase):
@@ -1160,7 +1195,7 @@ class LifecycleTests(SynchronousTestCase):
         """After connectionLost no DelayedCall of the channel is left, whatever was running."""
         channel, _, clock = connect(lambda channel: Deferred())
         channel.dataReceived(frame(message("x"))[:3])
-        channel.pauseProducing()
+        channel.transport.producer.pauseProducing()
         channel.close()
         self.assertNotEqual(clock.getDelayedCalls(), [])
         lose(channel)
@@ -1323,48 +1358,97 @@ class TrustMidReadTests(SynchronousTestCase):
 
 class PausingTransport(StringTransport):
     """A transport that, like Twisted's TCP transports, pauses its producer inside write()
-    once its buffer passes C{buffer_size}."""
+    once its buffer passes C{buffer_size}; L{drain_all} plays the reactor emptying it."""
 
     buffer_size = 65536
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.delivered = b""
+
     def write(self, data: bytes) -> None:
         super().write(data)
-        if len(self.value()) > self.buffer_size and self.producer is not None:
+        self._maybe_pause()
+
+    def writeSequence(self, data: Any) -> None:
+        super().writeSequence(data)
+        self._maybe_pause()
+
+    def _maybe_pause(self) -> None:
+        if self.io.tell() > self.buffer_size and self.producer is not None:
             self.producer.pauseProducing()
+
+    def drain_all(self) -> None:
+        """The peer read everything: empty the buffer and resume the producer, until quiet."""
+        chunks = [self.delivered]
+        for _ in range(100_000):
+            chunks.append(self.value())
+            self.clear()
+            self.producer.resumeProducing()
+            if not self.io.tell():
+                break
+        self.delivered = b"".join(chunks)
 
 
 class SendBufferTests(SynchronousTestCase):
-    """The send-buffer cap counts what is queued behind a full transport, not the frame that
-    filled it."""
+    """A burst from a plain loop reaches a peer that reads, whole and in order."""
 
     def test_one_large_frame_is_not_a_stall(self) -> None:
-        """A single frame larger than max_queued_bytes pauses the channel but does not abort."""
+        """A single frame larger than max_queued_bytes is sent; the next send waits behind it."""
         channel = PeerChannel("p2pnet", clock=Clock(), limits=ChannelLimits(max_queued_bytes=1000))
-        channel.makeConnection(PausingTransport())
+        transport = PausingTransport()
+        channel.makeConnection(transport)
         big = DataTransmissionPacket(b"x" * 100_000, DataPayloadFormat.MISC_DATA)
         self.assertTrue(channel.send(big))
         self.assertFalse(channel.is_writable)
+        self.assertTrue(channel.send_message("a" * 900))
         self.assertFalse(channel.transport.disconnecting)
-        channel.send_message("a" * 2000)
-        self.assertTrue(channel.transport.disconnecting)
-        self.assertEqual(channel.close_reason, "send buffer full")
+        self.assertRaises(SendBufferFull, channel.send_message, "b" * 200)
+        self.assertIsNone(channel.close_reason)
+
+    def test_plain_loop_burst_arrives_whole_and_in_order(self) -> None:
+        """
+        50 MiB of small messages sent in one plain loop, to a transport that pauses like TCP and
+        a peer that reads, all arrive, in order, with no error and no abort.
+        """
+        clock = Clock()
+        channel = PeerChannel("p2pnet", clock=clock)
+        transport = PausingTransport()
+        channel.makeConnection(transport)
+        text = "m" * 200
+        count = 50 * 1024 * 1024 // len(frame(message(text)))
+        for number in range(count):
+            channel.send_message(f"{number:08d}{text[8:]}")
+        self.assertFalse(transport.disconnecting)
+        self.assertGreater(channel.queued_bytes, 40 * 1024 * 1024)
+        transport.drain_all()
+        decoder = get_codec("p2pnet").decoder(1024 * 1024)
+        received = decoder.feed(transport.delivered)
+        self.assertEqual(len(received), count)
+        self.assertEqual([int(p.message[:8]) for p in received[:: count // 50]],
+                         list(range(0, count, count // 50)))
+        self.assertEqual(int(received[-1].message[:8]), count - 1)
+        self.assertEqual(channel.queued_bytes, 0)
+        self.assertTrue(channel.is_writable)
+        self.assertEqual(clock.getDelayedCalls()[0].func.__name__, "_expired")  # only the timers
 
 
-class KeepaliveAbortTests(SynchronousTestCase):
-    """A keep-alive ping that overflows the send buffer aborts the channel and leaves no
-    timer behind."""
+class KeepaliveWhileQueuedTests(SynchronousTestCase):
+    """The keep-alive ping never competes with queued data, and no timer outlives the channel."""
 
-    def test_no_timer_survives(self) -> None:
-        """The keep-alive timer cannot re-arm itself once its own ping closed the channel."""
+    def test_no_keepalive_behind_a_queue(self) -> None:
+        """With data queued for the peer, the keep-alive is not sent: the data is on its way."""
         clock = Clock()
         channel = PeerChannel("p2pnet", clock=clock,
-                              limits=ChannelLimits(max_queued_bytes=10, idle_timeout=None,
-                                                   write_stall_timeout=100.0))
+                              limits=ChannelLimits(idle_timeout=None, write_stall_timeout=100.0))
         transport = StringTransport()
         channel.makeConnection(transport)
-        channel.pauseProducing()  # the transport says its buffer is full
+        transport.producer.pauseProducing()  # the transport says its buffer is full
+        channel.send_message("queued")
+        transport.clear()
         clock.advance(channel.limits.keepalive_interval)
-        self.assertTrue(transport.disconnecting)
-        self.assertEqual(channel.close_reason, "send buffer full")
+        self.assertEqual(channel.counters["packets_out.Message"], 1)
+        transport.producer.resumeProducing()
+        self.assertEqual([p.message for p in sent_packets(transport)], ["queued"])
         channel.connectionLost(Failure(ConnectionLost()))
         self.assertEqual(clock.getDelayedCalls(), [])

@@ -1,0 +1,32 @@
+# -*- test-case-name: tests.test_channel -*-
+"""
+The channel: one connection to a peer, as a Twisted Protocol, and its parts.
+
+  - L{PeerChannel} (C{protocol.py}) wires the parts together and runs the trust gate;
+  - C{lifecycle.py}: the Automat machine of trust and closing;
+  - L{ChannelTimers} (C{timers.py}): idle, keep-alive and partial-frame deadlines;
+  - L{ChannelWriter} (C{writer.py}): sending, queueing and backpressure;
+  - L{ChannelLimits} (C{limits.py}): the limits and timeouts, as one frozen value.
+"""
+
+from p2pnet_tx.channel.limits import DEFAULT_MAX_QUEUED_BYTES, ChannelLimits
+from p2pnet_tx.channel.protocol import (
+    KEEPALIVE_MESSAGE,
+    ChannelOwner,
+    PeerChannel,
+    TrustProtocol,
+)
+from p2pnet_tx.channel.timers import ChannelTimers, LazyTimer
+from p2pnet_tx.channel.writer import ChannelWriter
+
+__all__ = [
+    "DEFAULT_MAX_QUEUED_BYTES",
+    "KEEPALIVE_MESSAGE",
+    "ChannelLimits",
+    "ChannelOwner",
+    "ChannelTimers",
+    "ChannelWriter",
+    "LazyTimer",
+    "PeerChannel",
+    "TrustProtocol",
+]

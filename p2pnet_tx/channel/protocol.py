@@ -1,0 +1,500 @@
+# -*- test-case-name: tests.test_channel -*-
+"""
+L{PeerChannel}: the Protocol of one connection to a peer.
+
+A channel wires four small parts together: the codec's decoder, the L{lifecycle
+<p2pnet_tx.channel.lifecycle>} machine (trust and closing), the L{ChannelTimers} (idle,
+keep-alive, partial frame) and the L{ChannelWriter} (sending and backpressure).  It shows every
+decoded packet to its data-received observers, checks it against the trust gate and hands what
+passes to the handler registry.  It makes no policy decisions of its own beyond the gate: it
+reports to its owner (the network).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import Counter
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any
+
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.protocol import Protocol, connectionDone
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from p2pnet_tx._observer import Observers, OneShotObserver
+from p2pnet_tx.channel.lifecycle import LifecycleCore, new_lifecycle
+from p2pnet_tx.channel.limits import ChannelLimits
+from p2pnet_tx.channel.receiver import OUT_COUNTERS, PacketReceiver
+from p2pnet_tx.channel.timers import ChannelTimers
+from p2pnet_tx.channel.writer import ChannelWriter
+from p2pnet_tx.errors import (
+    ChannelClosed,
+    FramingError,
+    HandshakeTimeout,
+    MalformedPacket,
+    TrustRefused,
+)
+from p2pnet_tx.handlers import PacketHandleProtocol
+from p2pnet_tx.interfaces import ICodec, IPeer, IPeerChannelOwner
+from p2pnet_tx.packets import (
+    DisconnectPacket,
+    IdentifierPacket,
+    Packet,
+    PacketType,
+    PureMessagePacket,
+)
+from p2pnet_tx.peer import GenericPeer
+from p2pnet_tx.policy import IncomingPeerTrustPolicy
+from p2pnet_tx.wire import get_codec
+
+TrustProtocol = Callable[["PeerChannel"], "Deferred[bool] | Any"]
+"""A trust protocol: called with a channel, returns (a Deferred of, or a coroutine of) a bool."""
+
+KEEPALIVE_MESSAGE = "Pinging"
+"""The text of the PureMessage a channel sends when it has said nothing for a while."""
+
+_DEFAULT_KINDS = frozenset({PacketType.MESSAGE, PacketType.DISCONNECT})
+
+
+
+@implementer(IPeerChannelOwner)
+class ChannelOwner:
+    """
+    An owner that accepts every peer and otherwise only logs; the base of real owners.
+    """
+
+    log = Logger()
+
+    def channel_connected(self, channel: PeerChannel) -> None:
+        """Nothing to do."""
+
+    def identity_received(self, channel: PeerChannel, packet: IdentifierPacket) -> bool:
+        """Accept every peer."""
+        return True
+
+    def channel_trusted(self, channel: PeerChannel) -> None:
+        """Log it."""
+        self.log.info("peer {peer} trusted", peer=channel.peer)
+
+    def peer_misbehaved(self, channel: PeerChannel, error: Exception) -> None:
+        """Nothing to do: the channel already logged it."""
+
+    def channel_closed(self, channel: PeerChannel, reason: str) -> None:
+        """Nothing to do."""
+
+
+def _peer_from_address(address: Any) -> GenericPeer | None:
+    host, port = getattr(address, "host", None), getattr(address, "port", None)
+    try:
+        return GenericPeer(host, port)
+    except ValueError:
+        return None
+
+
+class PeerChannel(Protocol):
+    """
+    One connection to a peer, as a Twisted L{Protocol}.
+
+    @param codec: the wire format (an L{ICodec}, or its name: C{"p2pnet"}, C{"dotnet"}).
+    @param handlers: the network's handler registry.
+    @param trust_protocol: run on connection (when the policy says so) to decide trust; None:
+        the peer stays untrusted until L{trust} is called.
+    @param policy: the trust gate's settings.
+    @param clock: every timer of the channel runs on it.
+    @param owner: what the channel reports to; a L{ChannelOwner} that only logs by default.
+    @param limits: the channel's limits.
+    @param peer: who is expected at the other end (outbound connections); by default the
+        address of the connection.
+    @param local_identity: sent as the first packet on connection, when given.
+    @param await_identity: expect the peer's first packet to be its Identity, hand it to
+        C{owner.identity_received} before any gate, and start the trust protocol only then.
+    @param local_identifier: the C{source_origin_identifier} of the packets the channel makes.
+
+    @ivar on_data_received: observers called with C{(channel, packet)} for every decoded packet,
+        before the gate and whatever the handlers.  An observer that returns C{True} consumes
+        the packet: it is neither gated nor handled (trust protocols use this).
+    @ivar properties: custom per-channel data.
+    @ivar counters: packets in and out by type, refused, malformed, unknown, handler errors.
+    @ivar close_reason: why the channel closed, once it has.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        codec: ICodec | str,
+        handlers: PacketHandleProtocol | None = None,
+        trust_protocol: TrustProtocol | None = None,
+        *,
+        clock: IReactorTime,
+        policy: IncomingPeerTrustPolicy | None = None,
+        owner: IPeerChannelOwner | None = None,
+        limits: ChannelLimits | None = None,
+        peer: IPeer | None = None,
+        local_identity: IdentifierPacket | None = None,
+        await_identity: bool = False,
+        local_identifier: str = "",
+    ) -> None:
+        self.codec: ICodec = get_codec(codec) if isinstance(codec, str) else codec
+        self.handlers = PacketHandleProtocol() if handlers is None else handlers
+        self.policy = IncomingPeerTrustPolicy() if policy is None else policy
+        self.owner: IPeerChannelOwner = ChannelOwner() if owner is None else owner
+        self.limits = ChannelLimits() if limits is None else limits
+        self.clock = clock
+        self.peer: IPeer | None = peer
+        self.local_identity = local_identity
+        self.local_identifier = local_identifier or (
+            local_identity.source_origin_identifier if local_identity else ""
+        )
+        self.counters: Counter[str] = Counter()
+        self.on_data_received = Observers("data received")
+        self.close_reason: str | None = None
+        self._properties: dict[str, Any] | None = None
+        self._trust_protocol = trust_protocol
+        self._await_identity = await_identity
+        self._lifecycle = new_lifecycle(LifecycleCore(self, clock))
+        # Projections of the lifecycle's state, read for every packet; only its actions set them.
+        self._open = False
+        self._trusted = False
+        self._awaiting_identity = False
+        self._handshake_error: TrustRefused | None = None
+        self._trust_waiters: list[Deferred[PeerChannel]] | None = None
+        self._closed_event: OneShotObserver[str] = OneShotObserver()
+        self._decoder = self.codec.decoder(self.limits.max_untrusted_frame_size)
+        self._receiver = PacketReceiver(self)
+        self._timers: ChannelTimers | None = None
+        self._writer: ChannelWriter | None = None
+
+    def __repr__(self) -> str:
+        state = "trusted" if self._trusted else "untrusted"
+        return f"<PeerChannel {self.peer} {state}>"
+
+    # -- Public API -----------------------------------------------------------------------------
+
+    @property
+    def properties(self) -> dict[str, Any]:
+        """Custom per-channel data."""
+        if self._properties is None:
+            self._properties = {}
+        return self._properties
+
+    @property
+    def is_trusted(self) -> bool:
+        """Whether the peer is trusted."""
+        return self._trusted
+
+    @property
+    def is_closed(self) -> bool:
+        """Whether the connection is gone."""
+        return self._closed_event.fired
+
+    @property
+    def is_writable(self) -> bool:
+        """Whether a packet sent now goes straight to the transport (see L{drain})."""
+        return self._writer is not None and self._writer.is_writable
+
+    @property
+    def queued_bytes(self) -> int:
+        """Bytes sent but still queued in the channel, waiting for the transport to drain."""
+        return self._writer.queued if self._writer is not None else 0
+
+    @property
+    def last_incoming_data_received(self) -> float | None:
+        """When bytes last arrived from the peer (on the channel's clock), once connected."""
+        return self._timers.last_received if self._timers is not None else None
+
+    def when_trusted(self) -> Deferred[PeerChannel]:
+        """
+        Return a new Deferred that fires with this channel once the peer is trusted.
+
+        It fails with L{HandshakeTimeout} or L{TrustRefused} if the trust protocol does not trust
+        the peer, and with L{ChannelClosed} if the channel closes first.  The owner learns of
+        the close before any of these fail, so an errback that reconnects gets a new channel.
+        """
+        if self._trusted:
+            return succeed(self)
+        if self.close_reason is not None:
+            return fail(self._handshake_error or ChannelClosed(self.close_reason))
+        waiter: Deferred[PeerChannel] = Deferred()
+        if self._trust_waiters is None:
+            self._trust_waiters = []
+        self._trust_waiters.append(waiter)
+        return waiter
+
+    def when_closed(self) -> Deferred[str]:
+        """Return a new Deferred that fires with the close reason once the connection is gone."""
+        return self._closed_event.when_fired()
+
+    def drain(self) -> Deferred[PeerChannel]:
+        """
+        Return a new Deferred that fires with this channel once everything sent so far is in
+        the transport and the transport takes writes again (at once if it does).  A producer
+        that must not grow the queue sends, then waits for it.
+
+        It fails with L{ChannelClosed} if the channel closes first.
+        """
+        if self._writer is None:
+            return fail(ChannelClosed(self.close_reason or "not connected"))
+        return self._writer.drain().addCallback(lambda _: self)
+
+    when_writable = drain
+    """An older name of L{drain}."""
+
+    def send(self, packet: Packet) -> bool:
+        """
+        Send a packet to the peer, as C{transport.write} does: at once while the transport
+        takes writes, else queued in order behind what is waiting.
+
+        @return: True if it was sent or queued; False if the channel is not open (closing or
+            closed: the packet is dropped and logged at debug level).
+        @raise SendBufferFull: if the queue already holds C{limits.max_queued_bytes}; the
+            packet is not queued and the channel stays open.  Wait for L{drain}.
+        """
+        if not self._open:
+            self.log.debug("dropped {kind} for closed channel {channel}",
+                           kind=packet.kind.value, channel=self)
+            return False
+        frame = self.codec.encode(packet)
+        self._writer.write(frame)  # type: ignore[union-attr]
+        self._timers.last_sent = self.clock.seconds()  # type: ignore[union-attr]
+        self.counters[OUT_COUNTERS.get(type(packet)) or "packets_out." + packet.kind.value] += 1
+        return True
+
+    def send_message(self, text: str) -> bool:
+        """Send a L{PureMessagePacket} with C{text}; see L{send}."""
+        return self.send(PureMessagePacket(text, source_origin_identifier=self.local_identifier))
+
+    def trust(self) -> None:
+        """
+        Trust the peer: every packet type passes the gate and the larger frame limit applies.
+        (Ignored while the peer's Identity is awaited, and once the channel is closing.)
+        """
+        self._lifecycle.trust()
+
+    def untrust(self) -> None:
+        """Stop trusting the peer: the gate and the untrusted frame limit apply again."""
+        self._lifecycle.untrust()
+
+    def allows(self, kind: PacketType) -> bool:
+        """Whether the gate lets a packet of type C{kind} through from this peer now."""
+        if self._trusted:
+            return True
+        if kind in _DEFAULT_KINDS:
+            return self.policy.allow_default_communication
+        return self.policy.allow_enhanced_packet_exchange
+
+    def close(self, reason: str = "closed") -> Deferred[str]:
+        """
+        Say goodbye with a Disconnect packet and close the connection once what was sent is
+        written; abort it if the peer does not let the writes drain within
+        C{limits.close_timeout}.
+
+        @return: a Deferred that fires with the close reason once the connection is gone.
+        """
+        self._lifecycle.close(reason)
+        return self.when_closed()
+
+    def abort(self, reason: str) -> None:
+        """
+        Drop the connection at once, after writing a best-effort Disconnect packet; for peers
+        that broke the rules or ran out of time.  What is still queued is dropped.
+        """
+        self._lifecycle.abort(reason)
+
+    def peer_disconnected(self, packet: DisconnectPacket) -> None:
+        """The peer said goodbye: close without answering."""
+        self._lifecycle.peer_left("disconnected by peer")
+
+    # -- Protocol -------------------------------------------------------------------------------
+
+    def connectionMade(self) -> None:
+        timers = self._timers = ChannelTimers(
+            self.clock, self.limits, self._idle, self._keepalive_due, self._partial_frame_expired
+        )
+        self._writer = ChannelWriter(
+            self.transport, self.clock, self.limits.max_queued_bytes,
+            self.limits.write_stall_timeout, self._writes_stalled,
+        )
+        self._lifecycle.connected()
+        if self.peer is None:
+            self.peer = _peer_from_address(self.transport.getPeer())
+        timers.start()
+        if self.local_identity is not None:
+            self.send(self.local_identity)
+        self.owner.channel_connected(self)
+        if self._await_identity:
+            self._lifecycle.expect_identity()
+        elif self._trust_protocol is not None and self.policy.run_default_trust_protocol:
+            self._lifecycle.start_handshake()
+
+    def dataReceived(self, data: bytes) -> None:
+        if not self._open:
+            return
+        now = self.clock.seconds()
+        timers = self._timers
+        timers.last_received = now  # type: ignore[union-attr]
+        completed = False
+        receiver = self._receiver
+        try:
+            for item in self._decoder.iter_feed(data):
+                completed = True
+                if isinstance(item, MalformedPacket):
+                    receiver.malformed_received(item)
+                else:
+                    receiver.packet_received(item)
+                if not self._open:
+                    return
+        except FramingError as error:
+            self.counters["framing_errors"] += 1
+            self._misbehaved(error)
+            return
+        if self._decoder.buffered:
+            if completed or timers.partial_since is None:  # type: ignore[union-attr]
+                timers.partial_frame(now)  # type: ignore[union-attr]
+        elif timers.partial_since is not None:  # type: ignore[union-attr]
+            timers.partial_frame(None)  # type: ignore[union-attr]
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self._lifecycle.connection_lost("connection lost: " + reason.getErrorMessage())
+
+    # -- Lifecycle actions (called by the machine in p2pnet_tx.channel.lifecycle only) ----------
+
+    def _lifecycle_opened(self) -> None:
+        self._open = True
+
+    def _lifecycle_awaiting_identity(self) -> None:
+        self._awaiting_identity = True
+
+    def _lifecycle_trusted(self) -> None:
+        self._trusted = True
+        self._decoder.max_frame_size = self.limits.max_frame_size
+        self.owner.channel_trusted(self)
+        waiters, self._trust_waiters = self._trust_waiters, None
+        for waiter in waiters or ():
+            waiter.callback(self)
+
+    def _lifecycle_untrusted(self) -> None:
+        self._trusted = False
+        self._decoder.max_frame_size = self.limits.max_untrusted_frame_size
+        self.log.info("peer {peer} no longer trusted", peer=self.peer)
+
+    def _lifecycle_handshake_failed(self, error: TrustRefused) -> None:
+        self.counters["handshakes_failed"] += 1
+        self._handshake_error = error
+        if isinstance(error, HandshakeTimeout):
+            self.log.warn("peer {peer} not trusted within {timeout} s", peer=self.peer,
+                          timeout=error.timeout)
+            return
+        self.log.warn("not trusting {peer}: {reason}", peer=self.peer, reason=str(error))
+        # A wrong key or signature, a replay or a step out of order is a protocol violation:
+        # the owner discourages the address (RELIABILITY.md row 10).  Silence is not.
+        self.owner.peer_misbehaved(self, error)
+
+    def _lifecycle_goodbye(self, reason: str, graceful: bool) -> None:
+        writer = self._writer
+        assert writer is not None
+        if graceful:
+            writer.flush()
+        self.transport.write(self.codec.encode(_goodbye(self, reason)))
+        self.counters[OUT_COUNTERS[DisconnectPacket]] += 1
+        if graceful:
+            self.transport.loseConnection()
+        else:
+            self.transport.abortConnection()
+        self._lifecycle_closing(reason)
+
+    def _lifecycle_peer_left(self, reason: str) -> None:
+        self.transport.loseConnection()
+        self._lifecycle_closing(reason)
+
+    def _lifecycle_stuck(self) -> None:
+        self.transport.abortConnection()
+
+    def _lifecycle_closing(self, reason: str) -> None:
+        # The owner first: whoever waits on this channel and reconnects from an errback must
+        # find it gone from the network already.
+        self.close_reason = reason
+        self._open = self._trusted = self._awaiting_identity = False
+        if self._timers is not None:
+            self._timers.stop()
+        if self._writer is not None:
+            self._writer.stop(reason)
+        self.owner.channel_closed(self, reason)
+        error = self._handshake_error or ChannelClosed(reason)
+        waiters, self._trust_waiters = self._trust_waiters, None
+        for waiter in waiters or ():
+            waiter.errback(Failure(error))
+
+    def _lifecycle_closed(self, reason: str) -> None:
+        if self.close_reason is None:
+            self.close_reason = reason
+        self._receiver.cancel_pending()
+        self.on_data_received.clear()
+        self.log.info("channel to {peer} closed: {reason}", peer=self.peer,
+                      reason=self.close_reason)
+        self._closed_event.fire(self.close_reason)
+
+    # -- Receiving (the packet path itself is the PacketReceiver's) -----------------------------
+
+    def _identified(self, accepted: bool) -> None:
+        """The peer's first packet was judged (see L{PacketReceiver.identity_received})."""
+        self._awaiting_identity = False
+        if not accepted:
+            self.counters["refused_identities"] += 1
+            self.close("refused")
+        elif self._trust_protocol is not None and self.policy.run_default_trust_protocol:
+            self._lifecycle.start_handshake()
+        else:
+            self._lifecycle.open()
+
+    def _misbehaved(self, error: Exception) -> None:
+        self.log.warn("dropping misbehaving peer {peer}: {error}", peer=self.peer,
+                      error=str(error))
+        self.owner.peer_misbehaved(self, error)
+        self.abort(f"misbehaving: {error}")
+
+    # -- Sending and timers ---------------------------------------------------------------------
+
+    def _idle(self) -> None:
+        self.log.info("peer {peer} idle for {timeout} s", peer=self.peer,
+                      timeout=self.limits.idle_timeout)
+        self.close("idle timeout")
+
+    def _keepalive_due(self) -> None:
+        writer = self._writer
+        if writer is None or writer.queued or not self._open:
+            return  # queued data is on its way: the peer will hear from us
+        packet = PureMessagePacket(KEEPALIVE_MESSAGE, source_origin_identifier=self.local_identifier)
+        writer.write_control(self.codec.encode(packet))
+        self.counters[OUT_COUNTERS[PureMessagePacket]] += 1
+
+    def _partial_frame_expired(self) -> None:
+        self.counters["partial_frame_timeouts"] += 1
+        self._misbehaved(MalformedPacket(
+            f"frame incomplete after {self.limits.partial_frame_timeout} s"
+        ))
+
+    def _writes_stalled(self) -> None:
+        self.log.warn("writes to {peer} stalled for {timeout} s", peer=self.peer,
+                      timeout=self.limits.write_stall_timeout)
+        self.abort("write stall")
+
+
+def _goodbye(channel: PeerChannel, reason: str) -> DisconnectPacket:
+    """The Disconnect packet that tells the peer why C{channel} closes."""
+    host = getattr(channel.transport.getHost(), "host", "")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        host = ""
+    return DisconnectPacket(
+        host,
+        channel.local_identity.data if channel.local_identity else 0,
+        datetime.fromtimestamp(channel.clock.seconds(), timezone.utc),
+        {"Reason": reason},
+        source_origin_identifier=channel.local_identifier,
+    )

@@ -1,0 +1,136 @@
+# -*- test-case-name: tests.test_channel -*-
+"""
+L{PacketReceiver}: what a channel does with each packet it decodes.
+
+Every packet is counted, shown to the channel's data-received observers, checked against the
+trust gate and dispatched through the handler registry; malformed and unknown frames are
+counted and, past the limits, drop the peer.  This runs once per packet: it stays small.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from p2pnet_tx.errors import MalformedPacket, UnknownPacketType
+from p2pnet_tx.packets import PACKET_CLASSES, IdentifierPacket, Packet
+from p2pnet_tx.peer import GenericPeer
+
+if TYPE_CHECKING:
+    from p2pnet_tx.channel.protocol import PeerChannel
+
+# The counter names, built once and keyed by packet class (hashing an Enum member runs Python
+# code): formatting them per packet costs more than the counting.
+IN_COUNTERS = {cls: "packets_in." + kind.value for kind, cls in PACKET_CLASSES.items()}
+OUT_COUNTERS = {cls: "packets_out." + kind.value for kind, cls in PACKET_CLASSES.items()}
+
+
+class PacketReceiver:
+    """
+    Gates and dispatches the packets of one channel, and keeps its pending handlers.
+
+    @param channel: the channel whose gate, observers, handlers and counters apply.
+    """
+
+    log = Logger()
+    __slots__ = ("_channel", "_malformed", "_pending")
+
+    def __init__(self, channel: PeerChannel) -> None:
+        self._channel = channel
+        self._malformed = 0
+        self._pending: set[Deferred[Any]] | None = None
+
+    @property
+    def pending(self) -> int:
+        """Handlers whose Deferred has not fired yet."""
+        return len(self._pending) if self._pending else 0
+
+    def packet_received(self, packet: Packet) -> None:
+        """Count C{packet}, show it to the observers, gate it and dispatch it."""
+        channel = self._channel
+        kind = packet.kind
+        channel.counters[IN_COUNTERS.get(type(packet)) or "packets_in." + kind.value] += 1
+        if channel._awaiting_identity:
+            self.identity_received(packet)
+            return
+        observers = channel.on_data_received
+        if observers and observers.notify_consumed(channel, packet):
+            return
+        if not channel._trusted and not channel.allows(kind):
+            channel.counters["refused"] += 1
+            self.log.debug("refused {kind} from untrusted {peer}", kind=kind.value,
+                           peer=channel.peer)
+            return
+        try:
+            result = channel.handlers.dispatch(channel, packet)
+        except BaseException:
+            self._handler_failed(Failure(), packet)
+            return
+        if isinstance(result, Deferred):
+            if not result.called:
+                if self._pending is None:
+                    self._pending = set()
+                self._pending.add(result)
+                result.addBoth(self._handler_done, result)
+            result.addErrback(self._handler_failed, packet)
+
+    def identity_received(self, packet: Packet) -> None:
+        """
+        The first packet of a peer whose Identity is awaited: anything else is misbehaviour;
+        an Identity names the peer and goes to the owner, which accepts or refuses it.
+        """
+        channel = self._channel
+        if not isinstance(packet, IdentifierPacket):
+            channel._awaiting_identity = False
+            channel._misbehaved(
+                MalformedPacket(f"first packet is {packet.kind.value}, not Identity")
+            )
+            return
+        host = getattr(channel.peer, "address", None)
+        if host is not None and packet.data:
+            try:
+                channel.peer = GenericPeer(
+                    host, packet.data, packet.source_origin_identifier or None
+                )
+            except ValueError:
+                pass
+        channel._identified(channel.owner.identity_received(channel, packet))
+
+    def malformed_received(self, error: MalformedPacket) -> None:
+        """Count a frame that is no valid packet; drop the peer past the limits."""
+        channel = self._channel
+        if isinstance(error, UnknownPacketType):
+            channel.counters["unknown"] += 1
+            self.log.warn("unknown packet type {type!r} from {peer}",
+                          type=error.packet_type, peer=channel.peer)
+            if channel.limits.drop_unknown_packets:
+                channel._misbehaved(error)
+            return
+        channel.counters["malformed"] += 1
+        self._malformed += 1
+        self.log.warn("malformed packet from {peer}: {reason}", peer=channel.peer,
+                      reason=error.reason)
+        if self._malformed >= channel.limits.max_malformed:
+            channel._misbehaved(error)
+
+    def cancel_pending(self) -> None:
+        """The channel is gone: cancel the handlers still running."""
+        pending, self._pending = self._pending, None
+        for deferred in pending or ():
+            deferred.cancel()
+
+    def _handler_done(self, result: object, pending: Deferred[Any]) -> object:
+        if self._pending is not None:
+            self._pending.discard(pending)
+        return result
+
+    def _handler_failed(self, failure: Failure, packet: Packet) -> None:
+        # A closed channel cancels its pending handlers: that cancellation is no handler error.
+        if failure.check(CancelledError) and self._channel.close_reason is not None:
+            return
+        self._channel.counters["handler_errors"] += 1
+        self.log.failure("handler for {kind} from {peer} failed", failure,
+                         kind=packet.kind.value, peer=self._channel.peer)
