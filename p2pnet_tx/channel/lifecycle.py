@@ -101,13 +101,17 @@ class Handshake:
     protocol's Deferred while it runs.
     """
 
-    deadline: IDelayedCall
+    deadline: IDelayedCall | None
     decision: Deferred[Any] | None = None
 
     def cancel(self) -> None:
-        """Cancel the deadline and a decision still pending."""
-        if self.deadline.active():
-            self.deadline.cancel()
+        """
+        Cancel the deadline and a decision still pending, and let go of both: Automat keeps
+        the last state data after a state without data is entered.
+        """
+        deadline, self.deadline = self.deadline, None
+        if deadline is not None and deadline.active():
+            deadline.cancel()
         decision, self.decision = self.decision, None
         if decision is not None and not decision.called:
             decision.cancel()
