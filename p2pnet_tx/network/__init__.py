@@ -27,7 +27,6 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from twisted.internet.defer import Deferred, DeferredList, fail, maybeDeferred
-from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -48,12 +47,12 @@ from p2pnet_tx.network.factory import (
 )
 from p2pnet_tx.network.gossip import Gossip
 from p2pnet_tx.network.limits import NetworkLimits
-from p2pnet_tx.network.local import IDENTITY_MESSAGE, LocalNode
+from p2pnet_tx.network.local import DEFAULT_BACKLOG, IDENTITY_MESSAGE, LocalNode
 from p2pnet_tx.network.membership import Membership
 from p2pnet_tx.network.table import PeerTable, host_of
 from p2pnet_tx.packets import CollectionSharePacket, IdentifierPacket, Packet, PacketType
 from p2pnet_tx.peer import GenericPeer
-from p2pnet_tx.policy import BlockList, IncomingPeerTrustPolicy, normalize_ip
+from p2pnet_tx.policy import BlockList, IncomingPeerTrustPolicy
 from p2pnet_tx.trust import identifier_for_public_key
 from p2pnet_tx.wire_mode import WireMode, get_wire_mode
 
@@ -62,10 +61,6 @@ __all__ = [
     "OutboundChannelFactory", "PeerChannelFactory", "PeerNetwork", "TokenBucket",
     "peers_from_strings",
 ]
-
-DEFAULT_BACKLOG = 1024
-"""The listen backlog used unless the endpoint string gives one."""
-
 
 @implementer(IPeerChannelOwner)
 class PeerNetwork(ChannelOwner):
@@ -135,7 +130,7 @@ class PeerNetwork(ChannelOwner):
     def _build_parts(self) -> None:
         # Each part gets what it needs, by name; the facade itself only as channel owner.
         self._table = PeerTable(self.limits.max_known_peers)
-        self._local = LocalNode(self.identifier, self.wire_mode)
+        self._local = LocalNode(self.reactor, self.identifier, self.wire_mode)
         self._admission = Admission(self.reactor, self.policy, self.limits, self._table,
                                     self.counters)
         self._channels = ChannelMaker(
@@ -232,21 +227,15 @@ class PeerNetwork(ChannelOwner):
 
     def listen(self, endpoint: str) -> Deferred[IListeningPort]:
         """
-        Accept peers on a server endpoint string, e.g. C{"tcp:8051"}; a TCP endpoint gets a
-        backlog of L{DEFAULT_BACKLOG} unless it names one.
+        Accept peers on a server endpoint string, e.g. C{"tcp:8051"} (see L{LocalNode.listen
+        <p2pnet_tx.network.local.LocalNode.listen>}).
 
-        @return: a Deferred firing with the listening port; it fails with L{NetworkClosed} or
-            the endpoint's error.
+        @return: a Deferred firing with the listening port; it fails with L{NetworkClosed}, a
+            L{ValueError} for a bad endpoint string, or the endpoint's error.
         """
         if self._closed:
             return fail(NetworkClosed("the network is closed"))
-        if endpoint.split(":", 1)[0] in ("tcp", "tcp6") and "backlog=" not in endpoint:
-            endpoint += f":backlog={DEFAULT_BACKLOG}"
-        try:
-            server = serverFromString(self.reactor, endpoint)
-        except (ValueError, KeyError, TypeError) as e:
-            return fail(ValueError(f"bad endpoint {endpoint!r}: {e}"))
-        return server.listen(self.factory).addCallback(self.port_opened)
+        return self._local.listen(endpoint, self.factory).addCallback(self.port_opened)
 
     def port_opened(self, port: IListeningPort) -> IListeningPort:
         """Remember a port listening with L{factory}; the first is announced to peers."""
@@ -264,16 +253,8 @@ class PeerNetwork(ChannelOwner):
         return self._dialer.connect(peer, timeout)
 
     def dial_known_peers(self) -> int:
-        """
-        Dial the known peers that are not connected, within the dial budget and the outbound
-        limit; those put off are retried on a timer.
-
-        @return: how many dials started now.
-        """
-        return sum(
-            1 for peer in list(self._table.known_peers.values())
-            if not self._dialer.never_dials(peer) and self._dialer.maybe_dial(peer)
-        )
+        """Dial the known peers not connected, as peer lists are; return how many dials started."""
+        return self._dialer.dial_all(self._table.known_peers.values())
 
     # -- Managing peers ------------------------------------------------------------------------
 
@@ -298,17 +279,7 @@ class PeerNetwork(ChannelOwner):
         @return: the channels dropped.
         @raise ValueError: for an invalid IP address, or when neither is given.
         """
-        if ip is None and identifier is None:
-            raise ValueError("block() needs an ip or an identifier")
-        if ip is not None:
-            self.policy.blocked_ips.add(ip)
-        if identifier is not None:
-            self.policy.blocked_identifiers.add(identifier)
-        dropped = self._table.matching(None if ip is None else normalize_ip(ip), identifier)
-        for channel in dropped:
-            channel.close("blocked")
-        self.log.info("blocked {ip} {identifier}; dropped {count} channels", ip=ip,
-                      identifier=identifier, count=len(dropped))
+        dropped = self._admission.block(ip, identifier)
         self.peer_blocked.notify(ip, identifier)
         return dropped
 
@@ -367,18 +338,11 @@ class PeerNetwork(ChannelOwner):
         packet: CollectionSharePacket | None = None,
     ) -> None:
         """
-        Remember the peers a shared list names and dial the unknown ones.  Called as
-        C{process_peer_list(packet)} by applications and C{process_peer_list(channel, packet)}
-        by channels (see L{Gossip.peer_list_received<p2pnet_tx.network.gossip.Gossip>}).
-
-        @raise TypeError: if C{packet} is not a L{CollectionSharePacket}.
+        Remember the peers a list names and dial the unknown ones: C{process_peer_list(packet)}
+        from applications, C{(channel, packet)} from channels (see L{Gossip.peer_list_received
+        <p2pnet_tx.network.gossip.Gossip.peer_list_received>}).
         """
-        if packet is None and isinstance(channel, CollectionSharePacket):
-            channel, packet = None, channel
-        if not isinstance(packet, CollectionSharePacket):
-            raise TypeError(f"process_peer_list needs a CollectionSharePacket, not {packet!r}")
-        self._gossip.peer_list_received(channel if isinstance(channel, PeerChannel) else None,
-                                        packet)
+        self._gossip.peer_list_received(channel, packet)
 
     def data_received(self, channel: PeerChannel, packet: Any) -> None:
         """The distribution hook: log it (the distribution part will replace this)."""

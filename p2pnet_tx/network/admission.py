@@ -1,7 +1,7 @@
 # -*- test-case-name: tests.test_network_admission -*-
 """
-Admission control: which inbound connections a network refuses before it reads a byte, and
-which addresses it discourages for misbehaving.
+Admission control: which inbound connections a network refuses before it reads a byte, which
+addresses it discourages for misbehaving, and which it blocks.
 
 L{TokenBucket} is the rate limit the network's parts share (dials, gossip, accepts).
 """
@@ -17,6 +17,7 @@ from twisted.logger import Logger
 from p2pnet_tx.policy import BlockList, IncomingPeerTrustPolicy, normalize_ip
 
 if TYPE_CHECKING:
+    from p2pnet_tx.channel import PeerChannel
     from p2pnet_tx.network.limits import NetworkLimits
     from p2pnet_tx.network.table import PeerTable
 
@@ -142,6 +143,27 @@ class Admission:
         if not self._accept_bucket(host).take():
             return "connecting too often"
         return None
+
+    def block(self, ip: str | None, identifier: str | None) -> list[PeerChannel]:
+        """
+        Block an IP address and/or an identifier for good, and close the channels they match.
+
+        @return: the channels closed.
+        @raise ValueError: for an invalid IP address, or when neither is given.
+        """
+        if ip is None and identifier is None:
+            raise ValueError("block() needs an ip or an identifier")
+        if ip is not None:
+            self._policy.blocked_ips.add(ip)
+            ip = normalize_ip(ip)
+        if identifier is not None:
+            self._policy.blocked_identifiers.add(identifier)
+        dropped = self._table.matching(ip, identifier)
+        for channel in dropped:
+            channel.close("blocked")
+        self.log.info("blocked {ip} {identifier}; dropped {count} channels", ip=ip,
+                      identifier=identifier, count=len(dropped))
+        return dropped
 
     def misbehaved(self, host: str) -> None:
         """The peer at C{host} broke the protocol: count it and discourage its address."""

@@ -11,6 +11,7 @@ by one timer, set for when the bucket will next hold a token, or when an outboun
 from __future__ import annotations
 
 from collections import Counter, OrderedDict
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -134,6 +135,14 @@ class Dialer:
             return False
         self._dial(peer)
         return True
+
+    def dial_all(self, peers: Iterable[IPeer]) -> int:
+        """
+        L{maybe_dial} each of C{peers} that is not L{never_dials}.
+
+        @return: how many dials started now (the others are put off or not needed).
+        """
+        return sum(1 for peer in list(peers) if not self.never_dials(peer) and self.maybe_dial(peer))
 
     @property
     def outbound_count(self) -> int:

@@ -87,15 +87,23 @@ class Gossip:
                 self._table.remember(peer)
 
     def peer_list_received(
-        self, channel: PeerChannel | None, packet: CollectionSharePacket
+        self,
+        channel: PeerChannel | CollectionSharePacket | None,
+        packet: CollectionSharePacket | None = None,
     ) -> None:
         """
-        Remember the peers a list names and dial the unknown ones.
+        Remember the peers a list names and dial the unknown ones.  Called as
+        C{peer_list_received(packet)} for a list the application hands over, of which the first
+        C{limits.max_peer_list} entries are used, and as C{peer_list_received(channel, packet)}
+        for one a channel received: over C{max_peer_list} entries, that is misbehaviour and
+        the sender is dropped.
 
-        @param channel: the channel it came on; a list over C{limits.max_peer_list} entries from
-            a channel is misbehaviour (the sender is dropped).  C{None} for a list the
-            application hands over, of which the first C{max_peer_list} entries are used.
+        @raise TypeError: if C{packet} is not a L{CollectionSharePacket}.
         """
+        if packet is None and isinstance(channel, CollectionSharePacket):
+            channel, packet = None, channel
+        if not isinstance(packet, CollectionSharePacket):
+            raise TypeError(f"process_peer_list needs a CollectionSharePacket, not {packet!r}")
         if len(packet.peers) > self._limits.max_peer_list and channel is not None:
             self._counters["oversized_peer_lists"] += 1
             error = PeerRefused(f"peer list of {len(packet.peers)} entries")

@@ -8,11 +8,19 @@ from __future__ import annotations
 
 import ipaddress
 
+from typing import Any
+
+from twisted.internet.defer import Deferred, fail
+from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort
+from twisted.internet.protocol import Factory
 
 from p2pnet_tx.interfaces import IPeer
 from p2pnet_tx.packets import IdentifierPacket
 from p2pnet_tx.wire_mode import WireMode
+
+DEFAULT_BACKLOG = 1024
+"""The listen backlog used unless the endpoint string gives one."""
 
 IDENTITY_MESSAGE = "connect"
 """The C{message} of the Identity packet a channel opens with."""
@@ -22,17 +30,36 @@ class LocalNode:
     """
     This node, as its peers see it.
 
+    @param reactor: where it listens.
     @param identifier: this node's identifier.
     @param wire_mode: says whether the node introduces itself with an Identity packet.
 
     @ivar listening_port: the port announced to peers: that of the first port still open, or 0.
     """
 
-    def __init__(self, identifier: str, wire_mode: WireMode) -> None:
+    def __init__(self, reactor: Any, identifier: str, wire_mode: WireMode) -> None:
+        self._reactor = reactor
         self.identifier = identifier
         self.wire_mode = wire_mode
         self._ports: list[IListeningPort] = []
         self.listening_port = 0
+
+    def listen(self, endpoint: str, factory: Factory) -> Deferred[IListeningPort]:
+        """
+        Listen with C{factory} on a server endpoint string, e.g. C{"tcp:8051"}; a TCP endpoint
+        gets a backlog of L{DEFAULT_BACKLOG} unless it names one.  The caller reports the port
+        to L{port_opened}.
+
+        @return: a Deferred firing with the listening port; it fails with a L{ValueError} for a
+            bad endpoint string, or with the endpoint's error.
+        """
+        if endpoint.split(":", 1)[0] in ("tcp", "tcp6") and "backlog=" not in endpoint:
+            endpoint += f":backlog={DEFAULT_BACKLOG}"
+        try:
+            server = serverFromString(self._reactor, endpoint)
+        except (ValueError, KeyError, TypeError) as e:
+            return fail(ValueError(f"bad endpoint {endpoint!r}: {e}"))
+        return server.listen(factory)
 
     def port_opened(self, port: IListeningPort) -> None:
         """Remember a port; the first one is announced to peers."""
