@@ -69,7 +69,8 @@ class FakeChannel:
         self._lose(reason)
 
     def trust(self) -> None:
-        self.is_trusted = True
+        if not self.is_closed:  # as a PeerChannel: a closed channel is never trusted
+            self.is_trusted = True
 
     def connection_lost(self) -> None:
         """The connection is gone: the close Deferreds fire."""

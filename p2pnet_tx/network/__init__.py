@@ -361,6 +361,8 @@ class PeerNetwork(ChannelOwner):
 
     def channel_trusted(self, channel: PeerChannel) -> None:
         """Announce the trusted peer and send it our peers (built before it joins them)."""
+        if not self._table.is_connected(channel):
+            return  # closed before its trust was reported: nothing to announce or keep
         peers = self._gossip.peer_list_for(channel)
         self._membership.trusted(channel)
         self._gossip.trusted(channel)
