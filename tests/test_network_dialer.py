@@ -204,7 +204,7 @@ class DeferredDialTests(DialerTestCase):
         self.dialer.maybe_dial(peer(1))
         for n in (2, 3, 2, 4, 5):
             self.dialer.maybe_dial(peer(n))
-        self.assertEqual(self.dialer.deferred, [peer(2), peer(4), peer(5)])
+        self.assertEqual(self.dialer.put_off, [peer(2), peer(4), peer(5)])
         self.assertEqual(self.counters["deferred_dials_dropped"], 1)
         self.assertEqual(len(self.reactor.getDelayedCalls()), 1)
 
@@ -219,7 +219,7 @@ class DeferredDialTests(DialerTestCase):
         self.policy.blocked_ips.add("10.0.0.3")
         self.reactor.advance(2.0)
         self.assertEqual(self.dialled()[1:], [("10.0.0.4", 8004)])
-        self.assertEqual(self.dialer.deferred, [])
+        self.assertEqual(self.dialer.put_off, [])
 
     def test_cancel_all(self) -> None:
         """cancel_all() cancels the timer, the put-off dials and the dials in flight; the
@@ -230,7 +230,7 @@ class DeferredDialTests(DialerTestCase):
         self.dialer.cancel_all()
         self.failureResultOf(d, CancelledError, ConnectingCancelledError)
         self.assertEqual(self.reactor.getDelayedCalls(), [])
-        self.assertEqual(self.dialer.deferred, [])
+        self.assertEqual(self.dialer.put_off, [])
         self.reactor.advance(10)
         self.assertEqual(len(self.dialled()), 1)
         self.assertNoResult(self.dialer.connect(peer(3)))
@@ -242,7 +242,7 @@ class DeferredDialTests(DialerTestCase):
         self.dialer.close()
         self.failureResultOf(self.dialer.connect(peer(3)), NetworkClosed)
         self.assertFalse(self.dialer.maybe_dial(peer(4)))
-        self.assertEqual((self.dialer.deferred, self.reactor.getDelayedCalls()), ([], []))
+        self.assertEqual((self.dialer.put_off, self.reactor.getDelayedCalls()), ([], []))
 
 
 class DeferredByLimitTests(DialerTestCase):
@@ -284,7 +284,7 @@ class NeverRefillingBudgetTests(DialerTestCase):
         """Put off for good: no timer is left that would never do anything."""
         self.assertFalse(self.dialer.maybe_dial(peer(1)))
         self.assertEqual(self.reactor.getDelayedCalls(), [])
-        self.assertEqual(self.dialer.deferred, [peer(1)])
+        self.assertEqual(self.dialer.put_off, [peer(1)])
 
 
 class _Port:

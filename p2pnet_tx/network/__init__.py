@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_network -*-
+# -*- test-case-name: tests.test_network,tests.test_network_facade -*-
 """
 L{PeerNetwork}: a node's peers and channels, as a thin facade over named parts.
 

@@ -74,7 +74,7 @@ class Dialer:
         self._counters = counters
         self._budget = TokenBucket(reactor, limits.dial_rate, limits.dial_burst)
         self._dialing: dict[tuple[str, int], _Dial] = {}
-        self._deferred: OrderedDict[tuple[str, int], IPeer] = OrderedDict()
+        self._put_off: OrderedDict[tuple[str, int], IPeer] = OrderedDict()
         self._retry: IDelayedCall | None = None
         self._closed = False
 
@@ -131,7 +131,7 @@ class Dialer:
             return False
         if self.outbound_count >= self._limits.max_outbound or not self._budget.take():
             self._counters["dials_deferred"] += 1
-            self._defer(peer)
+            self._put_off_dial(peer)
             return False
         self._dial(peer)
         return True
@@ -152,9 +152,9 @@ class Dialer:
         )
 
     @property
-    def deferred(self) -> list[IPeer]:
+    def put_off(self) -> list[IPeer]:
         """The peers whose dials are put off, oldest first."""
-        return list(self._deferred.values())
+        return list(self._put_off.values())
 
     def is_dialing(self, peer: IPeer) -> bool:
         """Whether a dial to C{peer}'s address and port is under way."""
@@ -169,7 +169,7 @@ class Dialer:
         if self._retry is not None:
             self._retry.cancel()
             self._retry = None
-        self._deferred.clear()
+        self._put_off.clear()
         for dial in list(self._dialing.values()):
             dial.attempt.cancel()
 
@@ -225,41 +225,41 @@ class Dialer:
 
     # -- Put-off dials -----------------------------------------------------------------------
 
-    def _defer(self, peer: IPeer) -> None:
+    def _put_off_dial(self, peer: IPeer) -> None:
         if self._closed:
             return
         key = (peer.address, peer.port)
-        self._deferred.pop(key, None)
-        self._deferred[key] = peer
-        while len(self._deferred) > self._limits.max_deferred_dials:
-            self._deferred.popitem(last=False)
+        self._put_off.pop(key, None)
+        self._put_off[key] = peer
+        while len(self._put_off) > self._limits.max_deferred_dials:
+            self._put_off.popitem(last=False)
             self._counters["deferred_dials_dropped"] += 1
         self._schedule()
 
     def _schedule(self) -> None:
-        if self._retry is not None or not self._deferred or self._closed:
+        if self._retry is not None or not self._put_off or self._closed:
             return
         if self.outbound_count >= self._limits.max_outbound:
             return  # slot_freed() calls again when an outbound channel or dial ends
         delay = self._budget.seconds_until_token()
         if delay is None:
             return  # a budget that never refills: nothing will ever be retried
-        self._retry = self._reactor.callLater(delay, self._retry_deferred)
+        self._retry = self._reactor.callLater(delay, self._retry_put_off)
 
-    def _retry_deferred(self) -> None:
+    def _retry_put_off(self) -> None:
         self._retry = None
-        while self._deferred:
-            key, peer = next(iter(self._deferred.items()))
+        while self._put_off:
+            key, peer = next(iter(self._put_off.items()))
             if (
                 self.never_dials(peer)
                 or self._table.channel_for(peer) is not None
                 or key in self._dialing
             ):
-                del self._deferred[key]
+                del self._put_off[key]
                 continue
             if self.outbound_count >= self._limits.max_outbound or not self._budget.take():
                 break
-            del self._deferred[key]
+            del self._put_off[key]
             self._counters["dials_retried"] += 1
             self._dial(peer)
         self._schedule()
