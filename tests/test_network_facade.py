@@ -98,11 +98,26 @@ class WireModeTests(SynchronousTestCase):
         self.assertIn("'json'", str(caught.exception))
 
 
+class RecordingPortsReactor(MemoryReactorClock):
+    """A memory reactor whose listening ports record being stopped."""
+
+    def listenTCP(self, port: int, factory: Any, backlog: int = 50,
+                  interface: str = "") -> FakePort:
+        super().listenTCP(port, factory, backlog, interface)
+        listening = FakePort(port)
+        self.ports.append(listening)
+        return listening
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ports: list[FakePort] = []
+
+
 class PortTests(FacadeTestCase):
     """Ports opened elsewhere are reported, and forgotten when they close."""
 
     def test_port_closed(self) -> None:
-        """The announced port falls back to the next one; close() stops only those left."""
+        """The announced port falls back to the next one, then to 0."""
         first, second = FakePort(8051), FakePort(8052)
         self.network.port_opened(first)
         self.network.port_opened(second)
@@ -110,9 +125,19 @@ class PortTests(FacadeTestCase):
         self.network.port_closed(first)
         self.assertEqual(self.network.listening_port, 8052)
         self.assertEqual(self.network.local_identity().data, 8052)
-        self.successResultOf(self.network.close())
-        self.assertEqual((first.stopped, second.stopped), (False, True))
+        self.network.port_closed(second)
         self.assertEqual(self.network.listening_port, 0)
+
+    def test_close_stops_own_ports_only(self) -> None:
+        """close() stops the ports listen() opened; a reported port is its opener's to stop."""
+        reactor = RecordingPortsReactor()
+        network = PeerNetwork(reactor, identifier="me")
+        own = self.successResultOf(network.listen("tcp:8051"))
+        reported = FakePort(8052)
+        network.port_opened(reported)
+        self.successResultOf(network.close())
+        self.assertEqual((own.stopped, reported.stopped), (True, False))
+        self.assertEqual(network.listening_port, 0)
 
 
 class DisconnectAllTests(FacadeTestCase):

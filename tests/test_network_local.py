@@ -75,9 +75,17 @@ class LocalNodeTests(SynchronousTestCase):
         failure = self.failureResultOf(self.local.listen("nonsense:1", Factory()), ValueError)
         self.assertIn("nonsense:1", str(failure.value))
 
-    def test_take_ports(self) -> None:
-        """take_ports hands over every port and forgets them."""
-        port = FakePort("0.0.0.0", 8051)
-        self.local.port_opened(port)
-        self.assertEqual(self.local.take_ports(), [port])
-        self.assertEqual((self.local.take_ports(), self.local.listening_port), ([], 0))
+    def test_forget_ports(self) -> None:
+        """forget_ports forgets every port and hands over those the network opened itself."""
+        own, reported = FakePort("0.0.0.0", 8051), FakePort("0.0.0.0", 8052)
+        self.local.port_opened(own, own=True)
+        self.local.port_opened(reported)
+        self.assertEqual(self.local.forget_ports(), [own])
+        self.assertEqual((self.local.forget_ports(), self.local.listening_port), ([], 0))
+
+    def test_own_port_closed(self) -> None:
+        """An own port reported closed is no longer handed over to be stopped."""
+        own = FakePort("0.0.0.0", 8051)
+        self.local.port_opened(own, own=True)
+        self.local.port_closed(own)
+        self.assertEqual(self.local.forget_ports(), [])

@@ -235,11 +235,17 @@ class PeerNetwork(ChannelOwner):
         """
         if self._closed:
             return fail(NetworkClosed("the network is closed"))
-        return self._local.listen(endpoint, self.factory).addCallback(self.port_opened)
+        return self._local.listen(endpoint, self.factory).addCallback(self._port_opened, True)
 
     def port_opened(self, port: IListeningPort) -> IListeningPort:
-        """Remember a port listening with L{factory}; the first is announced to peers."""
-        self._local.port_opened(port)
+        """
+        Remember a port opened elsewhere with L{factory}; the first port is announced to
+        peers.  Whoever opened it stops it, and reports that with L{port_closed}.
+        """
+        return self._port_opened(port, False)
+
+    def _port_opened(self, port: IListeningPort, own: bool) -> IListeningPort:
+        self._local.port_opened(port, own)
         self.log.info("{identifier} listening on {address}", identifier=self.identifier,
                       address=port.getHost())
         return port
@@ -247,6 +253,8 @@ class PeerNetwork(ChannelOwner):
     def port_closed(self, port: IListeningPort) -> None:
         """Forget a port given to L{port_opened}; the next one left (or 0) is announced."""
         self._local.port_closed(port)
+        self.log.info("{identifier} no longer listening on {address}",
+                      identifier=self.identifier, address=port.getHost())
 
     def connect(self, peer: IPeer, timeout: float | None = None) -> Deferred[PeerChannel]:
         """See L{Dialer.connect<p2pnet_tx.network.dialer.Dialer.connect>}."""
@@ -314,15 +322,16 @@ class PeerNetwork(ChannelOwner):
 
     def close(self) -> Deferred[None]:
         """
-        Stop the ports this network opened or was told of, then L{disconnect_all}, for good:
-        later L{listen} and L{connect} calls fail with L{NetworkClosed}.
+        Stop the ports this network opened with L{listen} (and forget those it was told of),
+        then L{disconnect_all}, for good: later L{listen} and L{connect} calls fail with
+        L{NetworkClosed}.
 
         @return: a Deferred firing once every port is closed and every connection is gone.
         """
         self._closed = True
         self._admission.close()
         self._dialer.close()
-        waits = [maybeDeferred(port.stopListening) for port in self._local.take_ports()]
+        waits = [maybeDeferred(port.stopListening) for port in self._local.forget_ports()]
         waits.append(self.disconnect_all("node shutting down"))
         return DeferredList(waits, consumeErrors=True).addCallback(lambda _: None)
 

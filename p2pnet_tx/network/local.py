@@ -42,6 +42,7 @@ class LocalNode:
         self.identifier = identifier
         self.wire_mode = wire_mode
         self._ports: list[IListeningPort] = []
+        self._own: list[IListeningPort] = []
         self.listening_port = 0
 
     def listen(self, endpoint: str, factory: Factory) -> Deferred[IListeningPort]:
@@ -61,9 +62,16 @@ class LocalNode:
             return fail(ValueError(f"bad endpoint {endpoint!r}: {e}"))
         return server.listen(factory)
 
-    def port_opened(self, port: IListeningPort) -> None:
-        """Remember a port; the first one is announced to peers."""
+    def port_opened(self, port: IListeningPort, own: bool = False) -> None:
+        """
+        Remember a port; the first one is announced to peers.
+
+        @param own: whether the network opened it (with L{listen}), so that closing the
+            network stops it; a port opened elsewhere is stopped by whoever opened it.
+        """
         self._ports.append(port)
+        if own:
+            self._own.append(port)
         if not self.listening_port:
             self.listening_port = _port_number(port)
 
@@ -71,16 +79,22 @@ class LocalNode:
         """Forget a port; the next remaining one (or 0) is announced from now on."""
         if port in self._ports:
             self._ports.remove(port)
+        if port in self._own:
+            self._own.remove(port)
         if self.listening_port == _port_number(port) and not any(
             _port_number(other) == self.listening_port for other in self._ports
         ):
             self.listening_port = _port_number(self._ports[0]) if self._ports else 0
 
-    def take_ports(self) -> list[IListeningPort]:
-        """Forget every port and return them, for the caller to stop."""
-        ports, self._ports = self._ports, []
+    def forget_ports(self) -> list[IListeningPort]:
+        """
+        Forget every port.
+
+        @return: the ports the network opened itself, for the caller to stop.
+        """
+        own, self._own, self._ports = self._own, [], []
         self.listening_port = 0
-        return ports
+        return own
 
     def identity(self) -> IdentifierPacket | None:
         """The Identity packet channels open with, or C{None} in a mode that sends none."""
