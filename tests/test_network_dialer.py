@@ -29,7 +29,13 @@ from .network_fakes import FakeChannel
 
 
 class DialledChannel(FakeChannel, Protocol):
-    """A fake channel that a client endpoint can connect."""
+    """A fake channel that a client endpoint can connect; C{on_connection} is called then."""
+
+    on_connection: Any = None
+
+    def connectionMade(self) -> None:
+        if self.on_connection is not None:
+            self.on_connection(self)
 
 
 class FakeMembership:
@@ -51,8 +57,11 @@ class FakeChannelMaker:
         self.table = table
         self.made: list[tuple[bool, Any]] = []
 
+    on_connection: Any = None
+
     def make(self, outbound: bool, peer: Any = None) -> DialledChannel:
         channel = DialledChannel(peer)
+        channel.on_connection = self.on_connection
         self.made.append((outbound, peer))
         if outbound:
             self.table.mark_outbound(channel)
@@ -172,7 +181,10 @@ class OutboundLimitTests(DialerTestCase):
         """With one dial in flight and max_outbound=1, a second connect() is refused."""
         self.dialer.connect(peer(1))
         self.failureResultOf(self.dialer.connect(peer(2)), TooManyPeers)
+        counted: list[int] = []
+        self.channels.on_connection = lambda channel: counted.append(self.dialer.outbound_count)
         self.complete()
+        self.assertEqual(counted, [1])  # while connecting: a channel, no longer also a dial
         self.assertEqual(self.dialer.outbound_count, 1)
         self.failureResultOf(self.dialer.connect(peer(2)), TooManyPeers)
 

@@ -86,12 +86,13 @@ class FactoryTests(SynchronousTestCase):
                          (["10.0.0.7", "10.0.0.8"], 1))
 
     def test_outbound(self) -> None:
-        """The outbound factory builds a channel expecting its peer."""
+        """The outbound factory builds a channel expecting its peer, and says so at once."""
         channels, table = maker()
         peer = GenericPeer("10.0.0.1", 1)
-        factory = OutboundChannelFactory(channels, peer)
+        built: list[PeerChannel] = []
+        factory = OutboundChannelFactory(channels, peer, built.append)
         channel = factory.buildProtocol(IPv4Address("TCP", "10.0.0.1", 1))
-        self.assertEqual((channel.peer, channel.factory), (peer, factory))
+        self.assertEqual((channel.peer, channel.factory, built), (peer, factory, [channel]))
         self.assertTrue(table.is_outbound(channel))
 
 

@@ -146,7 +146,7 @@ class Dialer:
 
     @property
     def outbound_count(self) -> int:
-        """Outbound channels, plus dials whose connection is not made yet."""
+        """Outbound channels, plus dials whose channel is not built yet."""
         return self._table.outbound_count + sum(
             1 for dial in self._dialing.values() if dial.channel is None
         )
@@ -189,7 +189,6 @@ class Dialer:
         dial: _Dial
 
         def arrived(channel: PeerChannel) -> Deferred[PeerChannel]:
-            dial.channel = channel
             return self._membership.when_accepted(channel)
 
         def cancel(result: Deferred[PeerChannel]) -> None:
@@ -211,7 +210,7 @@ class Dialer:
         result.addBoth(dial.fire)
         waiter = dial.follow()
         # Chained last: an endpoint may fail at once, and everything above must be in place.
-        attempt = endpoint.connect(OutboundChannelFactory(self._channels, peer))
+        attempt = endpoint.connect(OutboundChannelFactory(self._channels, peer, dial.built))
         attempt.addCallback(arrived).chainDeferred(result)
         return waiter
 
@@ -288,6 +287,10 @@ class _Dial:
         waiter: Deferred[PeerChannel] = Deferred(withdraw)
         self.waiting.append(waiter)
         return waiter
+
+    def built(self, channel: PeerChannel) -> None:
+        """The attempt's channel is built: it counts as an outbound channel from now on."""
+        self.channel = channel
 
     def fire(self, result: PeerChannel | Failure) -> None:
         """Hand the attempt's result to every caller still waiting."""

@@ -8,6 +8,7 @@ channels, and L{OutboundChannelFactory} builds the one channel of a dial.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -155,15 +156,25 @@ class OutboundChannelFactory(ClientFactory):
 
     @param channels: builds it.
     @param peer: who is expected at the other end.
+    @param built: called with the channel as soon as it is built, before its connection is
+        made (the dialer counts it from then on as a channel, no longer as a dial).
     """
 
     noisy = False
 
-    def __init__(self, channels: ChannelMaker, peer: IPeer) -> None:
+    def __init__(
+        self,
+        channels: ChannelMaker,
+        peer: IPeer,
+        built: Callable[[PeerChannel], object] | None = None,
+    ) -> None:
         self._channels = channels
         self.peer = peer
+        self._built = built
 
     def buildProtocol(self, addr: IAddress) -> PeerChannel:
         channel = self._channels.make(outbound=True, peer=self.peer)
         channel.factory = self
+        if self._built is not None:
+            self._built(channel)
         return channel
