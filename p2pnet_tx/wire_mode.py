@@ -57,7 +57,9 @@ DOTNET = WireMode(
 )
 """Compatibility with .NET P2PNet nodes: no Identity, peers known by their connection."""
 
-WIRE_MODES: Mapping[str, WireMode] = MappingProxyType({mode.name: mode for mode in (P2PNET, DOTNET)})
+WIRE_MODES: Mapping[str, WireMode] = MappingProxyType(
+    {mode.name: mode for mode in (P2PNET, DOTNET)}
+)
 """Every wire mode, by name."""
 
 

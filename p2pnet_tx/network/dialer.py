@@ -142,7 +142,9 @@ class Dialer:
 
         @return: how many dials started now (the others are put off or not needed).
         """
-        return sum(1 for peer in list(peers) if not self.never_dials(peer) and self.maybe_dial(peer))
+        return sum(
+            1 for peer in list(peers) if not self.never_dials(peer) and self.maybe_dial(peer)
+        )
 
     @property
     def outbound_count(self) -> int:

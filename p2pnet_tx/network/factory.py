@@ -133,7 +133,9 @@ class PeerChannelFactory(ServerFactory):
     log = Logger()
     noisy = False
 
-    def __init__(self, admission: Admission, channels: ChannelMaker, counters: Counter[str]) -> None:
+    def __init__(
+        self, admission: Admission, channels: ChannelMaker, counters: Counter[str]
+    ) -> None:
         self._admission = admission
         self._channels = channels
         self._counters = counters

@@ -139,7 +139,7 @@ class Gossip:
         if channel in self._cached_from:  # trusted again after an untrust: not its own entry
             packet = CollectionSharePacket(
                 packet.data,
-                [c.peer for c in self._cached_from if c is not channel],  # type: ignore[misc]
+                [c.peer for c in self._cached_from if c is not channel],
                 source_origin_identifier=self._identifier,
             )
         if not packet.peers and not self._wire_mode.sends_empty_peer_group:
@@ -191,7 +191,7 @@ class Gossip:
                 sources[shared] = None
         self._cached_from = sources
         self._cached = CollectionSharePacket(
-            100, [c.peer for c in sources], source_origin_identifier=self._identifier  # type: ignore[misc]
+            100, [c.peer for c in sources], source_origin_identifier=self._identifier
         )
         return self._cached
 
