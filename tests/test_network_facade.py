@@ -333,3 +333,50 @@ class ReentrantObserverTests(FacadeTestCase):
     def test_peer_removed_disconnect_all(self) -> None:
         """peer_removed observer calling disconnect_all()."""
         self.check("peer_removed", "disconnect_all")
+
+
+class RealChannelReentrancyTests(SynchronousTestCase):
+    """The same observers, with real channels connected in memory: nothing is left behind."""
+
+    def check(self, event: str, stop: str) -> None:
+        from .test_network import Nodes
+
+        errors = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        nodes = Nodes()
+        server, client, third = (nodes.node(name, port) for name, port in
+                                 (("server", 8051), ("client", 8052), ("third", 8053)))
+        _, first_pump = nodes.dial(third, server, source_port=40001)
+        observers = getattr(server, event)
+        later: list[Any] = []
+
+        def stop_once(*args: Any) -> None:
+            observers.remove(stop_once)
+            getattr(server, stop)()
+
+        observers.add(stop_once)
+        observers.add(lambda *args: later.append(args))
+        _, pump = nodes.dial(client, server, source_port=40002)
+        if event == "peer_removed":
+            client.active_peer_channels[0].close("bye")
+        for _ in range(3):
+            pump.flush()
+            first_pump.flush()
+        self.assertTrue(later, "the next observer did not run")
+        for network in (server, client, third):
+            self.assertEqual((network.active_peer_channels, network.pending_channels), ([], []))
+        self.assertEqual([e for e in errors if "log_failure" in e], [])
+
+    def test_peer_added(self) -> None:
+        """peer_added observers calling close() or disconnect_all()."""
+        self.check("peer_added", "close")
+        self.check("peer_added", "disconnect_all")
+
+    def test_peer_trusted(self) -> None:
+        """peer_trusted observers calling close() or disconnect_all()."""
+        self.check("peer_trusted", "close")
+        self.check("peer_trusted", "disconnect_all")
+
+    def test_peer_removed(self) -> None:
+        """peer_removed observers calling close() or disconnect_all()."""
+        self.check("peer_removed", "close")
+        self.check("peer_removed", "disconnect_all")
