@@ -52,7 +52,7 @@ from p2pnet_tx.network.membership import Membership
 from p2pnet_tx.network.table import PeerTable, host_of
 from p2pnet_tx.packets import CollectionSharePacket, IdentifierPacket, Packet, PacketType
 from p2pnet_tx.peer import GenericPeer
-from p2pnet_tx.policy import BlockList, IncomingPeerTrustPolicy
+from p2pnet_tx.policy import IncomingPeerTrustPolicy
 from p2pnet_tx.trust import identifier_for_public_key
 from p2pnet_tx.wire_mode import WireMode, get_wire_mode
 
@@ -77,6 +77,9 @@ class PeerNetwork(ChannelOwner):
     @param limits: the network's limits; C{channel_limits}, each channel's.
 
     @ivar wire: the wire mode's name; C{wire_mode}, the L{WireMode} itself.
+    @ivar known_peers: peers heard of (connected or named in peer lists), by address and port,
+        oldest first, at most C{limits.max_known_peers}.
+    @ivar discouraged_ips: addresses that misbehaved, refused for a while when half full.
     @ivar inbound: the queue of new inbound peers (see C{incoming_peer_placement}).
     @ivar handlers: the packet handler registry every channel of this network uses.
     @ivar factory: the server factory to listen with.
@@ -156,16 +159,13 @@ class PeerNetwork(ChannelOwner):
             wire_mode=self.wire_mode,
         )
         self.factory = PeerChannelFactory(self._admission, self._channels, self.counters)
+        self.known_peers = self._table.known_peers
+        self.discouraged_ips = self._admission.discouraged_ips
 
     def __repr__(self) -> str:
         return f"<PeerNetwork {self.identifier} {len(self._table.active)} peers>"
 
     # -- State (each a view of a part) ---------------------------------------------------------
-
-    @property
-    def known_peers(self) -> dict[tuple[str, int], GenericPeer]:
-        """Peers heard of (connected or named in peer lists), by address and port, oldest first."""
-        return self._table.known_peers
 
     @property
     def active_peer_channels(self) -> list[PeerChannel]:
@@ -181,11 +181,6 @@ class PeerNetwork(ChannelOwner):
     def pending_channels(self) -> list[PeerChannel]:
         """Inbound channels still in their handshake: not yet identified, or not yet trusted."""
         return self._table.pending
-
-    @property
-    def discouraged_ips(self) -> BlockList:
-        """Addresses that misbehaved, refused for a while when the node is half full."""
-        return self._admission.discouraged_ips
 
     @property
     def listening_port(self) -> int:
