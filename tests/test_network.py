@@ -420,11 +420,14 @@ class PeerNetworkLifecycleTests(SynchronousTestCase):
         self.failureResultOf(network.connect(GenericPeer("10.0.0.7", 1)), TooManyPeers)
 
     def test_cancel_connect(self) -> None:
-        """Cancelling connect() stops the attempt."""
+        """Cancelling connect() stops the attempt and forgets it: the next connect() dials."""
         d = self.network.connect(GenericPeer("10.0.0.7", 1))
         d.cancel()
         self.failureResultOf(d, CancelledError, ConnectingCancelledError)
-        self.assertNotIn(("10.0.0.7", 1), self.network._dialing)
+        self.assertTrue(self.reactor.connectors[0].stoppedConnecting)
+        again = self.network.connect(GenericPeer("10.0.0.7", 1))
+        self.assertNoResult(again)
+        self.assertEqual(len(self.reactor.tcpClients), 2)
 
     def test_closed_network_refuses(self) -> None:
         """After close() there are no new connections, in or out."""

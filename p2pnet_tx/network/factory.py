@@ -1,0 +1,182 @@
+# -*- test-case-name: tests.test_network_factory -*-
+"""
+How a network's channels are made: L{ChannelMaker} builds each L{PeerChannel} with what the
+network configured, L{PeerChannelFactory} is the server factory that refuses or builds inbound
+channels, and L{OutboundChannelFactory} builds the one channel of a dial.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from twisted.internet.interfaces import IAddress, IReactorTime
+from twisted.internet.protocol import ClientFactory, ServerFactory
+from twisted.logger import Logger
+
+from p2pnet_tx.channel import ChannelLimits, PeerChannel, TrustProtocol
+from p2pnet_tx.handlers import PacketHandleProtocol
+from p2pnet_tx.interfaces import IPeer, IPeerChannelOwner
+from p2pnet_tx.policy import IncomingPeerTrustPolicy
+from p2pnet_tx.trust import key_trust, ping_trust
+from p2pnet_tx.wire_mode import WireMode
+
+if TYPE_CHECKING:
+    from p2pnet_tx.network.admission import Admission
+    from p2pnet_tx.network.local import LocalNode
+    from p2pnet_tx.network.table import PeerTable
+
+
+def resolve_trust_protocol(
+    value: TrustProtocol | str,
+    policy: IncomingPeerTrustPolicy,
+    private_key: Ed25519PrivateKey,
+) -> TrustProtocol | None:
+    """
+    The trust protocol a network runs: the policy's if it names one, else C{value}.
+
+    @param value: C{"key"}, C{"ping"}, C{"none"} or a trust protocol callable.
+    @param private_key: the node's key, for C{"key"}.
+    @return: the protocol, or C{None} for C{"none"}.
+    @raise ValueError: for an unknown name.
+    """
+    if policy.default_trust_protocol is not None:
+        return policy.default_trust_protocol
+    if callable(value):
+        return value
+    if value == "key":
+        return key_trust(private_key)
+    if value == "ping":
+        return ping_trust
+    if value == "none":
+        return None
+    raise ValueError(f"unknown trust protocol {value!r}; choose key, ping or none")
+
+
+class ChannelMaker:
+    """
+    Builds the channels of one network, all alike but for their direction and expected peer.
+
+    @param clock: every timer of every channel runs on it.
+    @param wire_mode: the wire format, and whether channels exchange Identity packets.
+    @param handlers: the network's handler registry.
+    @param trust_protocol: run by each channel to decide trust, or C{None}.
+    @param policy: the trust gate's settings.
+    @param limits: each channel's limits.
+    @param owner: what every channel reports to.
+    @param local: this node, for the Identity packet channels open with.
+    @param table: told which channels are outbound.
+    """
+
+    def __init__(
+        self,
+        *,
+        clock: IReactorTime,
+        wire_mode: WireMode,
+        handlers: PacketHandleProtocol,
+        trust_protocol: TrustProtocol | None,
+        policy: IncomingPeerTrustPolicy,
+        limits: ChannelLimits,
+        owner: IPeerChannelOwner,
+        local: LocalNode,
+        table: PeerTable,
+    ) -> None:
+        self._clock = clock
+        self._wire_mode = wire_mode
+        self._handlers = handlers
+        self.trust_protocol = trust_protocol
+        self._policy = policy
+        self._limits = limits
+        self._owner = owner
+        self._local = local
+        self._table = table
+
+    def make(self, outbound: bool, peer: IPeer | None = None) -> PeerChannel:
+        """
+        Build a channel.
+
+        @param outbound: whether this node opens the connection.
+        @param peer: who is expected at the other end of an outbound connection.
+        """
+        identity = self._local.identity()
+        channel = PeerChannel(
+            self._wire_mode.name,
+            self._handlers,
+            self.trust_protocol,
+            clock=self._clock,
+            policy=self._policy,
+            owner=self._owner,
+            limits=self._limits,
+            peer=peer,
+            local_identity=identity,
+            await_identity=self._wire_mode.exchanges_identity,
+            local_identifier=self._local.identifier,
+        )
+        if outbound:
+            self._table.mark_outbound(channel)
+        return channel
+
+
+class PeerChannelFactory(ServerFactory):
+    """
+    Builds a L{PeerChannel} per inbound connection, or refuses it (C{None}) before a byte is
+    read, as admission control decides: blocked or discouraged addresses, too many connections
+    from one address, too many inbound or pending channels, a closed network.
+
+    @param admission: decides on each connection.
+    @param channels: builds the accepted ones.
+    @param counters: the network's counters; C{refused_connections} is counted here.
+    """
+
+    log = Logger()
+    noisy = False
+
+    def __init__(
+        self, admission: Admission, channels: ChannelMaker, counters: Counter[str]
+    ) -> None:
+        self._admission = admission
+        self._channels = channels
+        self._counters = counters
+
+    def buildProtocol(self, addr: IAddress) -> PeerChannel | None:
+        host = getattr(addr, "host", "")
+        refusal = self._admission.refusal(host)
+        if refusal is not None:
+            self._counters["refused_connections"] += 1
+            self.log.info("refused connection from {host}: {why}", host=host, why=refusal)
+            return None
+        channel = self._channels.make(outbound=False)
+        channel.factory = self
+        return channel
+
+
+class OutboundChannelFactory(ClientFactory):
+    """
+    Builds the one channel of an outbound connection to C{peer}.
+
+    @param channels: builds it.
+    @param peer: who is expected at the other end.
+    @param built: called with the channel as soon as it is built, before its connection is
+        made (the dialer counts it from then on as a channel, no longer as a dial).
+    """
+
+    noisy = False
+
+    def __init__(
+        self,
+        channels: ChannelMaker,
+        peer: IPeer,
+        built: Callable[[PeerChannel], object] | None = None,
+    ) -> None:
+        self._channels = channels
+        self.peer = peer
+        self._built = built
+
+    def buildProtocol(self, addr: IAddress) -> PeerChannel:
+        channel = self._channels.make(outbound=True, peer=self.peer)
+        channel.factory = self
+        if self._built is not None:
+            self._built(channel)
+        return channel
