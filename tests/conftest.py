@@ -5,6 +5,7 @@ C{mktemp()} and twistd's files never land in the checkout.
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Iterator
 
@@ -19,3 +20,30 @@ def _work_in_temporary_directory(tmp_path_factory: pytest.TempPathFactory) -> It
         yield
     finally:
         os.chdir(previous)
+
+
+@pytest.fixture(autouse=True)
+def _no_unhandled_deferred_errors(request: pytest.FixtureRequest) -> Iterator[None]:
+    """
+    Fail a plain pytest test (trial's test cases do this themselves) that leaves a Deferred
+    failing with nobody to handle it: Twisted only logs those, when they are collected.
+    """
+    if request.instance is not None and hasattr(request.instance, "flushLoggedErrors"):
+        yield
+        return
+    from twisted.logger import globalLogPublisher
+
+    unhandled: list[str] = []
+
+    def observe(event: dict) -> None:
+        if "Unhandled error in Deferred" in str(event.get("log_format", "")):
+            failure = event.get("log_failure")
+            unhandled.append(failure.getTraceback() if failure is not None else str(event))
+
+    globalLogPublisher.addObserver(observe)
+    try:
+        yield
+        gc.collect()
+    finally:
+        globalLogPublisher.removeObserver(observe)
+    assert not unhandled, "unhandled errors in Deferreds:\n" + "\n".join(unhandled)

@@ -247,9 +247,10 @@ class PeerNetwork(ChannelOwner):
 
     def port_closed(self, port: IListeningPort) -> None:
         """Forget a port given to L{port_opened}; the next one left (or 0) is announced."""
-        self._local.port_closed(port)
-        self.log.info("{identifier} no longer listening on {address}",
-                      identifier=self.identifier, address=port.getHost())
+        where = self._local.port_closed(port)
+        if where is not None:
+            self.log.info("{identifier} no longer listening on {host}:{port}",
+                          identifier=self.identifier, host=where[0], port=where[1])
 
     def connect(self, peer: IPeer, timeout: float | None = None) -> Deferred[PeerChannel]:
         """See L{Dialer.connect<p2pnet_tx.network.dialer.Dialer.connect>}."""

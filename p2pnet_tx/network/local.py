@@ -41,7 +41,9 @@ class LocalNode:
         self._reactor = reactor
         self.identifier = identifier
         self.wire_mode = wire_mode
-        self._ports: list[IListeningPort] = []
+        # Each port with the (host, port number) it listened on: a closed Twisted port can no
+        # longer say where it was.
+        self._ports: dict[IListeningPort, tuple[str | None, int]] = {}
         self._own: list[IListeningPort] = []
         self.listening_port = 0
 
@@ -69,22 +71,26 @@ class LocalNode:
         @param own: whether the network opened it (with L{listen}), so that closing the
             network stops it; a port opened elsewhere is stopped by whoever opened it.
         """
-        self._ports.append(port)
+        address = port.getHost()
+        self._ports[port] = (getattr(address, "host", None), getattr(address, "port", 0))
         if own:
             self._own.append(port)
         if not self.listening_port:
-            self.listening_port = _port_number(port)
+            self.listening_port = self._ports[port][1]
 
-    def port_closed(self, port: IListeningPort) -> None:
-        """Forget a port; the next remaining one (or 0) is announced from now on."""
-        if port in self._ports:
-            self._ports.remove(port)
+    def port_closed(self, port: IListeningPort) -> tuple[str | None, int] | None:
+        """
+        Forget a port; the next remaining one (or 0) is announced from now on.
+
+        @return: the host and port number it listened on, or None for a port not known.
+        """
+        closed = self._ports.pop(port, None)
         if port in self._own:
             self._own.remove(port)
-        if self.listening_port == _port_number(port) and not any(
-            _port_number(other) == self.listening_port for other in self._ports
-        ):
-            self.listening_port = _port_number(self._ports[0]) if self._ports else 0
+        numbers = [number for _, number in self._ports.values()]
+        if closed is not None and self.listening_port == closed[1] and closed[1] not in numbers:
+            self.listening_port = numbers[0] if numbers else 0
+        return closed
 
     def forget_ports(self) -> list[IListeningPort]:
         """
@@ -92,7 +98,7 @@ class LocalNode:
 
         @return: the ports the network opened itself, for the caller to stop.
         """
-        own, self._own, self._ports = self._own, [], []
+        own, self._own, self._ports = self._own, [], {}
         self.listening_port = 0
         return own
 
@@ -110,15 +116,10 @@ class LocalNode:
             return True
         if not self.listening_port or peer.port != self.listening_port:
             return False
-        for port in self._ports:
-            host = getattr(port.getHost(), "host", None)
+        for host, _ in self._ports.values():
             if host == peer.address or (host in ("0.0.0.0", "::") and _is_loopback(peer.address)):
                 return True
         return False
-
-
-def _port_number(port: IListeningPort) -> int:
-    return getattr(port.getHost(), "port", 0)
 
 
 def _is_loopback(address: str) -> bool:
