@@ -89,7 +89,11 @@ MiB = 1024 * 1024
 MAX_FRAME = 4 * MiB
 TEXT = " hello from a peer, hello from a peer, hello from a peer"  # 57 characters with "0"
 RUN_TIMEOUT = 120.0  # no single run may take longer
+STALL = 15.0  # a run whose receiver gets nothing for this long has lost its messages
 HAS_DRAIN = hasattr(PeerChannel, "drain")
+
+
+QUEUE_CAP: int | None = None  # --max-queued-bytes, passed on to the children
 
 
 def pair_channel_limits() -> ChannelLimits:
@@ -98,9 +102,19 @@ def pair_channel_limits() -> ChannelLimits:
     (no C{drain}), also raise max_queued_bytes above what a plain loop queues, so that the
     plain-loop figures can be measured at all.
     """
+    if QUEUE_CAP is not None:
+        return ChannelLimits(max_frame_size=MAX_FRAME, max_queued_bytes=QUEUE_CAP)
     if HAS_DRAIN:
         return ChannelLimits(max_frame_size=MAX_FRAME)
     return ChannelLimits(max_frame_size=MAX_FRAME, max_queued_bytes=512 * MiB)
+
+
+def queue_cap_text() -> str:
+    if QUEUE_CAP is not None:
+        return f"ChannelLimits(max_queued_bytes={QUEUE_CAP:,}) from --max-queued-bytes"
+    if HAS_DRAIN:
+        return "the ChannelLimits default (the channel has drain())"
+    return "ChannelLimits(max_queued_bytes=512 MiB): the channel has no drain() yet"
 
 
 def now_text() -> str:
@@ -392,7 +406,9 @@ class Sender:
         await done
         nb.say("RTT", *(f"{s * 1e6:.1f}" for s in samples))
 
-    def status(self) -> str:
+    def status(self, flavor: str = "ours") -> str:
+        if flavor == "base":
+            return "none" if self.node is None else "closed" if self.node.lost else "open"
         channel = self.channel
         if channel is None:
             return "none"
@@ -422,6 +438,8 @@ def sender_setup(ports: tuple[int, int]) -> Callable[[Any], Callable[[str], None
                 run(sender.send(args[0], args[1], int(args[2])))
             elif word == "rtt":
                 run(sender.rtt(args[0], int(args[1])))
+            elif word == "state":
+                nb.say("STATE", sender.status(args[0]))
             elif word == "cpu":
                 nb.say("CPU", f"{nb.cpu_seconds() - sender.cpu:.6f}", sender.status(),
                        sender.refused)
@@ -439,7 +457,9 @@ class Streams:
 
     def __init__(self, options: argparse.Namespace) -> None:
         self.options = options
-        self.receiver = nb.Child("--mode", "receiver")
+        self.cap = ([] if options.max_queued_bytes is None
+                    else ["--max-queued-bytes", options.max_queued_bytes])
+        self.receiver = nb.Child("--mode", "receiver", *self.cap)
         self.sender: nb.Child | None = None
         self.runs = 0
         self.losses: list[str] = []
@@ -449,7 +469,8 @@ class Streams:
 
     def start(self) -> str:
         ports = self.receiver.expect("PORTS", 30)
-        self.sender = nb.Child("--mode", "sender", "--port", ports[0], "--flavor", ports[1])
+        self.sender = nb.Child("--mode", "sender", "--port", ports[0], "--flavor", ports[1],
+                               *self.cap)
         return self.sender.expect("READY", 60)[0]
 
     def stop(self) -> None:
@@ -465,15 +486,12 @@ class Streams:
         self.receiver.ask(f"arm {run} {count}", "ARMED")
         self.sender.send(f"send {flavor} {case} {count}")
         start = float(self.sender.expect("SENT", RUN_TIMEOUT)[0])
-        try:
-            while True:
-                done = self.receiver.expect("DONE", RUN_TIMEOUT)
-                if done[0] == run:
-                    break
+        done = self.wait_done(run, flavor)
+        if done is not None:
             received, last = int(done[1]), done[2]
             end, receiver_cpu = float(done[3]), float(done[4])
-        except TimeoutError:
-            received, expected = (int(x) for x in self.receiver.ask("status", "STATUS"))
+        else:
+            received = int(self.receiver.ask("status", "STATUS")[0])
             last, end, receiver_cpu = "?", float("nan"), float("nan")
         cpu = self.sender.ask("cpu", "CPU")
         sender_cpu, status, refused = float(cpu[0]), cpu[1], int(cpu[2])
@@ -497,6 +515,32 @@ class Streams:
             "rate": count * unit / seconds, "seconds": seconds,
             "sender": sender_cpu / count, "receiver": receiver_cpu / count,
             "cpu": (sender_cpu + receiver_cpu) / count})
+
+    def wait_done(self, run: str, flavor: str) -> list[str] | None:
+        """
+        The receiver's DONE for C{run}, or None once the sender's connection is gone, the
+        receiver has made no progress for C{STALL} seconds, or C{RUN_TIMEOUT} has passed.
+        """
+        assert self.sender is not None
+        deadline = time.monotonic() + RUN_TIMEOUT
+        progress, since, closed_at = -1, time.monotonic(), None
+        while True:
+            try:
+                done = self.receiver.expect("DONE", 1.0)
+                if done[0] == run:
+                    return done
+                continue
+            except TimeoutError:
+                pass
+            now = time.monotonic()
+            received = int(self.receiver.ask("status", "STATUS")[0])
+            if received != progress:
+                progress, since = received, now
+            state = self.sender.ask(f"state {flavor}", "STATE")[0]
+            if state != "open" and closed_at is None:
+                closed_at = now  # what was in flight may still arrive: one more poll
+            elif closed_at is not None or now - since > STALL or now > deadline:
+                return None
 
     def rtt(self, flavor: str, count: int) -> None:
         assert self.sender is not None
@@ -632,10 +676,15 @@ def main() -> int:
                         help="seconds each many-channels client run may take (default 60)")
     parser.add_argument("--hold", action="store_true",
                         help="handshakes: clients keep their channels open")
+    parser.add_argument("--max-queued-bytes", type=int,
+                        help="streams: ChannelLimits.max_queued_bytes on both sides (default: "
+                             "the library's once the channel has drain(), else 512 MiB)")
     parser.add_argument("--mode", help=argparse.SUPPRESS)
     parser.add_argument("--flavor", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     options = parser.parse_args()
+    global QUEUE_CAP
+    QUEUE_CAP = options.max_queued_bytes
 
     if options.mode is not None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver stops us through stdin
@@ -678,9 +727,8 @@ def main() -> int:
     if options.only in (None, "streams"):
         streams = Streams(options)
         try:
-            writer = streams.start()
-            queue = ("ChannelLimits default (the channel has drain())" if writer == "drain" else
-                     "ChannelLimits(max_queued_bytes=512 MiB): the channel has no drain() yet")
+            streams.start()
+            queue = queue_cap_text()
             print(f"\nStreams: sender and receiver in two processes over TCP loopback, "
                   f"{options.rounds} rounds, sides alternating; queue cap: {queue}")
             streams.run()
