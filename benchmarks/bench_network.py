@@ -9,6 +9,7 @@ measured in the same run, printed as ratios against their targets.
     python benchmarks/bench_network.py --only streams   # figures 1, 2, 3, 5 (or: memory)
     python benchmarks/bench_network.py --only handshakes [--hold]   # key handshakes per second
     python benchmarks/bench_network.py --only breakdown # what an idle trusted channel holds
+    python benchmarks/bench_network.py --only streams --profile plain   # cProfile both ends
 
 Streams: three processes.  This script only drives; a receiver child listens (a PeerNetwork, and
 a plain Twisted server for the baseline) and a sender child connects to both (the PeerNetwork
@@ -47,6 +48,11 @@ loses messages or whose connection aborts is reported, and makes the exit status
 The library's writer is being replaced (issue 7 item 6).  Until C{PeerChannel.drain} exists, a
 plain loop of 36 MB aborts a channel at the default C{max_queued_bytes} (1 MiB), so this script
 raises it (L{pair_channel_limits}); once C{drain} exists it leaves the default alone.
+C{--max-queued-bytes} sets it on both sides (C{--max-queued-bytes 1048576} shows the abort).
+
+C{--profile CASE} replaces the rounds by one run of CASE per side under cProfile in both
+children, and prints each process's top functions by own time.  C{--only breakdown} lists what
+an idle trusted channel holds (L{_channel_memory}).
 """
 
 from __future__ import annotations
@@ -194,6 +200,28 @@ class JsonNode(Int32StringReceiver):
 # -- The receiver process ----------------------------------------------------------------------
 
 
+class Profiling:
+    """C{prof-start} / C{prof-stop PATH} for either child: cProfile of everything in between."""
+
+    def __init__(self) -> None:
+        self.profile: Any = None
+
+    def command(self, word: str, args: list[str]) -> bool:
+        if word == "prof-start":
+            import cProfile
+
+            self.profile = cProfile.Profile()
+            self.profile.enable()
+            nb.say("PROFILING")
+        elif word == "prof-stop":
+            self.profile.disable()
+            self.profile.dump_stats(args[0])
+            nb.say("PROFILED")
+        else:
+            return False
+        return True
+
+
 class Sink:
     """
     The receiving side's state, shared by ours and the baseline: counts the packets of a run and
@@ -259,9 +287,12 @@ def receiver_setup(reactor: Any) -> Callable[[str], None]:
         nb.say("PORTS", port.getHost().port, base_port.getHost().port)
 
     network.listen(f"tcp:0:interface={nb.LOOPBACK}").addCallback(listening)
+    profiling = Profiling()
 
     def command(line: str) -> None:
         word, *args = line.split()
+        if profiling.command(word, args):
+            return
         if word == "arm":
             gc.collect()
             sink.echo = False
@@ -431,9 +462,12 @@ def sender_setup(ports: tuple[int, int]) -> Callable[[Any], Callable[[str], None
             nb.say("READY", "drain" if HAS_DRAIN else "no-drain")
 
         run(connect())
+        profiling = Profiling()
 
         def command(line: str) -> None:
             word, *args = line.split()
+            if profiling.command(word, args):
+                return
             if word == "send":
                 run(sender.send(args[0], args[1], int(args[2])))
             elif word == "rtt":
@@ -550,6 +584,25 @@ class Streams:
             self.rtts[flavor].extend(float(x) for x in self.sender.expect("RTT", RUN_TIMEOUT))
         except TimeoutError:
             self.losses.append(f"{flavor} rtt: no answer within {RUN_TIMEOUT:.0f} s")
+
+    def profile(self, case: str, count: int, top: int = 18) -> None:
+        """One more run of C{case} per flavor under cProfile in both children; print the top."""
+        import pstats
+        import tempfile
+
+        assert self.sender is not None
+        for flavor in ("ours", "base"):
+            paths = {}
+            for role, child in (("sender", self.sender), ("receiver", self.receiver)):
+                paths[role] = os.path.join(tempfile.gettempdir(),
+                                           f"bench_network.{case}.{flavor}.{role}.prof")
+                child.ask("prof-start", "PROFILING")
+            self.stream(flavor, case, count)
+            for role, child in (("sender", self.sender), ("receiver", self.receiver)):
+                child.ask(f"prof-stop {paths[role]}", "PROFILED")
+                print(f"\n  profile: {flavor} {case}, {role} ({paths[role]}), by own time:")
+                stats = pstats.Stats(paths[role], stream=sys.stdout)
+                stats.sort_stats("tottime").print_stats(top)
 
     def run(self) -> None:
         options = self.options
@@ -676,6 +729,9 @@ def main() -> int:
                         help="seconds each many-channels client run may take (default 60)")
     parser.add_argument("--hold", action="store_true",
                         help="handshakes: clients keep their channels open")
+    parser.add_argument("--profile", choices=("plain", "paced", "big"),
+                        help="streams: instead of the rounds, one run of this case per side "
+                             "under cProfile in both children; prints where the time goes")
     parser.add_argument("--max-queued-bytes", type=int,
                         help="streams: ChannelLimits.max_queued_bytes on both sides (default: "
                              "the library's once the channel has drain(), else 512 MiB)")
@@ -729,12 +785,19 @@ def main() -> int:
         try:
             streams.start()
             queue = queue_cap_text()
-            print(f"\nStreams: sender and receiver in two processes over TCP loopback, "
-                  f"{options.rounds} rounds, sides alternating; queue cap: {queue}")
-            streams.run()
+            what = (f"one profiled run per side of {options.profile}" if options.profile else
+                    f"{options.rounds} rounds, sides alternating")
+            print(f"\nStreams: sender and receiver in two processes over TCP loopback, {what}; "
+                  f"queue cap: {queue}")
+            if options.profile:
+                streams.profile(options.profile, {"big": options.big}.get(options.profile,
+                                                                          options.messages))
+            else:
+                streams.run()
         finally:
             streams.stop()
-        report_streams(streams, options, results)
+        if not options.profile:  # profiled runs are no figures
+            report_streams(streams, options, results)
         losses = streams.losses
     if options.only in (None, "memory", "handshakes"):
         nb.run_many(options, results)
