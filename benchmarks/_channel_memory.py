@@ -129,6 +129,8 @@ def run_case(kind: str, n: int) -> None:
     from p2pnet_tx.network import PeerNetwork
     from p2pnet_tx.trust import always_trust
 
+    # Before anything logs: without an observer, Twisted keeps every event in memory.
+    nb.start_logging(f"breakdown {kind}")
     gc.collect()
     tracemalloc.start(1)
     before = tracemalloc.take_snapshot()
@@ -230,7 +232,6 @@ def _print_timers(reactor: Any, n: int) -> None:
 
 
 def main(quick: bool) -> int:
-    nb.start_logging("breakdown")
     nb.raise_fd_limit()
     n = 200 if quick else 500
     # One reactor run per case: Twisted's global reactor cannot be restarted after stop(), so
