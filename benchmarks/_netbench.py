@@ -447,6 +447,8 @@ def hs_clients_setup(port: int, total: int, concurrency: int, budget: float,
 class Child:
     """A child process running this script in some mode, talked to over its stdin/stdout."""
 
+    BACKLOG = 100
+
     def __init__(self, *args: object) -> None:
         self.args = [str(a) for a in args]
         self.proc = subprocess.Popen(
@@ -454,7 +456,8 @@ class Child:
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0,
         )
         self._buffer = b""
-        self.errors: list[str] = []  # ERROR lines skipped while expecting something else
+        self.errors: list[str] = []  # ERROR lines seen while expecting something else
+        self._backlog: list[list[str]] = []
 
     def send(self, line: str) -> None:
         assert self.proc.stdin is not None
@@ -462,17 +465,29 @@ class Child:
         self.proc.stdin.flush()
 
     def expect(self, word: str, timeout: float) -> list[str]:
-        """Return the fields of the next line that starts with C{word}."""
+        """
+        Return the fields of the next line that starts with C{word}.  Other lines are kept for
+        a later call (a DONE may arrive while a STATUS is awaited), the last C{BACKLOG} of them.
+        """
+        for index, fields in enumerate(self._backlog):
+            if fields[0] == word:
+                del self._backlog[index]
+                return fields[1:]
         deadline = time.monotonic() + timeout
         fd = self.proc.stdout.fileno()  # type: ignore[union-attr]
         while True:
             while b"\n" in self._buffer:
                 line, self._buffer = self._buffer.split(b"\n", 1)
                 fields = line.decode().split()
-                if fields and fields[0] == word:
+                if not fields:
+                    continue
+                if fields[0] == word:
                     return fields[1:]
-                if fields and fields[0] == "ERROR":
+                if fields[0] == "ERROR":
                     self.errors.append(" ".join(fields[1:]))
+                else:
+                    self._backlog.append(fields)
+                    del self._backlog[: -self.BACKLOG]
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError(f"no {word} from {self.args[:2]} within {timeout} s")

@@ -526,10 +526,10 @@ class Streams:
             end, receiver_cpu = float(done[3]), float(done[4])
         else:
             received = int(self.receiver.ask("status", "STATUS")[0])
-            last, end, receiver_cpu = "?", float("nan"), float("nan")
+            last, end, receiver_cpu = "(no DONE)", float("nan"), float("nan")
         cpu = self.sender.ask("cpu", "CPU")
         sender_cpu, status, refused = float(cpu[0]), cpu[1], int(cpu[2])
-        expected_last = str(count - 1) if case != "big" else last
+        expected_last = str(count - 1) if case != "big" else "" if done is None else last
         problems = []
         if received != count or last != expected_last:
             problems.append(f"received {received:,} of {count:,} (last {last})")
