@@ -707,7 +707,8 @@ def summary(results: dict[str, Any]) -> None:
         return
     headers = ("figure", "ours", "baseline", "ratio", "target", "")
     widths = [max(len(str(r[i])) for r in (*rows, headers)) for i in range(6)]
-    print("\nSummary (ratio: ours / baseline; for CPU and RTT as the target reads):")
+    print("\nSummary (ours, baseline: medians of rounds; ratio: median of the per-round ratios, "
+          "ours / baseline for rates, RTT and memory, baseline / ours for CPU):")
     for r in (headers, *rows):
         print("  " + "  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip())
 
