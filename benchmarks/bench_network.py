@@ -3,8 +3,8 @@
 Issue 7's end-to-end figures over real sockets on loopback, each beside a plain-Twisted baseline
 measured in the same run, printed as ratios against their targets.
 
-    python benchmarks/bench_network.py                  # about 3 minutes on 2 cores
-    python benchmarks/bench_network.py --quick          # a smoke test, about 40 s
+    python benchmarks/bench_network.py                  # about 4 minutes on 2 loaded cores
+    python benchmarks/bench_network.py --quick          # a smoke test, about 30 s
     python benchmarks/bench_network.py --messages 100000 --rounds 3
     python benchmarks/bench_network.py --only streams   # figures 1, 2, 3, 5 (or: memory)
     python benchmarks/bench_network.py --only handshakes [--hold]   # key handshakes per second
@@ -85,11 +85,6 @@ from p2pnet_tx.channel import ChannelLimits, PeerChannel  # noqa: E402
 from p2pnet_tx.network import PeerNetwork  # noqa: E402
 from p2pnet_tx.packets import DataPayloadFormat, DataTransmissionPacket, PacketType  # noqa: E402
 from p2pnet_tx.peer import GenericPeer  # noqa: E402
-
-try:
-    from p2pnet_tx.errors import SendBufferFull
-except ImportError:  # pragma: no cover - older trees
-    SendBufferFull = None  # type: ignore[assignment,misc]
 
 MiB = 1024 * 1024
 MAX_FRAME = 4 * MiB
@@ -393,7 +388,7 @@ class Sender:
                 send_data = node.send_data
                 for _ in range(count):
                     send_data(payload)
-        except Exception as e:  # SendBufferFull, or whatever a future writer raises
+        except Exception as e:  # SendBufferFull past the cap, or whatever else a send raises
             self.refused += 1
             nb.say("ERROR", type(e).__name__, str(e).replace("\n", " ")[:200])
         nb.say("SENT", f"{start:.6f}", f"{time.monotonic() - start:.6f}")
