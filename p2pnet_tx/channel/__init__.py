@@ -16,7 +16,7 @@ from p2pnet_tx.channel.protocol import (
     PeerChannel,
     TrustProtocol,
 )
-from p2pnet_tx.channel.timers import ChannelTimers, LazyTimer
+from p2pnet_tx.channel.timers import ChannelTimers, DeadlineQueue
 from p2pnet_tx.channel.writer import ChannelWriter
 
 __all__ = [
@@ -26,7 +26,7 @@ __all__ = [
     "ChannelOwner",
     "ChannelTimers",
     "ChannelWriter",
-    "LazyTimer",
+    "DeadlineQueue",
     "PeerChannel",
     "TrustProtocol",
 ]

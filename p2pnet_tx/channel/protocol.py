@@ -29,7 +29,7 @@ from p2pnet_tx._observer import Observers, OneShotObserver
 from p2pnet_tx.channel.lifecycle import LifecycleCore, new_lifecycle
 from p2pnet_tx.channel.limits import ChannelLimits
 from p2pnet_tx.channel.receiver import OUT_COUNTERS, PacketReceiver
-from p2pnet_tx.channel.timers import ChannelTimers
+from p2pnet_tx.channel.timers import ChannelTimers, DeadlineQueue
 from p2pnet_tx.channel.writer import ChannelWriter
 from p2pnet_tx.errors import (
     ChannelClosed,
@@ -113,16 +113,23 @@ class PeerChannel(Protocol):
     @param await_identity: expect the peer's first packet to be its Identity, hand it to
         C{owner.identity_received} before any gate, and start the trust protocol only then.
     @param local_identifier: the C{source_origin_identifier} of the packets the channel makes.
+    @param deadlines: the queue that wakes the channel's idle, keep-alive and partial-frame
+        timers; a network shares one among its channels.  By default the channel has its own.
 
-    @ivar on_data_received: observers called with C{(channel, packet)} for every decoded packet,
-        before the gate and whatever the handlers.  An observer that returns C{True} consumes
-        the packet: it is neither gated nor handled (trust protocols use this).
-    @ivar properties: custom per-channel data.
     @ivar counters: packets in and out by type, refused, malformed, unknown, handler errors.
     @ivar close_reason: why the channel closed, once it has.
     """
 
     log = Logger()
+    # Slots keep an idle channel small: Twisted's own attributes (transport, connected,
+    # factory) still go to the instance dict, which then stays tiny.
+    __slots__ = (
+        "codec", "handlers", "policy", "owner", "limits", "clock", "peer", "local_identity",
+        "local_identifier", "counters", "close_reason", "_data_observers", "_closed_event",
+        "_deadlines", "_properties", "_trust_protocol", "_await_identity", "_lifecycle",
+        "_open", "_trusted", "_awaiting_identity", "_handshake_error", "_trust_waiters",
+        "_decoder", "_receiver", "_timers", "_writer",
+    )
 
     def __init__(
         self,
@@ -138,6 +145,7 @@ class PeerChannel(Protocol):
         local_identity: IdentifierPacket | None = None,
         await_identity: bool = False,
         local_identifier: str = "",
+        deadlines: DeadlineQueue | None = None,
     ) -> None:
         self.codec: ICodec = get_codec(codec) if isinstance(codec, str) else codec
         self.handlers = PacketHandleProtocol() if handlers is None else handlers
@@ -151,8 +159,11 @@ class PeerChannel(Protocol):
             local_identity.source_origin_identifier if local_identity else ""
         )
         self.counters: Counter[str] = Counter()
-        self.on_data_received = Observers("data received")
         self.close_reason: str | None = None
+        # Made when first asked for: an idle channel of a network holds as little as it can.
+        self._data_observers: Observers | None = None
+        self._closed_event: OneShotObserver[str] | None = None
+        self._deadlines = deadlines
         self._properties: dict[str, Any] | None = None
         self._trust_protocol = trust_protocol
         self._await_identity = await_identity
@@ -163,7 +174,6 @@ class PeerChannel(Protocol):
         self._awaiting_identity = False
         self._handshake_error: TrustRefused | None = None
         self._trust_waiters: list[Deferred[PeerChannel]] | None = None
-        self._closed_event: OneShotObserver[str] = OneShotObserver()
         self._decoder = self.codec.decoder(self.limits.max_untrusted_frame_size)
         self._receiver = PacketReceiver(self)
         self._timers: ChannelTimers | None = None
@@ -174,6 +184,17 @@ class PeerChannel(Protocol):
         return f"<PeerChannel {self.peer} {state}>"
 
     # -- Public API -----------------------------------------------------------------------------
+
+    @property
+    def on_data_received(self) -> Observers:
+        """
+        Observers called with C{(channel, packet)} for every decoded packet, before the gate
+        and whatever the handlers.  An observer that returns C{True} consumes the packet: it is
+        neither gated nor handled (trust protocols use this).
+        """
+        if self._data_observers is None:
+            self._data_observers = Observers("data received")
+        return self._data_observers
 
     @property
     def properties(self) -> dict[str, Any]:
@@ -190,7 +211,7 @@ class PeerChannel(Protocol):
     @property
     def is_closed(self) -> bool:
         """Whether the connection is gone."""
-        return self._closed_event.fired
+        return self._closed_event is not None and self._closed_event.fired
 
     @property
     def is_writable(self) -> bool:
@@ -227,6 +248,8 @@ class PeerChannel(Protocol):
 
     def when_closed(self) -> Deferred[str]:
         """Return a new Deferred that fires with the close reason once the connection is gone."""
+        if self._closed_event is None:
+            self._closed_event = OneShotObserver()
         return self._closed_event.when_fired()
 
     def drain(self) -> Deferred[PeerChannel]:
@@ -312,9 +335,8 @@ class PeerChannel(Protocol):
     # -- Protocol -------------------------------------------------------------------------------
 
     def connectionMade(self) -> None:
-        timers = self._timers = ChannelTimers(
-            self.clock, self.limits, self._idle, self._keepalive_due, self._partial_frame_expired
-        )
+        deadlines = DeadlineQueue(self.clock) if self._deadlines is None else self._deadlines
+        timers = self._timers = ChannelTimers(self, self.limits, deadlines)
         self._writer = ChannelWriter(
             self.transport, self.clock, self.limits.max_queued_bytes,
             self.limits.write_stall_timeout, self._writes_stalled,
@@ -322,7 +344,7 @@ class PeerChannel(Protocol):
         self._lifecycle.connected()
         if self.peer is None:
             self.peer = _peer_from_address(self.transport.getPeer())
-        timers.start()
+        timers.start(self.clock.seconds())
         if self.local_identity is not None:
             self.send(self.local_identity)
         self.owner.channel_connected(self)
@@ -433,9 +455,11 @@ class PeerChannel(Protocol):
         if self.close_reason is None:
             self.close_reason = reason
         self._receiver.cancel_pending()
-        self.on_data_received.clear()
+        self._data_observers = None
         self.log.info("channel to {peer} closed: {reason}", peer=self.peer,
                       reason=self.close_reason)
+        if self._closed_event is None:
+            self._closed_event = OneShotObserver()
         self._closed_event.fire(self.close_reason)
 
     # -- Receiving (the packet path itself is the PacketReceiver's) -----------------------------

@@ -56,7 +56,7 @@ class PacketReceiver:
         if channel._awaiting_identity:
             self.identity_received(packet)
             return
-        observers = channel.on_data_received
+        observers = channel._data_observers
         if observers and observers.notify_consumed(channel, packet):
             return
         if not channel._trusted and not channel.allows(kind):

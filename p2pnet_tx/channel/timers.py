@@ -1,110 +1,162 @@
 # -*- test-case-name: tests.test_channel_timers -*-
 """
-The deadlines of an open channel: idle, keep-alive and partial frame, on one lazy timer.
+The deadlines of open channels: idle, keep-alive and partial frame.
 
-Every packet moves these deadlines, but they rarely expire: moving one is an attribute write,
-and a single L{IDelayedCall} per channel wakes up at the earliest of them to see whether it
-really passed.
+Every packet moves these deadlines, but they rarely expire.  Moving one is an attribute write;
+a L{DeadlineQueue} wakes each channel's L{ChannelTimers} at the earliest time one of its
+deadlines could pass, and the timers check then whether it really did.  One queue serves every
+channel of a network with a single L{IDelayedCall}: a DelayedCall costs about 400 bytes, as
+much as the rest of an idle channel's timers together.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import heapq
+from itertools import count
+from typing import TYPE_CHECKING, Protocol
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
 from p2pnet_tx.channel.limits import ChannelLimits
 
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
-class LazyTimer:
+COMPACT_AFTER = 1024
+"""Stale entries tolerated in a queue before it is rebuilt (when they are half of it)."""
+
+
+class Sleeper(Protocol):
+    """What a L{DeadlineQueue} wakes."""
+
+    _wake_at: float | None
+
+    def _woken(self, now: float) -> float | None:
+        """Do what is due at C{now}; return when to be woken next, or None."""
+
+
+class DeadlineQueue:
     """
-    A deadline that moves often but fires rarely: C{check()} is called when the timer expires
-    and returns the delay to wait again, or None to stop.  Moving the deadline costs nothing.
+    Wakes many sleepers, each at its own time, with one L{IDelayedCall}.
 
-    @param clock: the clock the timer runs on.
-    @param check: called on expiry; returns the next delay, or None.
+    A sleeper has one pending wake-up at a time (its C{_wake_at}); asking for an earlier one
+    replaces it, and the replaced entry, left in the heap, is skipped when it comes up.
+
+    @param clock: the clock of every deadline in the queue.
     """
 
-    __slots__ = ("_clock", "_check", "_call", "_stopped")
+    __slots__ = ("_clock", "_heap", "_call", "_order", "_stale", "_waking")
 
-    def __init__(self, clock: IReactorTime, check: Callable[[], float | None]) -> None:
+    def __init__(self, clock: IReactorTime) -> None:
         self._clock = clock
-        self._check = check
+        self._heap: list[tuple[float, int, Sleeper]] = []
         self._call: IDelayedCall | None = None
-        self._stopped = False
+        self._order: Iterator[int] = count()
+        self._stale = 0
+        self._waking = False
 
-    @property
-    def active(self) -> bool:
-        """Whether a call is scheduled."""
-        return self._call is not None
+    def __len__(self) -> int:
+        """The sleepers waiting."""
+        return len(self._heap) - self._stale
 
-    def start(self, delay: float) -> None:
-        """Wake up in C{delay} seconds, unless already scheduled or stopped."""
-        if self._call is None and not self._stopped:
-            self._call = self._clock.callLater(delay, self._expired)
+    def wake(self, sleeper: Sleeper, when: float) -> None:
+        """Wake C{sleeper} at C{when} (or at its earlier wake-up, if it has one)."""
+        if sleeper._wake_at is not None:
+            if sleeper._wake_at <= when:
+                return
+            self._stale += 1
+        sleeper._wake_at = when
+        heapq.heappush(self._heap, (when, next(self._order), sleeper))
+        if not self._waking:
+            self._reschedule()
 
-    def _expired(self) -> None:
-        self._call = None
-        delay = self._check()
-        if delay is not None:
-            self.start(max(delay, 0.0))
+    def forget(self, sleeper: Sleeper) -> None:
+        """Never wake C{sleeper} again (unless it asks anew)."""
+        if sleeper._wake_at is not None:
+            sleeper._wake_at = None
+            self._stale += 1
+            if self._stale == len(self._heap):
+                # Nobody left to wake: no call either.
+                self._heap.clear()
+                self._stale = 0
+                self._reschedule()
+            elif self._stale > COMPACT_AFTER and self._stale * 2 > len(self._heap):
+                self._heap = [entry for entry in self._heap if entry[2]._wake_at == entry[0]]
+                heapq.heapify(self._heap)
+                self._stale = 0
+                self._reschedule()
 
-    def stop(self) -> None:
-        """Cancel the timer for good: a check that stopped it cannot start it again."""
-        self._stopped = True
-        if self._call is not None:
-            self._call.cancel()
+    def _reschedule(self) -> None:
+        if not self._heap:
+            if self._call is not None and self._call.active():
+                self._call.cancel()
             self._call = None
+            return
+        delay = max(self._heap[0][0] - self._clock.seconds(), 0.0)
+        if self._call is None or not self._call.active():
+            self._call = self._clock.callLater(delay, self._fire)
+        elif self._heap[0][0] < self._call.getTime():
+            self._call.reset(delay)
+
+    def _fire(self) -> None:
+        self._call = None
+        now = self._clock.seconds()
+        heap = self._heap
+        self._waking = True
+        try:
+            while heap and heap[0][0] <= now:
+                when, _, sleeper = heapq.heappop(heap)
+                if sleeper._wake_at != when:
+                    self._stale -= 1
+                    continue
+                sleeper._wake_at = None
+                later = sleeper._woken(now)
+                if later is not None:
+                    self.wake(sleeper, max(later, now))
+        finally:
+            self._waking = False
+            self._reschedule()
 
 
 class ChannelTimers:
     """
     The idle, keep-alive and partial-frame deadlines of one open channel.
 
-    The channel reports what happens (L{received}, L{sent}, L{partial_frame}); the timers call
-    back when a deadline passes.  Each deadline set to None in the limits is never checked.
+    The channel reports what happens (L{received}, L{sent}, L{partial_frame}); when a deadline
+    passes the timers call the channel's C{_idle()}, C{_keepalive_due()} or
+    C{_partial_frame_expired()}.  A deadline set to None in the limits is never checked.
 
-    @param clock: the clock the deadlines run on.
+    @param channel: what is told of passed deadlines.
     @param limits: C{idle_timeout}, C{keepalive_interval} and C{partial_frame_timeout}.
-    @param idle: called once, when nothing was received for C{idle_timeout}.
-    @param keepalive: called when nothing was sent for C{keepalive_interval}.
-    @param partial_frame_expired: called once, when a frame stayed incomplete for
-        C{partial_frame_timeout}.
+    @param queue: the queue that wakes these timers; one per network, or the channel's own.
 
     @ivar last_received: when bytes last arrived.
     @ivar last_sent: when a packet was last sent.
     """
 
     __slots__ = (
-        "_clock", "_limits", "_idle", "_keepalive", "_partial_expired", "_timer",
-        "last_received", "last_sent", "_partial_since",
+        "_channel", "_limits", "_queue", "_stopped", "_wake_at", "last_received",
+        "last_sent", "_partial_since",
     )
 
-    def __init__(
-        self,
-        clock: IReactorTime,
-        limits: ChannelLimits,
-        idle: Callable[[], None],
-        keepalive: Callable[[], None],
-        partial_frame_expired: Callable[[], None],
-    ) -> None:
-        self._clock = clock
+    def __init__(self, channel: object, limits: ChannelLimits, queue: DeadlineQueue) -> None:
+        self._channel = channel
         self._limits = limits
-        self._idle = idle
-        self._keepalive = keepalive
-        self._partial_expired = partial_frame_expired
-        self._timer = LazyTimer(clock, self._check)
-        self.last_received = self.last_sent = clock.seconds()
+        self._queue = queue
+        self._stopped = False
+        self._wake_at: float | None = None
+        self.last_received = self.last_sent = 0.0
         self._partial_since: float | None = None
 
-    def start(self) -> None:
-        """Start the deadlines, counted from now."""
-        self.last_received = self.last_sent = self._clock.seconds()
-        self._schedule()
+    def start(self, now: float) -> None:
+        """Start the deadlines, counted from C{now}."""
+        self.last_received = self.last_sent = now
+        self._schedule(now)
 
     def stop(self) -> None:
         """Stop every deadline for good."""
-        self._timer.stop()
+        self._stopped = True
+        self._queue.forget(self)
 
     def received(self, now: float) -> None:
         """Bytes arrived at C{now}."""
@@ -122,48 +174,50 @@ class ChannelTimers:
         """
         self._partial_since = now
         if now is not None:
-            self._schedule()
+            self._schedule(now)
 
     @property
     def partial_since(self) -> float | None:
         """Since when a frame is incomplete, or None."""
         return self._partial_since
 
-    def _schedule(self) -> None:
-        delay = self._next_delay(self._clock.seconds())
-        if delay is not None:
-            self._timer.start(delay)
+    def _schedule(self, now: float) -> None:
+        when = self._next_check()
+        if when is not None and not self._stopped:
+            self._queue.wake(self, when)
 
-    def _next_delay(self, now: float) -> float | None:
+    def _next_check(self) -> float | None:
         limits = self._limits
-        delays = []
+        times = []
         if limits.idle_timeout is not None:
-            delays.append(self.last_received + limits.idle_timeout - now)
+            times.append(self.last_received + limits.idle_timeout)
         if limits.keepalive_interval is not None:
-            delays.append(self.last_sent + limits.keepalive_interval - now)
+            times.append(self.last_sent + limits.keepalive_interval)
         if limits.partial_frame_timeout is not None and self._partial_since is not None:
-            delays.append(self._partial_since + limits.partial_frame_timeout - now)
-        return max(min(delays), 0.0) if delays else None
+            times.append(self._partial_since + limits.partial_frame_timeout)
+        return min(times) if times else None
 
-    def _check(self) -> float | None:
+    def _woken(self, now: float) -> float | None:
+        if self._stopped:
+            return None
         limits = self._limits
-        now = self._clock.seconds()
+        channel = self._channel
         if limits.idle_timeout is not None and now - self.last_received >= limits.idle_timeout:
-            self.stop()
-            self._idle()
+            self._stopped = True
+            channel._idle()  # type: ignore[attr-defined]
             return None
         if (
             limits.partial_frame_timeout is not None
             and self._partial_since is not None
             and now - self._partial_since >= limits.partial_frame_timeout
         ):
-            self.stop()
-            self._partial_expired()
+            self._stopped = True
+            channel._partial_frame_expired()  # type: ignore[attr-defined]
             return None
         if (
             limits.keepalive_interval is not None
             and now - self.last_sent >= limits.keepalive_interval
         ):
             self.last_sent = now
-            self._keepalive()
-        return self._next_delay(now)
+            channel._keepalive_due()  # type: ignore[attr-defined]
+        return None if self._stopped else self._next_check()

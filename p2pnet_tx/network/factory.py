@@ -16,7 +16,7 @@ from twisted.internet.interfaces import IAddress, IReactorTime
 from twisted.internet.protocol import ClientFactory, ServerFactory
 from twisted.logger import Logger
 
-from p2pnet_tx.channel import ChannelLimits, PeerChannel, TrustProtocol
+from p2pnet_tx.channel import ChannelLimits, DeadlineQueue, PeerChannel, TrustProtocol
 from p2pnet_tx.handlers import PacketHandleProtocol
 from p2pnet_tx.interfaces import IPeer, IPeerChannelOwner
 from p2pnet_tx.policy import IncomingPeerTrustPolicy
@@ -85,6 +85,10 @@ class ChannelMaker:
     ) -> None:
         self._clock = clock
         self._wire_mode = wire_mode
+        # Shared by every channel: codecs are stateless, and one deadline queue wakes all the
+        # channels' timers with one DelayedCall instead of one each.
+        self._codec = wire_mode.codec()
+        self._deadlines = DeadlineQueue(clock)
         self._handlers = handlers
         self.trust_protocol = trust_protocol
         self._policy = policy
@@ -102,7 +106,7 @@ class ChannelMaker:
         """
         identity = self._local.identity()
         channel = PeerChannel(
-            self._wire_mode.name,
+            self._codec,
             self._handlers,
             self.trust_protocol,
             clock=self._clock,
@@ -113,6 +117,7 @@ class ChannelMaker:
             local_identity=identity,
             await_identity=self._wire_mode.exchanges_identity,
             local_identifier=self._local.identifier,
+            deadlines=self._deadlines,
         )
         if outbound:
             self._table.mark_outbound(channel)

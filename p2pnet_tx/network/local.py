@@ -46,6 +46,7 @@ class LocalNode:
         self._ports: dict[IListeningPort, tuple[str | None, int]] = {}
         self._own: list[IListeningPort] = []
         self.listening_port = 0
+        self._identity: IdentifierPacket | None = None
 
     def listen(self, endpoint: str, factory: Factory) -> Deferred[IListeningPort]:
         """
@@ -106,9 +107,12 @@ class LocalNode:
         """The Identity packet channels open with, or C{None} in a mode that sends none."""
         if not self.wire_mode.exchanges_identity:
             return None
-        return IdentifierPacket(
-            IDENTITY_MESSAGE, self.listening_port, "", source_origin_identifier=self.identifier
-        )
+        # Packets are immutable: every channel may share one until the port changes.
+        if self._identity is None or self._identity.data != self.listening_port:
+            self._identity = IdentifierPacket(
+                IDENTITY_MESSAGE, self.listening_port, "", source_origin_identifier=self.identifier
+            )
+        return self._identity
 
     def is_self(self, peer: IPeer) -> bool:
         """Whether C{peer} is this node: same identifier, or one of our listening addresses."""
