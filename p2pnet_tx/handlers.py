@@ -13,6 +13,7 @@ from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import Logger
 
 from p2pnet_tx.packets import (
+    PACKET_CLASSES,
     CollectionSharePacket,
     DataTransmissionPacket,
     DisconnectPacket,
@@ -94,7 +95,16 @@ class PacketHandleProtocol:
             for kind, handler in defaults.items():
                 self._check(kind, handler)
                 self._defaults[kind] = handler
-        self._handlers: dict[PacketType, PacketHandler] = dict(self._defaults)
+        self._handlers: dict[PacketType, PacketHandler] = {}
+        # The same handlers keyed by packet class, for dispatch: hashing a class is done in C,
+        # hashing an Enum member runs Python code, once per packet.
+        self._by_class: dict[type, PacketHandler] = {}
+        for kind, handler in self._defaults.items():
+            self._set(kind, handler)
+
+    def _set(self, kind: PacketType, handler: PacketHandler) -> None:
+        self._handlers[kind] = handler
+        self._by_class[PACKET_CLASSES[kind]] = handler
 
     @staticmethod
     def _check(kind: object, handler: object) -> None:
@@ -107,12 +117,12 @@ class PacketHandleProtocol:
         """
         Send packets of type C{kind} to C{handler}; C{None} means L{ignore}.
 
-        :raises TypeError: if C{kind} is not a L{PacketType} or C{handler} is not callable.
+        @raise TypeError: if C{kind} is not a L{PacketType} or C{handler} is not callable.
         """
         if handler is None:
             handler = ignore
         self._check(kind, handler)
-        self._handlers[kind] = handler
+        self._set(kind, handler)
 
     def get_handler(self, kind: PacketType) -> PacketHandler:
         """Return the handler of packets of type C{kind}."""
@@ -120,7 +130,7 @@ class PacketHandleProtocol:
 
     def reset(self, kind: PacketType) -> None:
         """Give packets of type C{kind} back to this registry's default handler."""
-        self._handlers[kind] = self._defaults[kind]
+        self._set(kind, self._defaults[kind])
 
     def dispatch(self, channel: PeerChannel, packet: Packet) -> Any:
         """
@@ -130,7 +140,7 @@ class PacketHandleProtocol:
         @return: what the handler returned, with a coroutine wrapped in a Deferred.
         @raise Exception: whatever the handler raised.
         """
-        result = self._handlers[packet.kind](channel, packet)
+        result = self._by_class[type(packet)](channel, packet)
         if type(result) is CoroutineType:
             return Deferred.fromCoroutine(result)
         return result

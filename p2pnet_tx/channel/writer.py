@@ -88,9 +88,13 @@ class ChannelWriter:
         if not self._paused and not self.queued:
             self._transport.write(frame)
             return
-        if self.queued and self.queued + len(frame) > self._max_queued:
-            raise SendBufferFull(self.queued, self._max_queued)
-        self._enqueue(frame)
+        queued = self.queued
+        if queued and queued + len(frame) > self._max_queued:
+            raise SendBufferFull(queued, self._max_queued)
+        if self._queue is None:
+            self._queue = deque()
+        self._queue.append(frame)
+        self.queued = queued + len(frame)
 
     def write_control(self, frame: bytes) -> None:
         """Send or queue a small frame of the channel's own (a keep-alive), past the cap."""
