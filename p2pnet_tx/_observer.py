@@ -37,7 +37,7 @@ class Observers:
         """
         Stop calling C{observer}.
 
-        :raises ValueError: if it was not added.
+        @raise ValueError: if it was not added.
         """
         self._observers.remove(observer)
 

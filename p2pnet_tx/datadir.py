@@ -44,7 +44,7 @@ class NodeDataDir:
     """
     The data directory of one node.
 
-    :param path: the directory; created (mode 0700) if missing.
+    @param path: the directory; created (mode 0700) if missing.
     """
 
     def __init__(self, path: str | os.PathLike[str] = DEFAULT_DATA_DIR) -> None:
@@ -54,7 +54,7 @@ class NodeDataDir:
         """
         Create the directory if it does not exist.
 
-        :raises DataDirError: if it cannot be created or is not a directory.
+        @raise DataDirError: if it cannot be created or is not a directory.
         """
         try:
             self.path.mkdir(mode=0o700, parents=True, exist_ok=True)

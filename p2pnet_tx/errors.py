@@ -26,8 +26,8 @@ class MalformedPacket(P2PNetError):
     Decoders return instances of this class in place of the bad frame, so one bad frame never
     hides its neighbours.
 
-    :ivar reason: a human-readable explanation.
-    :ivar raw: the bytes of the frame body, as received.
+    @ivar reason: a human-readable explanation.
+    @ivar raw: the bytes of the frame body, as received.
     """
 
     def __init__(self, reason: str, raw: bytes = b"") -> None:
@@ -54,7 +54,7 @@ class UnknownPacketType(MalformedPacket):
 
     Forward compatibility asks that it be ignored and counted, not punished.
 
-    :ivar packet_type: the unknown type, as received.
+    @ivar packet_type: the unknown type, as received.
     """
 
     def __init__(self, packet_type: object, raw: bytes = b"") -> None:
@@ -66,9 +66,9 @@ class FramingError(P2PNetError):
     """
     The byte stream of a peer broke the framing rules; the connection cannot go on.
 
-    :ivar frames: what the decoder completed in the same call before the violation: the caller
+    @ivar frames: what the decoder completed in the same call before the violation: the caller
         may still act on them (or not) before it drops the peer.
-    :ivar remainder: for a L{FrameTooLarge}, the received bytes from the start of the offending
+    @ivar remainder: for a L{FrameTooLarge}, the received bytes from the start of the offending
         frame on.  A caller whose limit those earlier frames raised (the peer became trusted)
         may feed them to the decoder again: it starts afresh after an error.
     """
@@ -81,8 +81,8 @@ class FrameTooLarge(FramingError):
     """
     A frame is (or would become) larger than the decoder accepts.
 
-    :ivar size: the declared or buffered size, in bytes.
-    :ivar limit: the maximum frame size in force.
+    @ivar size: the declared or buffered size, in bytes.
+    @ivar limit: the maximum frame size in force.
     """
 
     def __init__(self, size: int, limit: int) -> None:
@@ -95,8 +95,8 @@ class TooMuchGarbage(FramingError):
     """
     More bytes than the maximum frame size arrived outside of any frame.
 
-    :ivar size: the number of garbage bytes seen since the last complete frame.
-    :ivar limit: the maximum frame size in force.
+    @ivar size: the number of garbage bytes seen since the last complete frame.
+    @ivar limit: the maximum frame size in force.
     """
 
     def __init__(self, size: int, limit: int) -> None:
@@ -113,7 +113,7 @@ class ChannelClosed(P2PNetError):
     """
     The channel closed before what was waited for happened.
 
-    :ivar reason: why it closed, as text.
+    @ivar reason: why it closed, as text.
     """
 
     def __init__(self, reason: str = "channel closed") -> None:
@@ -146,7 +146,7 @@ class HandshakeTimeout(TrustRefused):
     """
     The peer did not become trusted within the handshake deadline.
 
-    :ivar timeout: the deadline, in seconds.
+    @ivar timeout: the deadline, in seconds.
     """
 
     def __init__(self, timeout: float) -> None:
@@ -158,7 +158,7 @@ class PeerRefused(P2PNetError):
     """
     The network would not (or could not) add a peer.
 
-    :ivar peer: the peer concerned, if known.
+    @ivar peer: the peer concerned, if known.
     """
 
     def __init__(self, message: str, peer: object = None) -> None:

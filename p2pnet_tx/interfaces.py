@@ -36,7 +36,7 @@ class IFrameDecoder(Interface):
         Each item is a packet or a L{p2pnet_tx.errors.MalformedPacket} standing for a frame whose
         body is not a valid packet.
 
-        :raises p2pnet_tx.errors.FramingError: when the byte stream breaks the framing rules; the
+        @raise p2pnet_tx.errors.FramingError: when the byte stream breaks the framing rules; the
             decoder must not be fed again.
         """
 
@@ -73,7 +73,7 @@ class IPeerChannelOwner(Interface):
         """
         A channel that awaits its peer's identity received the first Identity packet.
 
-        :return: True to accept the peer, False to refuse it (duplicate, blocked).
+        @return: True to accept the peer, False to refuse it (duplicate, blocked).
         """
 
     def channel_trusted(channel: object) -> None:

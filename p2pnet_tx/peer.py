@@ -22,7 +22,7 @@ def normalize_address(address: object) -> str:
     """
     Validate an IPv4 or IPv6 address and return its normalised text form.
 
-    :raises InvalidPeer: if C{address} is not an IP address string.
+    @raise InvalidPeer: if C{address} is not an IP address string.
     """
     if not isinstance(address, str):
         raise InvalidPeer(f"peer address must be a string, not {type(address).__name__}")
@@ -45,7 +45,7 @@ def validate_port(port: object) -> int:
     """
     Validate a TCP port number, 1 to 65535.
 
-    :raises InvalidPeer: if C{port} is not an int in range.
+    @raise InvalidPeer: if C{port} is not an int in range.
     """
     if not isinstance(port, int) or isinstance(port, bool):
         raise InvalidPeer(f"peer port must be an int, not {type(port).__name__}")
@@ -58,7 +58,7 @@ def validate_identifier(identifier: object) -> str | None:
     """
     Validate a peer identifier: None, or a string of at most 256 UTF-8 bytes.
 
-    :raises InvalidPeer: if C{identifier} is of the wrong type or too long.
+    @raise InvalidPeer: if C{identifier} is of the wrong type or too long.
     """
     if identifier is None:
         return None
@@ -83,7 +83,7 @@ class GenericPeer:
 
     Values are validated at construction: C{GenericPeer("10.0.0.7", 8001, "peer_one")}.
 
-    :raises InvalidPeer: (a L{ValueError}) for a bad address, port or identifier.
+    @raise InvalidPeer: (a L{ValueError}) for a bad address, port or identifier.
     """
 
     address: str = attrs.field(converter=normalize_address)

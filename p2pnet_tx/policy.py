@@ -38,7 +38,7 @@ def normalize_ip(key: str) -> str:
     Return the one text form of an IP address, so that every spelling of an address is one
     block-list entry (C{::ffff:a.b.c.d} is C{a.b.c.d}); the same form L{GenericPeer} uses.
 
-    :raises ValueError: if C{key} is not an IPv4 or IPv6 address.
+    @raise ValueError: if C{key} is not an IPv4 or IPv6 address.
     """
     return normalize_address(key)
 
@@ -50,7 +50,7 @@ class BlockList:
     Holds at most C{max_entries}; adding one more forgets the oldest.  With a C{clock}, an entry
     added with a C{duration} (or the list's C{default_duration}) expires after that many seconds.
 
-    :param normalize: maps a key to its canonical form (e.g. IPv6 addresses) or raises
+    @param normalize: maps a key to its canonical form (e.g. IPv6 addresses) or raises
         L{ValueError}.
     """
 
@@ -83,7 +83,7 @@ class BlockList:
         """
         Block C{key}, for C{duration} seconds (or the default), or for good.
 
-        :raises ValueError: if C{key} is not valid for this list, or a duration has no clock.
+        @raise ValueError: if C{key} is not valid for this list, or a duration has no clock.
         """
         key = self._normalize(key)
         duration = self.default_duration if duration is None else duration
@@ -144,16 +144,16 @@ class IncomingPeerTrustPolicy:
     """
     What untrusted peers may send, how peers become trusted, and who is refused outright.
 
-    :ivar allow_default_communication: untrusted peers may send Message and Disconnect packets.
-    :ivar allow_enhanced_packet_exchange: untrusted peers may also send Identity, PeerGroup and
+    @ivar allow_default_communication: untrusted peers may send Message and Disconnect packets.
+    @ivar allow_enhanced_packet_exchange: untrusted peers may also send Identity, PeerGroup and
         DataTransmit packets.
-    :ivar run_default_trust_protocol: run the trust protocol on every new channel.
-    :ivar incoming_peer_placement: where new inbound peers are announced.
-    :ivar blocked_ips: addresses refused before a byte is read.
-    :ivar blocked_identifiers: identifiers refused once a peer says who it is.
-    :ivar default_trust_protocol: the trust protocol to run, or None for the network's default.
+    @ivar run_default_trust_protocol: run the trust protocol on every new channel.
+    @ivar incoming_peer_placement: where new inbound peers are announced.
+    @ivar blocked_ips: addresses refused before a byte is read.
+    @ivar blocked_identifiers: identifiers refused once a peer says who it is.
+    @ivar default_trust_protocol: the trust protocol to run, or None for the network's default.
 
-    :raises TrustPolicyConflict: for settings that contradict each other.
+    @raise TrustPolicyConflict: for settings that contradict each other.
     """
 
     allow_default_communication: bool = True

@@ -49,8 +49,8 @@ def connected_channels(
     Connect two channels in memory: C{make_server()} at 127.0.0.1:8051, C{make_client()} at
     127.0.0.2:40001.
 
-    :param clock: advanced a little by every C{pump.pump()}; give it to both channels too.
-    :return: C{(server, client, pump)}; C{pump.flush()} moves bytes until both sides are quiet.
+    @param clock: advanced a little by every C{pump.pump()}; give it to both channels too.
+    @return: C{(server, client, pump)}; C{pump.flush()} moves bytes until both sides are quiet.
     """
 
     def server_transport(protocol: PeerChannel) -> FakeTransport:
@@ -78,10 +78,10 @@ def complete_tcp_connection(
     If the listening factory refuses the connection (C{buildProtocol} returns None), the client
     is told the connection was refused and C{None} is returned.
 
-    :param reactor: a L{twisted.internet.testing.MemoryReactorClock} both sides use.
-    :param client_address: the address the server sees the client at.
-    :return: a pump joining the two protocols, or None.
-    :raises LookupError: if no pending connection has a listener on its port.
+    @param reactor: a L{twisted.internet.testing.MemoryReactorClock} both sides use.
+    @param client_address: the address the server sees the client at.
+    @return: a pump joining the two protocols, or None.
+    @raise LookupError: if no pending connection has a listener on its port.
     """
     from twisted.internet.error import ConnectionRefusedError
     from twisted.python.failure import Failure

@@ -162,7 +162,7 @@ def ping_trust(channel: PeerChannel) -> Deferred[bool]:
     3 seconds until the peer has sent 3 messages containing C{"Ping from"}, then trust it and
     answer its remaining pings.  It authenticates nothing: use it only to talk to .NET peers.
 
-    :return: a Deferred that fires True once the peer pinged enough; cancelling it stops the
+    @return: a Deferred that fires True once the peer pinged enough; cancelling it stops the
         pinging.
     """
     host = getattr(channel.transport.getHost(), "host", "")
@@ -324,9 +324,9 @@ class KeyTrust:
     in C{known_keys}, when given).  A wrong key or signature, a replayed proof (it signs an old
     nonce), a step out of order or silence: not trusted, and the channel drops the peer.
 
-    :param private_key: this node's key.
-    :param known_keys: if given, the raw public keys allowed; others are refused.
-    :param bind_identifier: require each peer's identifier to be the one derived from its key
+    @param private_key: this node's key.
+    @param known_keys: if given, the raw public keys allowed; others are refused.
+    @param bind_identifier: require each peer's identifier to be the one derived from its key
         (L{identifier_for_public_key}).
 
     The verified key is left in C{channel.properties["public_key"]}.

@@ -1,8 +1,8 @@
 """
 Embedding a p2pnet_tx node in a Twisted application.
 
-``make_node`` builds a node that greets every peer it comes to trust and logs the messages it
-receives; ``node.tac`` beside this file runs it with ``twistd -ny docs/examples/node.tac``.
+C{make_node} builds a node that greets every peer it comes to trust and logs the messages it
+receives; C{node.tac} beside this file runs it with C{twistd -ny docs/examples/node.tac}.
 The tests import this module and run two such nodes against each other in memory.
 """
 

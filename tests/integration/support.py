@@ -16,7 +16,7 @@ async def eventually(predicate: Callable[[], bool], timeout: float = 15.0,
     """
     Wait until C{predicate()} is true, checking every C{interval} seconds.
 
-    :raises AssertionError: if it is still false after C{timeout} seconds.
+    @raise AssertionError: if it is still false after C{timeout} seconds.
     """
     for _ in range(int(timeout / interval) + 1):
         if predicate():
