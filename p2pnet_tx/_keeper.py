@@ -22,7 +22,7 @@ it is not a L{ClientService}, because our dial does not fit ClientService's:
     the peer trusts us (C{channel.when_trusted()}): a peer that accepts and then refuses every
     handshake is redialled ever more slowly, not every second.
 
-The states and their transitions are drawn in C{docs/keeper.dot}.
+The states and their transitions are drawn in C{docs/state-machines/keeper.dot}.
 """
 
 from __future__ import annotations

@@ -284,3 +284,28 @@ class NoTimerOutlivesItsStateTests(SynchronousTestCase):
         self.assertEqual(self.timers(), [])
         channel.connectionLost(Failure(ConnectionDone()))
         self.assertEqual(self.timers(), [])
+
+
+class DiagramTests(SynchronousTestCase):
+    """docs/state-machines/channel.dot draws the machine as it is."""
+
+    def test_diagram_matches_machine(self) -> None:
+        """Every state change of the machine is an edge of the diagram, and nothing else is."""
+        import re
+        from pathlib import Path
+
+        from p2pnet_tx.channel import lifecycle
+
+        machine: dict[tuple[str, str], set[str]] = {}
+        # Automat keeps the transition table on the builder; reading it here is the only way to
+        # hold the drawing to the code.
+        for old, name, new, _ in lifecycle._builder._automaton.allTransitions():
+            if old.name != new.name:
+                machine.setdefault((old.name, new.name), set()).add(name)
+        dot = (Path(__file__).resolve().parent.parent / "docs" / "state-machines"
+               / "channel.dot").read_text()
+        drawn = {
+            (old, new): set(label.split(" / "))
+            for old, new, label in re.findall(r'(\w+) -> (\w+) \[label="([^"]+)"\]', dot)
+        }
+        self.assertEqual(drawn, machine)
