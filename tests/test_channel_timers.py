@@ -6,11 +6,14 @@ DelayedCall, and the idle, keep-alive and partial-frame deadlines of one channel
 
 from __future__ import annotations
 
+from collections import Counter
+
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from p2pnet_tx.channel import ChannelLimits
 from p2pnet_tx.channel.timers import COMPACT_AFTER, ChannelTimers, DeadlineQueue
+from p2pnet_tx.errors import MalformedPacket
 
 
 class Sleeper:
@@ -98,19 +101,24 @@ class DeadlineQueueTests(SynchronousTestCase):
 
 
 class RecordingChannel:
-    """What the timers tell a channel, recorded with the time."""
+    """What the timers do to a channel, recorded with the time."""
+
+    peer = "peer"
 
     def __init__(self, clock: Clock) -> None:
         self.clock = clock
         self.events: list[tuple[str, float]] = []
+        self.counters: Counter[str] = Counter()
 
-    def _idle(self) -> None:
-        self.events.append(("idle", self.clock.seconds()))
+    def close(self, reason: str) -> None:
+        self.events.append(("idle" if reason == "idle timeout" else reason,
+                            self.clock.seconds()))
 
     def _keepalive_due(self) -> None:
         self.events.append(("keepalive", self.clock.seconds()))
 
-    def _partial_frame_expired(self) -> None:
+    def _misbehaved(self, error: Exception) -> None:
+        assert isinstance(error, MalformedPacket) and "incomplete" in str(error)
         self.events.append(("partial", self.clock.seconds()))
 
 
@@ -157,6 +165,7 @@ class ChannelTimersTests(SynchronousTestCase):
         self.assertEqual(self.events, [])
         self.clock.advance(0.1)
         self.assertEqual(self.events, [("partial", 35.0)])
+        self.assertEqual(self.channel.counters["partial_frame_timeouts"], 1)
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
     def test_completed_frame_clears(self) -> None:

@@ -25,8 +25,9 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from p2pnet_tx._observer import Observers, OneShotObserver
+from p2pnet_tx._observer import Observers
 from p2pnet_tx.channel.lifecycle import LifecycleCore, new_lifecycle
+from p2pnet_tx.channel.events import ChannelWaiters
 from p2pnet_tx.channel.limits import ChannelLimits
 from p2pnet_tx.channel.receiver import OUT_COUNTERS, PacketReceiver
 from p2pnet_tx.channel.timers import ChannelTimers, DeadlineQueue
@@ -125,9 +126,9 @@ class PeerChannel(Protocol):
     # factory) still go to the instance dict, which then stays tiny.
     __slots__ = (
         "codec", "handlers", "policy", "owner", "limits", "clock", "peer", "local_identity",
-        "local_identifier", "counters", "close_reason", "_data_observers", "_closed_event",
+        "local_identifier", "counters", "close_reason", "_data_observers", "_waiters",
         "_deadlines", "_properties", "_trust_protocol", "_await_identity", "_lifecycle",
-        "_open", "_trusted", "_awaiting_identity", "_handshake_error", "_trust_waiters",
+        "_open", "_trusted", "_awaiting_identity", "_handshake_error",
         "_decoder", "_receiver", "_timers", "_writer",
     )
 
@@ -162,7 +163,7 @@ class PeerChannel(Protocol):
         self.close_reason: str | None = None
         # Made when first asked for: an idle channel of a network holds as little as it can.
         self._data_observers: Observers | None = None
-        self._closed_event: OneShotObserver[str] | None = None
+        self._waiters: ChannelWaiters | None = None
         self._deadlines = deadlines
         self._properties: dict[str, Any] | None = None
         self._trust_protocol = trust_protocol
@@ -173,7 +174,6 @@ class PeerChannel(Protocol):
         self._trusted = False
         self._awaiting_identity = False
         self._handshake_error: TrustRefused | None = None
-        self._trust_waiters: list[Deferred[PeerChannel]] | None = None
         self._decoder = self.codec.decoder(self.limits.max_untrusted_frame_size)
         self._receiver = PacketReceiver(self)
         self._timers: ChannelTimers | None = None
@@ -211,7 +211,7 @@ class PeerChannel(Protocol):
     @property
     def is_closed(self) -> bool:
         """Whether the connection is gone."""
-        return self._closed_event is not None and self._closed_event.fired
+        return self._waiters is not None and self._waiters.closed
 
     @property
     def is_writable(self) -> bool:
@@ -240,17 +240,16 @@ class PeerChannel(Protocol):
             return succeed(self)
         if self.close_reason is not None:
             return fail(self._handshake_error or ChannelClosed(self.close_reason))
-        waiter: Deferred[PeerChannel] = Deferred()
-        if self._trust_waiters is None:
-            self._trust_waiters = []
-        self._trust_waiters.append(waiter)
-        return waiter
+        return self._waiting().when_trusted()
 
     def when_closed(self) -> Deferred[str]:
         """Return a new Deferred that fires with the close reason once the connection is gone."""
-        if self._closed_event is None:
-            self._closed_event = OneShotObserver()
-        return self._closed_event.when_fired()
+        return self._waiting().when_closed()
+
+    def _waiting(self) -> ChannelWaiters:
+        if self._waiters is None:
+            self._waiters = ChannelWaiters()
+        return self._waiters
 
     def drain(self) -> Deferred[PeerChannel]:
         """
@@ -395,9 +394,8 @@ class PeerChannel(Protocol):
         self._trusted = True
         self._decoder.max_frame_size = self.limits.max_frame_size
         self.owner.channel_trusted(self)
-        waiters, self._trust_waiters = self._trust_waiters, None
-        for waiter in waiters or ():
-            waiter.callback(self)
+        if self._waiters is not None:
+            self._waiters.trusted(self)
 
     def _lifecycle_untrusted(self) -> None:
         self._trusted = False
@@ -446,10 +444,8 @@ class PeerChannel(Protocol):
         if self._writer is not None:
             self._writer.stop(reason)
         self.owner.channel_closed(self, reason)
-        error = self._handshake_error or ChannelClosed(reason)
-        waiters, self._trust_waiters = self._trust_waiters, None
-        for waiter in waiters or ():
-            waiter.errback(Failure(error))
+        if self._waiters is not None:
+            self._waiters.untrustable(self._handshake_error or ChannelClosed(reason))
 
     def _lifecycle_closed(self, reason: str) -> None:
         if self.close_reason is None:
@@ -458,9 +454,7 @@ class PeerChannel(Protocol):
         self._data_observers = None
         self.log.info("channel to {peer} closed: {reason}", peer=self.peer,
                       reason=self.close_reason)
-        if self._closed_event is None:
-            self._closed_event = OneShotObserver()
-        self._closed_event.fire(self.close_reason)
+        self._waiting().closed_with(self.close_reason)
 
     # -- Receiving (the packet path itself is the PacketReceiver's) -----------------------------
 
@@ -483,11 +477,6 @@ class PeerChannel(Protocol):
 
     # -- Sending and timers ---------------------------------------------------------------------
 
-    def _idle(self) -> None:
-        self.log.info("peer {peer} idle for {timeout} s", peer=self.peer,
-                      timeout=self.limits.idle_timeout)
-        self.close("idle timeout")
-
     def _keepalive_due(self) -> None:
         writer = self._writer
         if writer is None or writer.queued or not self._open:
@@ -495,12 +484,6 @@ class PeerChannel(Protocol):
         packet = PureMessagePacket(KEEPALIVE_MESSAGE, source_origin_identifier=self.local_identifier)
         writer.write_control(self.codec.encode(packet))
         self.counters[OUT_COUNTERS[PureMessagePacket]] += 1
-
-    def _partial_frame_expired(self) -> None:
-        self.counters["partial_frame_timeouts"] += 1
-        self._misbehaved(MalformedPacket(
-            f"frame incomplete after {self.limits.partial_frame_timeout} s"
-        ))
 
     def _writes_stalled(self) -> None:
         self.log.warn("writes to {peer} stalled for {timeout} s", peer=self.peer,

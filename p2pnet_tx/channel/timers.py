@@ -16,11 +16,17 @@ from itertools import count
 from typing import TYPE_CHECKING, Protocol
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
 
 from p2pnet_tx.channel.limits import ChannelLimits
+from p2pnet_tx.errors import MalformedPacket
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+
+    from p2pnet_tx.channel.protocol import PeerChannel
+
+_log = Logger(namespace="p2pnet_tx.channel.timers")
 
 COMPACT_AFTER = 1024
 """Stale entries tolerated in a queue before it is rebuilt (when they are half of it)."""
@@ -123,10 +129,11 @@ class ChannelTimers:
     The idle, keep-alive and partial-frame deadlines of one open channel.
 
     The channel reports what happens (L{received}, L{sent}, L{partial_frame}); when a deadline
-    passes the timers call the channel's C{_idle()}, C{_keepalive_due()} or
-    C{_partial_frame_expired()}.  A deadline set to None in the limits is never checked.
+    passes the timers act on it: an idle channel is closed, a peer whose frame stays incomplete
+    is dropped as misbehaving, and the channel is asked for a keep-alive when it has sent
+    nothing for a while.  A deadline set to None in the limits is never checked.
 
-    @param channel: what is told of passed deadlines.
+    @param channel: the channel the deadlines are of.
     @param limits: C{idle_timeout}, C{keepalive_interval} and C{partial_frame_timeout}.
     @param queue: the queue that wakes these timers; one per network, or the channel's own.
 
@@ -139,7 +146,7 @@ class ChannelTimers:
         "last_sent", "_partial_since",
     )
 
-    def __init__(self, channel: object, limits: ChannelLimits, queue: DeadlineQueue) -> None:
+    def __init__(self, channel: PeerChannel, limits: ChannelLimits, queue: DeadlineQueue) -> None:
         self._channel = channel
         self._limits = limits
         self._queue = queue
@@ -204,7 +211,9 @@ class ChannelTimers:
         channel = self._channel
         if limits.idle_timeout is not None and now - self.last_received >= limits.idle_timeout:
             self._stopped = True
-            channel._idle()  # type: ignore[attr-defined]
+            _log.info("peer {peer} idle for {timeout} s", peer=channel.peer,
+                      timeout=limits.idle_timeout)
+            channel.close("idle timeout")
             return None
         if (
             limits.partial_frame_timeout is not None
@@ -212,12 +221,15 @@ class ChannelTimers:
             and now - self._partial_since >= limits.partial_frame_timeout
         ):
             self._stopped = True
-            channel._partial_frame_expired()  # type: ignore[attr-defined]
+            channel.counters["partial_frame_timeouts"] += 1
+            channel._misbehaved(
+                MalformedPacket(f"frame incomplete after {limits.partial_frame_timeout} s")
+            )
             return None
         if (
             limits.keepalive_interval is not None
             and now - self.last_sent >= limits.keepalive_interval
         ):
             self.last_sent = now
-            channel._keepalive_due()  # type: ignore[attr-defined]
+            channel._keepalive_due()
         return None if self._stopped else self._next_check()
