@@ -25,6 +25,7 @@ a timer cancels it on every transition out of it, so no timer outlives its state
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -267,68 +268,46 @@ def _handshake_failed(
 
 
 # -- Closing -------------------------------------------------------------------------------------
+# The same four ways out of every open state; a state that holds a handshake cancels it first.
 
 
-@untrusted.upon(ChannelLifecycle.close).to(closing)
-@trusted.upon(ChannelLifecycle.close).to(closing)
 def _close(machine: ChannelLifecycle, core: LifecycleCore, reason: str) -> None:
     core.channel._lifecycle_goodbye(reason, graceful=True)
 
 
-@awaiting_identity.upon(ChannelLifecycle.close).to(closing)
-@handshaking.upon(ChannelLifecycle.close).to(closing)
-def _close_handshaking(
-    machine: ChannelLifecycle, core: LifecycleCore, data: Handshake, reason: str
-) -> None:
-    data.cancel()
-    core.channel._lifecycle_goodbye(reason, graceful=True)
-
-
-@untrusted.upon(ChannelLifecycle.abort).to(aborting)
-@trusted.upon(ChannelLifecycle.abort).to(aborting)
 def _abort(machine: ChannelLifecycle, core: LifecycleCore, reason: str) -> None:
     core.channel._lifecycle_goodbye(reason, graceful=False)
 
 
-@awaiting_identity.upon(ChannelLifecycle.abort).to(aborting)
-@handshaking.upon(ChannelLifecycle.abort).to(aborting)
-def _abort_handshaking(
-    machine: ChannelLifecycle, core: LifecycleCore, data: Handshake, reason: str
-) -> None:
-    data.cancel()
-    core.channel._lifecycle_goodbye(reason, graceful=False)
-
-
-@untrusted.upon(ChannelLifecycle.peer_left).to(closing)
-@trusted.upon(ChannelLifecycle.peer_left).to(closing)
 def _peer_left(machine: ChannelLifecycle, core: LifecycleCore, reason: str) -> None:
     core.channel._lifecycle_peer_left(reason)
 
 
-@awaiting_identity.upon(ChannelLifecycle.peer_left).to(closing)
-@handshaking.upon(ChannelLifecycle.peer_left).to(closing)
-def _peer_left_handshaking(
-    machine: ChannelLifecycle, core: LifecycleCore, data: Handshake, reason: str
-) -> None:
-    data.cancel()
-    core.channel._lifecycle_peer_left(reason)
-
-
-@untrusted.upon(ChannelLifecycle.connection_lost).to(closed)
-@trusted.upon(ChannelLifecycle.connection_lost).to(closed)
 def _lost(machine: ChannelLifecycle, core: LifecycleCore, reason: str) -> None:
     core.channel._lifecycle_closing(reason)
     core.channel._lifecycle_closed(reason)
 
 
-@awaiting_identity.upon(ChannelLifecycle.connection_lost).to(closed)
-@handshaking.upon(ChannelLifecycle.connection_lost).to(closed)
-def _lost_handshaking(
-    machine: ChannelLifecycle, core: LifecycleCore, data: Handshake, reason: str
-) -> None:
-    data.cancel()
-    core.channel._lifecycle_closing(reason)
-    core.channel._lifecycle_closed(reason)
+def _cancelling_handshake(
+    action: Callable[[ChannelLifecycle, LifecycleCore, str], None],
+) -> Callable[[ChannelLifecycle, LifecycleCore, Handshake, str], None]:
+    def leave(machine: ChannelLifecycle, core: LifecycleCore, data: Handshake, reason: str) -> None:
+        data.cancel()
+        action(machine, core, reason)
+
+    return leave
+
+
+for _input, _target, _action in (
+    (ChannelLifecycle.close, closing, _close),
+    (ChannelLifecycle.abort, aborting, _abort),
+    (ChannelLifecycle.peer_left, closing, _peer_left),
+    (ChannelLifecycle.connection_lost, closed, _lost),
+):
+    for _state in _OPEN_STATES:
+        _state.upon(_input).to(_target)(_action)
+    for _state in _HANDSHAKE_STATES:
+        _state.upon(_input).to(_target)(_cancelling_handshake(_action))
 
 
 @closing.upon(ChannelLifecycle.connection_lost).to(closed)
