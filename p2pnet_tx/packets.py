@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Union
 
 import attrs
 
+from p2pnet_tx._json import read_task, write_task
 from p2pnet_tx.errors import MalformedPacket
 from p2pnet_tx.peer import GenericPeer
 
@@ -242,8 +243,6 @@ class NetworkTask:
         :raises MalformedPacket: if the packet is not a task packet or its payload is not the JSON
             of a task.
         """
-        from p2pnet_tx.wire import decode_task
-
         if not isinstance(packet, DataTransmissionPacket):
             raise MalformedPacket(f"a task travels in a DataTransmissionPacket, not {packet!r}")
         if packet.data_type is not DataPayloadFormat.TASK:
@@ -259,11 +258,24 @@ class NetworkTask:
         """
         Return a L{DataTransmissionPacket} of type L{DataPayloadFormat.TASK} carrying this task.
         """
-        from p2pnet_tx.wire import encode_task
-
         return DataTransmissionPacket(
             encode_task(self),
             DataPayloadFormat.TASK,
             source_origin_identifier=source_origin_identifier,
             source_origin_time=utc_now() if source_origin_time is None else source_origin_time,
         )
+
+
+def decode_task(raw: bytes) -> NetworkTask:
+    """
+    Read the JSON of a L{NetworkTask}: C{{"TaskType": int, "TaskData": {str: str}}}.
+
+    @raise MalformedPacket: if C{raw} is not such JSON.
+    """
+    task_type, task_data = read_task(raw, TaskType)
+    return NetworkTask(task_type, task_data)
+
+
+def encode_task(task: NetworkTask) -> bytes:
+    """Write a L{NetworkTask} as the reference does (its JSON, .NET-escaped)."""
+    return write_task(task.task_type, task.task_data)

@@ -36,6 +36,15 @@ from p2pnet_tx.errors import (
     TooMuchGarbage,
     UnknownPacketType,
 )
+from p2pnet_tx._json import (
+    Invalid,
+    JSONText,
+    dotnet_dumps,
+    field,
+    loads,
+    required,
+    str_dict,
+)
 from p2pnet_tx.interfaces import ICodec, IFrameDecoder
 from p2pnet_tx.packets import (
     MIN_TIME,
@@ -45,11 +54,11 @@ from p2pnet_tx.packets import (
     DataTransmissionPacket,
     DisconnectPacket,
     IdentifierPacket,
-    NetworkTask,
     Packet,
     PacketType,
     PureMessagePacket,
-    TaskType,
+    decode_task,
+    encode_task,
 )
 from p2pnet_tx.peer import GenericPeer, normalize_address
 
@@ -80,10 +89,6 @@ _PAYLOAD_TAGS: Mapping[DataPayloadFormat, tuple[bytes, bytes]] = {
     DataPayloadFormat.TASK: (b"<Task>", b"</Task>"),
     DataPayloadFormat.MISC_DATA: (b"<MiscData>", b"</MiscData>"),
 }
-
-
-class _Invalid(Exception):
-    """A packet object does not have the shape WIRE.md requires; carries the reason."""
 
 
 # -- Timestamps ---------------------------------------------------------------------------------
@@ -145,39 +150,20 @@ def parse_timestamp(text: str) -> datetime:
 # valid by construction.
 
 
-def _field(obj: Mapping[str, Any], name: str, kind: type, default: Any) -> Any:
-    """Return an optional field; missing or null means C{default}."""
-    value = obj.get(name)
-    if type(value) is kind:
-        return value
-    if value is None:
-        return default
-    raise _Invalid(f"field {name!r} must be {kind.__name__}, not {type(value).__name__}")
-
-
-def _required(obj: Mapping[str, Any], name: str, kind: type) -> Any:
-    value = obj.get(name)
-    if type(value) is kind:
-        return value
-    if value is None:
-        raise _Invalid(f"required field {name!r} is missing")
-    raise _Invalid(f"field {name!r} must be {kind.__name__}, not {type(value).__name__}")
-
-
 def _port(obj: Mapping[str, Any], name: str) -> int:
-    value = _field(obj, name, int, 0)
+    value = field(obj, name, int, 0)
     if not 0 <= value <= 65535:
-        raise _Invalid(f"field {name!r} is not a port number: {value}")
+        raise Invalid(f"field {name!r} is not a port number: {value}")
     return value
 
 
 def _ip(obj: Mapping[str, Any], name: str) -> str:
-    value = _field(obj, name, str, "")
+    value = field(obj, name, str, "")
     if value:
         try:
             normalize_address(value)
         except InvalidPeer:
-            raise _Invalid(f"field {name!r} is not an IP address: {value!r}") from None
+            raise Invalid(f"field {name!r} is not an IP address: {value!r}") from None
     return value
 
 
@@ -196,10 +182,10 @@ def _time(obj: Mapping[str, Any], name: str) -> datetime:
         try:
             return parse_timestamp(value)
         except ValueError as e:
-            raise _Invalid(f"field {name!r}: {e}") from None
+            raise Invalid(f"field {name!r}: {e}") from None
     if value is None:
         return MIN_TIME
-    raise _Invalid(f"field {name!r} must be str, not {type(value).__name__}")
+    raise Invalid(f"field {name!r} must be str, not {type(value).__name__}")
 
 
 def _identifier(obj: Mapping[str, Any]) -> str:
@@ -208,33 +194,24 @@ def _identifier(obj: Mapping[str, Any]) -> str:
         return value
     if value is None:
         return ""
-    raise _Invalid(f"field 'SourceOriginIdentifier' must be str, not {type(value).__name__}")
-
-
-def _str_dict(obj: Mapping[str, Any], name: str) -> dict[str, str] | None:
-    value = _field(obj, name, dict, None)
-    if value is not None:
-        for item in value.values():
-            if type(item) is not str:
-                raise _Invalid(f"field {name!r} must map strings to strings")
-    return value
+    raise Invalid(f"field 'SourceOriginIdentifier' must be str, not {type(value).__name__}")
 
 
 def _peer(obj: object) -> GenericPeer:
     if type(obj) is not dict:
-        raise _Invalid(f"a peer must be an object, not {type(obj).__name__}")
+        raise Invalid(f"a peer must be an object, not {type(obj).__name__}")
     kind = obj.get("$type")
     if kind is not None and type(kind) is not str:
-        raise _Invalid("a peer's '$type' must be a string")
+        raise Invalid("a peer's '$type' must be a string")
     try:
         return GenericPeer(obj.get("Address"), obj.get("Port"), obj.get("Identifier"))
     except InvalidPeer as e:
-        raise _Invalid(f"bad peer: {e}") from None
+        raise Invalid(f"bad peer: {e}") from None
 
 
 def _read_identity(obj: Mapping[str, Any]) -> IdentifierPacket:
     return IdentifierPacket(
-        _field(obj, "Message", str, ""),
+        field(obj, "Message", str, ""),
         _port(obj, "Data"),
         _ip(obj, "IP"),
         source_origin_identifier=_identifier(obj),
@@ -247,16 +224,16 @@ def _read_disconnect(obj: Mapping[str, Any]) -> DisconnectPacket:
         _ip(obj, "IP"),
         _port(obj, "Port"),
         _time(obj, "Timestamp"),
-        _str_dict(obj, "Data"),
+        str_dict(obj, "Data"),
         source_origin_identifier=_identifier(obj),
         source_origin_time=_time(obj, "SourceOriginTime"),
     )
 
 
 def _read_peer_group(obj: Mapping[str, Any]) -> CollectionSharePacket:
-    peers = _field(obj, "peers", list, [])
+    peers = field(obj, "peers", list, [])
     return CollectionSharePacket(
-        _field(obj, "Data", int, 100),
+        field(obj, "Data", int, 100),
         [_peer(peer) for peer in peers],
         source_origin_identifier=_identifier(obj),
         source_origin_time=_time(obj, "SourceOriginTime"),
@@ -267,7 +244,7 @@ def _read_payload(text: str, data_type: DataPayloadFormat) -> bytes:
     try:
         payload = pybase64.b64decode(text, validate=True)
     except (binascii.Error, ValueError) as e:
-        raise _Invalid(f"field 'Data' is not valid base64: {e}") from None
+        raise Invalid(f"field 'Data' is not valid base64: {e}") from None
     opening, closing = _PAYLOAD_TAGS[data_type]
     if (
         len(payload) >= len(opening) + len(closing)
@@ -282,11 +259,11 @@ _DATA_TYPES = {int(data_type): data_type for data_type in DataPayloadFormat}
 
 
 def _read_data_transmit(obj: Mapping[str, Any]) -> DataTransmissionPacket:
-    text = _required(obj, "Data", str)
-    number = _required(obj, "DataType", int)
+    text = required(obj, "Data", str)
+    number = required(obj, "DataType", int)
     data_type = _DATA_TYPES.get(number)
     if data_type is None:
-        raise _Invalid(f"field 'DataType' has no meaning: {number}")
+        raise Invalid(f"field 'DataType' has no meaning: {number}")
     return DataTransmissionPacket(
         _read_payload(text, data_type),
         data_type,
@@ -299,7 +276,7 @@ def _read_message(obj: Mapping[str, Any]) -> PureMessagePacket:
     # The most frequent packet (pings): fields checked inline.
     message = obj.get("Message")
     if type(message) is not str:
-        _required(obj, "Message", str)  # raises, saying why
+        required(obj, "Message", str)  # raises, saying why
     identifier = obj.get("SourceOriginIdentifier")
     if type(identifier) is not str:
         identifier = _identifier(obj)
@@ -325,15 +302,8 @@ _READERS_BY_TAG: Mapping[str, Callable[[Mapping[str, Any]], Packet]] = {
 
 def _read_object(kind: PacketType, obj: object) -> Packet:
     if type(obj) is not dict:
-        raise _Invalid(f"a packet must be a JSON object, not {type(obj).__name__}")
+        raise Invalid(f"a packet must be a JSON object, not {type(obj).__name__}")
     return _READERS[kind](obj)
-
-
-def _loads(raw: bytes | bytearray | memoryview) -> Any:
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as e:
-        raise _Invalid(f"invalid JSON: {e}") from None
 
 
 def _read_body(
@@ -359,7 +329,7 @@ def _read_packet(
         )
     try:
         return reader(obj)
-    except _Invalid as e:
+    except Invalid as e:
         return MalformedPacket(str(e), bytes(body))
 
 
@@ -372,36 +342,9 @@ def decode_packet_object(kind: PacketType, raw: bytes) -> Packet | MalformedPack
     :return: the packet, or a L{MalformedPacket} saying why it is not one.
     """
     try:
-        return _read_object(kind, _loads(raw))
-    except _Invalid as e:
+        return _read_object(kind, loads(raw))
+    except Invalid as e:
         return MalformedPacket(str(e), bytes(raw))
-
-
-def decode_task(raw: bytes) -> NetworkTask:
-    """
-    Read the JSON of a L{NetworkTask}: C{{"TaskType": int, "TaskData": {str: str}}}.
-
-    :raises MalformedPacket: if C{raw} is not such JSON.
-    """
-    try:
-        obj = _loads(raw)
-        if type(obj) is not dict:
-            raise _Invalid(f"a task must be a JSON object, not {type(obj).__name__}")
-        task_type = _required(obj, "TaskType", int)
-        try:
-            task_type = TaskType(task_type)
-        except ValueError:
-            raise _Invalid(f"field 'TaskType' has no meaning: {task_type}") from None
-        return NetworkTask(task_type, _str_dict(obj, "TaskData") or {})
-    except _Invalid as e:
-        raise MalformedPacket(str(e), bytes(raw)) from None
-
-
-def encode_task(task: NetworkTask) -> bytes:
-    """Write a L{NetworkTask} as the reference does (its JSON, .NET-escaped)."""
-    return _dotnet_dumps({"TaskType": int(task.task_type), "TaskData": task.task_data}).encode(
-        "ascii"
-    )
 
 
 # -- Writing packet objects --------------------------------------------------------------------
@@ -417,7 +360,7 @@ def _payload_text(packet: DataTransmissionPacket, dotnet: bool) -> str:
     text = pybase64.b64encode_as_string(payload)
     if dotnet:
         # Of the base64 alphabet, .NET escapes only "+": write the JSON string directly.
-        return _JSONText('"' + text.replace("+", "\\u002B") + '"')
+        return JSONText('"' + text.replace("+", "\\u002B") + '"')
     return text
 
 
@@ -464,107 +407,7 @@ def encode_packet_object(packet: Packet) -> bytes:
     Write the bare JSON of one packet object (no framing) the way the reference does: the
     packet's own fields, .NET-escaped.  Bootstrap HTTP bodies and LAN discovery datagrams use it.
     """
-    return _dotnet_dumps(_packet_fields(packet, dotnet=True)).encode("ascii")
-
-
-# -- .NET JSON escaping --------------------------------------------------------------------------
-
-# What System.Text.Json's default encoder escapes: everything outside printable ASCII, the
-# HTML-sensitive characters, and the backslash and backtick.
-_DOTNET_UNSAFE = re.compile(r"[^\x20-\x7e]|[<>&'+\"\\`]")
-_SHORT_ESCAPES = {"\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r", "\\": "\\\\"}
-
-
-def _dotnet_escape(char: str) -> str:
-    """The .NET escape of one character that _DOTNET_UNSAFE matches."""
-    short = _SHORT_ESCAPES.get(char)
-    if short is not None:
-        return short
-    code = ord(char)
-    if code > 0xFFFF:
-        code -= 0x10000
-        return f"\\u{0xD800 + (code >> 10):04X}\\u{0xDC00 + (code & 0x3FF):04X}"
-    return f"\\u{code:04X}"
-
-
-_SAFE_ASCII = bytes(code for code in range(0x20, 0x7F) if chr(code) not in "<>&'+\"\\`")
-"""The ASCII characters .NET writes as they are."""
-
-_ASCII_ESCAPES = {
-    code: _dotnet_escape(chr(code)) for code in range(0x80) if code not in _SAFE_ASCII
-}
-_search_unsafe = _DOTNET_UNSAFE.search
-
-
-def _dotnet_string(text: str) -> str:
-    """Return C{text} as a JSON string literal, escaped as .NET's default encoder does."""
-    if text.isascii():
-        # One C-speed pass finds the characters to escape; then one replace per distinct one.
-        # (A regex, or str.isprintable, is several times slower on long strings.)
-        unsafe = text.encode("ascii").translate(None, _SAFE_ASCII)
-        if not unsafe:
-            return '"' + text + '"'
-        codes = set(unsafe)
-        if 0x5C in codes:  # the backslash first: the other escapes bring backslashes in
-            codes.discard(0x5C)
-            text = text.replace("\\", "\\\\")
-        for code in codes:
-            text = text.replace(chr(code), _ASCII_ESCAPES[code])
-        return '"' + text + '"'
-    table = {ord(char): _dotnet_escape(char) for char in set(text) if _search_unsafe(char)}
-    return '"' + text.translate(table) + '"'
-
-
-class _JSONText(str):
-    """A JSON string literal already escaped the .NET way, which _dotnet_dumps writes as is."""
-
-
-_FIELD_KEYS = {
-    name: _dotnet_string(name) + ":"
-    for name in (
-        "Message", "Data", "IP", "Port", "Timestamp", "peers", "DataType", "$type", "Address",
-        "Identifier", "SourceOriginIdentifier", "SourceOriginTime", "TaskType", "TaskData",
-    )
-}
-"""The JSON of the wire's field names, followed by ":" (only these: other keys are unbounded)."""
-
-
-def _dotnet_dumps(value: Any) -> str:
-    """Serialize the JSON values packets use, as .NET's default encoder writes them."""
-    kind = type(value)
-    if kind is str:
-        return _dotnet_string(value)
-    if kind is _JSONText:
-        return value
-    if kind is dict:
-        keys = _FIELD_KEYS
-        return (
-            "{"
-            + ",".join(
-                [
-                    (keys.get(key) or _dotnet_string(key) + ":") + _dotnet_dumps(item)
-                    for key, item in value.items()
-                ]
-            )
-            + "}"
-        )
-    if kind is int:
-        return str(value)
-    if value is None:
-        return "null"
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
-    if isinstance(value, str):
-        return _dotnet_string(value)
-    if isinstance(value, int):
-        return str(int(value))
-    if isinstance(value, dict):
-        return _dotnet_dumps(dict(value))
-    if isinstance(value, list):
-        return "[" + ",".join([_dotnet_dumps(item) for item in value]) + "]"
-    raise TypeError(f"cannot write {type(value).__name__} as packet JSON")
+    return dotnet_dumps(_packet_fields(packet, dotnet=True)).encode("ascii")
 
 
 # -- Codecs --------------------------------------------------------------------------------------
@@ -691,7 +534,7 @@ class DotNetCodec:
 
     def encode(self, packet: Packet) -> bytes:
         """Return one whole frame carrying C{packet}."""
-        body = _dotnet_dumps(_packet_fields(packet, True))
+        body = dotnet_dumps(_packet_fields(packet, True))
         tag = _WIRE_TAGS.get(type(packet)) or packet.kind.value
         return f"<{tag}>{body}</{tag}>".encode("ascii")
 

@@ -5,6 +5,7 @@ Tests for L{p2pnet_tx.packets}: the packets as immutable typed values, numbered 
 
 from __future__ import annotations
 
+import ast
 from datetime import datetime, timedelta, timezone
 
 import attrs
@@ -23,6 +24,8 @@ from p2pnet_tx.packets import (
     PacketType,
     PureMessagePacket,
     TaskType,
+    decode_task,
+    encode_task,
     to_utc,
     utc_now,
 )
@@ -236,3 +239,57 @@ class NetworkTaskTests(SynchronousTestCase):
                 DataTransmissionPacket(payload, DataPayloadFormat.TASK),
             )
             self.assertEqual(error.raw, payload)
+
+
+def _imports(path: str) -> list[tuple[str, bool]]:
+    """
+    Return the modules a source file imports, each with whether the import is inside a function.
+    """
+    with open(path, encoding="utf-8") as f:
+        tree = ast.parse(f.read(), path)
+    found: list[tuple[str, bool]] = []
+
+    def visit(node: ast.AST, in_function: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            nested = in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef))
+            if isinstance(child, ast.ImportFrom):
+                found.append((child.module or "", in_function))
+            elif isinstance(child, ast.Import):
+                found.extend((alias.name, in_function) for alias in child.names)
+            visit(child, nested)
+
+    visit(tree, False)
+    return found
+
+
+class ImportStructureTests(SynchronousTestCase):
+    def test_no_cycle_between_packets_and_wire(self) -> None:
+        """
+        packets does not import wire, not even inside a function: the task JSON lives in
+        p2pnet_tx._json, below both.  wire and _json import nothing inside functions.
+        """
+        import p2pnet_tx._json
+        import p2pnet_tx.packets
+        import p2pnet_tx.wire
+
+        packets = _imports(p2pnet_tx.packets.__file__)
+        self.assertNotIn("p2pnet_tx.wire", [name for name, _ in packets])
+        self.assertIn(("p2pnet_tx._json", False), packets)
+        json_imports = _imports(p2pnet_tx._json.__file__)
+        for name, _ in json_imports:
+            self.assertNotIn(name, ("p2pnet_tx.packets", "p2pnet_tx.wire"))
+        for module in (p2pnet_tx.packets, p2pnet_tx.wire, p2pnet_tx._json):
+            self.assertEqual(
+                [name for name, nested in _imports(module.__file__) if nested], [], module
+            )
+
+    def test_task_codec_importable_from_wire(self) -> None:
+        """decode_task and encode_task stay importable from p2pnet_tx.wire, as documented."""
+        from p2pnet_tx import wire
+
+        self.assertIs(wire.decode_task, decode_task)
+        self.assertIs(wire.encode_task, encode_task)
+        self.assertIn("decode_task", wire.__all__)
+        self.assertIn("encode_task", wire.__all__)
+        task = NetworkTask(TaskType.BLOCK_IP, {"IP": "10.0.0.7"})
+        self.assertEqual(decode_task(encode_task(task)), task)
