@@ -20,7 +20,7 @@ from __future__ import annotations
 import binascii
 import re
 import struct
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
@@ -456,6 +456,22 @@ def _read_envelope(body: bytes | memoryview) -> Packet | MalformedPacket:
     return _read_packet(reader, envelope.get("packet"), body)
 
 
+def _feed_list(decoder: IFrameDecoder, data: bytes) -> list[Packet | MalformedPacket]:
+    """
+    C{decoder.feed(data)}: the items of C{decoder.iter_feed(data)} as a list.
+
+    @raise FramingError: as C{iter_feed} does, with C{frames} set to the items before it.
+    """
+    frames: list[Packet | MalformedPacket] = []
+    try:
+        # list.extend keeps what the iterator yielded before it raised.
+        frames.extend(decoder.iter_feed(data))
+    except FramingError as error:
+        error.frames = frames
+        raise
+    return frames
+
+
 @implementer(IFrameDecoder)
 class LengthPrefixedDecoder:
     """
@@ -464,44 +480,84 @@ class LengthPrefixedDecoder:
     Received chunks are kept in a list and joined only once a whole frame is there, so a large
     frame arriving in many reads is copied once.  A declared length over C{max_frame_size} is
     refused as soon as the 4 length bytes are in, before any of the body is kept.
+
+    @ivar max_frame_size: the largest frame body accepted, in bytes.  It may be changed at any
+        time, even while an iterator of L{iter_feed} is being consumed: each frame is judged by
+        the value in force when its length prefix is read.
     """
 
     _PREFIX = 4
 
     def __init__(self, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> None:
         self.max_frame_size = _check_max_frame_size(max_frame_size)
+        # The bytes held: _chunks, _held bytes in all, of which the first _offset (of the first
+        # chunk) are already decoded.  Nothing is decoded before _needed bytes are held.
         self._chunks: list[bytes] = []
-        self.buffered = 0
+        self._held = 0
+        self._offset = 0
         self._needed = self._PREFIX
+        # Counts the calls of iter_feed: an iterator stops once a later call has taken over.
+        self._generation = 0
+
+    @property
+    def buffered(self) -> int:
+        """The number of bytes held and not yet decoded."""
+        return self._held - self._offset
 
     def feed(self, data: bytes) -> list[Packet | MalformedPacket]:
         """
         Add received bytes; return one packet or L{MalformedPacket} per completed frame.
 
-        :raises FrameTooLarge: when a frame declares more than C{max_frame_size} bytes.  Its
+        Every frame of C{data} is judged by the C{max_frame_size} in force at the call; use
+        L{iter_feed} to change it between frames.
+
+        @raise FrameTooLarge: when a frame declares more than C{max_frame_size} bytes.  Its
             C{frames} attribute holds what the same call decoded before the violation.
+        """
+        return _feed_list(self, data)
+
+    def iter_feed(self, data: bytes) -> Iterator[Packet | MalformedPacket]:
+        """
+        Add received bytes; return an iterator over the packets (or L{MalformedPacket}s) of the
+        frames they complete, each decoded when the iterator reaches it.
+
+        The bytes are taken at the call.  Each frame's length prefix is checked against
+        C{max_frame_size} as the iterator reaches it, so a consumer that raises the limit while
+        it handles one item (the peer became trusted) has the new limit applied to the next
+        frame.  An iterator left unfinished leaves the decoder consistent: the frames it did not
+        reach stay buffered, and the next call decodes them first (the old iterator then stops).
+
+        @raise FrameTooLarge: from the iterator, at the first frame whose declared length is over
+            the limit then in force, after every earlier item was yielded.  The bytes from that
+            frame on are dropped and the iterator ends; do not feed this decoder again.
         """
         if type(data) is not bytes:
             data = bytes(data)
-        if self.buffered + len(data) < self._needed:
-            if data:
-                self._chunks.append(data)
-                self.buffered += len(data)
-            return []
-        if self._chunks:
+        self._generation += 1
+        if data:
             self._chunks.append(data)
-            data = b"".join(self._chunks)
-            self._chunks = []
-        frames: list[Packet | MalformedPacket] = []
-        append = frames.append
-        view = memoryview(data)
-        offset, size, prefix, limit = 0, len(data), self._PREFIX, self.max_frame_size
+            self._held += len(data)
+        if self._held - self._offset < self._needed:
+            return iter(())  # the common case of a large frame arriving in many reads
+        return self._frames(self._generation)
+
+    def _frames(self, generation: int) -> Iterator[Packet | MalformedPacket]:
+        """Decode the frames held, in order, as L{iter_feed} describes."""
+        chunks = self._chunks
+        if len(chunks) == 1:
+            data = chunks[0]
+        else:
+            data = b"".join(chunks)
+            self._chunks = [data]
+        # Until this batch is done, a later call must decode what is held without waiting.
+        self._needed = 0
+        offset, size, prefix = self._offset, len(data), self._PREFIX
         while size - offset >= prefix:
             (length,) = _unpack_length(data, offset)
+            limit = self.max_frame_size  # afresh for every frame: a consumer may have raised it
             if length > limit:
-                self._chunks, self.buffered, self._needed = [], 0, prefix
+                self._chunks, self._held, self._offset, self._needed = [], 0, 0, prefix
                 error = FrameTooLarge(length, limit)
-                error.frames = frames
                 error.remainder = data[offset:]
                 raise error
             start = offset + prefix
@@ -510,17 +566,23 @@ class LengthPrefixedDecoder:
                 self._needed = prefix + length
                 break
             # Small bodies are cheaper to copy than to view; large ones are not copied.
-            append(_read_envelope(data[start:end] if length < 65536 else view[start:end]))
-            offset = end
+            item = _read_envelope(
+                data[start:end] if length < 65536 else memoryview(data)[start:end]
+            )
+            offset = self._offset = end
+            yield item
+            if self._generation != generation:
+                return  # a later call holds the rest, from self._offset on
         else:
             self._needed = prefix
         if offset < size:
-            rest = data[offset:]
-            self._chunks.append(rest)
-            self.buffered = len(rest)
+            rest = data[offset:] if offset else data
+            self._chunks = [rest]
+            self._held = len(rest)
         else:
-            self.buffered = 0
-        return frames
+            self._chunks = []
+            self._held = 0
+        self._offset = 0
 
 
 @implementer(ICodec)
@@ -566,21 +628,30 @@ class TagFramedDecoder:
     C{<} inside JSON strings, the first closing tag after an opening tag ends the frame.  More
     than C{max_frame_size} bytes of garbage in a row, or of one unterminated frame, raise a
     L{FramingError}.
+
+    @ivar max_frame_size: the largest frame body accepted, in bytes, and the most garbage
+        accepted in a row.  It may be changed at any time, even while an iterator of
+        L{iter_feed} is being consumed: the bytes that follow are judged by the new value.
+    @ivar garbage_bytes: the number of bytes skipped outside frames so far.
     """
 
     def __init__(self, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> None:
         self.max_frame_size = _check_max_frame_size(max_frame_size)
         self.garbage_bytes = 0
         self._garbage_run = 0
+        # The bytes held; those before _position are already decoded or skipped.
         self._buffer = bytearray()
+        self._position = 0
         # Inside a frame: its packet reader and closing tag, and where to look for that tag.
         self._frame: tuple[Callable[[Mapping[str, Any]], Packet], bytes] | None = None
         self._scan_from = 0
+        # Counts the calls of iter_feed: an iterator stops once a later call has taken over.
+        self._generation = 0
 
     @property
     def buffered(self) -> int:
         """The number of bytes held that do not yet form a complete frame."""
-        return len(self._buffer)
+        return len(self._buffer) - self._position
 
     def _skip(self, count: int) -> None:
         self.garbage_bytes += count
@@ -590,20 +661,46 @@ class TagFramedDecoder:
         """
         Add received bytes; return one packet or L{MalformedPacket} per completed frame.
 
-        :raises FrameTooLarge: when a frame grows past C{max_frame_size} without its closing tag.
-        :raises TooMuchGarbage: when more than C{max_frame_size} bytes in a row are no frame.
+        Every frame of C{data} is judged by the C{max_frame_size} in force at the call; use
+        L{iter_feed} to change it between frames.
+
+        @raise FrameTooLarge: when a frame grows past C{max_frame_size} without its closing tag.
+        @raise TooMuchGarbage: when more than C{max_frame_size} bytes in a row are no frame.
+        Either error's C{frames} attribute holds what the same call decoded before it.
         """
+        return _feed_list(self, data)
+
+    def iter_feed(self, data: bytes) -> Iterator[Packet | MalformedPacket]:
+        """
+        Add received bytes; return an iterator over the packets (or L{MalformedPacket}s) of the
+        frames they complete, each decoded when the iterator reaches it.
+
+        The bytes are taken at the call.  The limits are read afresh as the iterator goes on,
+        so a consumer that raises C{max_frame_size} while it handles one item (the peer became
+        trusted) has the new limit applied to the bytes after that item.  An iterator left
+        unfinished leaves the decoder consistent: the frames it did not reach stay buffered,
+        and the next call decodes them first (the old iterator then stops).
+
+        @raise FrameTooLarge: from the iterator, when a frame grows past C{max_frame_size}
+            without its closing tag, after every earlier item was yielded.
+        @raise TooMuchGarbage: from the iterator, when more than C{max_frame_size} bytes in a
+            row are no frame, after every earlier item was yielded.
+        After either, the rest of the bytes are dropped and the iterator ends; do not feed this
+        decoder again.
+        """
+        self._generation += 1
+        self._buffer += data
+        return self._frames(self._generation)
+
+    def _frames(self, generation: int) -> Iterator[Packet | MalformedPacket]:
+        """Decode the frames held, in order, as L{iter_feed} describes."""
         buffer = self._buffer
-        buffer += data
-        frames: list[Packet | MalformedPacket] = []
-        append = frames.append
-        position = 0
-        limit = self.max_frame_size
-        frame, scan_from = self._frame, self._scan_from
+        position, frame, scan_from = self._position, self._frame, self._scan_from
         # Every limit is checked as soon as the bytes prove it exceeded, never only at the end of
         # a call: the outcome must not depend on how the stream was split into reads.
         try:
             while True:
+                limit = self.max_frame_size  # afresh after every item: it may have been raised
                 if frame is None:
                     position, frame = self._find_opening_tag(buffer, position)
                     if self._garbage_run > limit:
@@ -627,20 +724,23 @@ class TagFramedDecoder:
                     # The opening tag is one byte shorter than the closing one.
                     error.remainder = bytes(buffer[position - len(closing) + 1 :])
                     raise error
-                append(_read_body(reader, buffer[position:end]))
-                position = end + len(closing)
-                frame = None
+                item = _read_body(reader, buffer[position:end])
+                position = self._position = end + len(closing)
+                frame = self._frame = None
                 self._garbage_run = 0
-        except FramingError as error:
-            error.frames = frames
+                yield item
+                if self._generation != generation:
+                    return  # a later call holds the rest, from self._position on
+        except FramingError:
             self._buffer = bytearray()
+            self._position = 0
             self._frame = None
             raise
         self._frame = frame
         self._scan_from = scan_from - position
+        self._position = 0
         if position:
             del buffer[:position]
-        return frames
 
     def _find_opening_tag(
         self, buffer: bytearray, position: int

@@ -581,6 +581,253 @@ class FrameSizeLimitTests(SynchronousTestCase):
         self.assertEqual(decoder.garbage_bytes, 4500)
 
 
+# -- Decoding frame by frame: iter_feed -----------------------------------------------------------
+
+
+def iter_all(
+    decoder: Any,
+    chunks: Sequence[bytes],
+    on_item: Callable[[int, Any], None] = lambda index, item: None,
+) -> tuple[list, type | None]:
+    """
+    Feed C{chunks} in order through C{iter_feed}, calling C{on_item(index, item)} for each item
+    as it comes out (before the next is decoded); return every item and the type of the error
+    that ended the stream, if any.
+    """
+    items: list = []
+    for chunk in chunks:
+        try:
+            for item in decoder.iter_feed(chunk):
+                on_item(len(items), item)
+                items.append(item)
+        except FramingError as e:
+            # iter_feed has no list to hand back in .frames: its items were yielded.
+            assert e.frames == [], e.frames
+            return items, type(e)
+    return items, None
+
+
+def raise_limit_after_first(decoder: Any, new_limit: int) -> Callable[[int, Any], None]:
+    """An on_item for L{iter_all} that sets C{decoder.max_frame_size} once the first item is out."""
+
+    def on_item(index: int, item: Any) -> None:
+        if index == 0:
+            decoder.max_frame_size = new_limit
+
+    return on_item
+
+
+BIG = DataTransmissionPacket(b"x" * 3000, DataPayloadFormat.MISC_DATA, source_origin_time=T0)
+
+
+def body_size(name: str, encoded: bytes) -> int:
+    """The size a decoder compares with max_frame_size, for one encoded frame."""
+    if name == "p2pnet":
+        return len(encoded) - 4
+    tag_end = encoded.index(b">") + 1
+    return len(encoded) - 2 * tag_end - 1
+
+
+class IterFeedTests(SynchronousTestCase):
+    def test_interface_documents_iter_feed(self) -> None:
+        """IFrameDecoder declares iter_feed, and both decoders have it."""
+        self.assertIn("iter_feed", IFrameDecoder.names())
+        for name in FORMATS:
+            self.assertTrue(callable(get_codec(name).decoder().iter_feed))
+
+    def test_limit_raised_between_items_applies_in_the_same_call(self) -> None:
+        """
+        A consumer that raises max_frame_size after the first item has a larger second frame
+        accepted in the same call, although that frame's header arrived in the same read as
+        the first frame (issue 7: the peer became trusted on the first frame).
+        """
+        for name in FORMATS:
+            codec = get_codec(name)
+            small, big = codec.encode(GOOD), codec.encode(BIG)
+            limit = body_size(name, small)
+            self.assertGreater(body_size(name, big), limit)
+            decoder = codec.decoder(limit)
+            seen: list = []
+            for item in decoder.iter_feed(small + big + small):
+                seen.append(item)
+                if len(seen) == 1:
+                    decoder.max_frame_size = body_size(name, big)
+            self.assertEqual(seen, [GOOD, BIG, GOOD], name)
+            self.assertEqual(decoder.buffered, 0)
+
+    def test_unchanged_limit_raises_at_the_violation(self) -> None:
+        """
+        With the limit unchanged, the iterator yields the items before the oversized frame, then
+        raises FrameTooLarge with the size and the limit, and ends; what followed the frame is
+        never decoded and nothing stays buffered.
+        """
+        for name in FORMATS:
+            codec = get_codec(name)
+            small, big = codec.encode(GOOD), codec.encode(BIG)
+            limit = body_size(name, small)
+            decoder = codec.decoder(limit)
+            iterator = decoder.iter_feed(small + small + big + small)
+            self.assertEqual([next(iterator), next(iterator)], [GOOD, GOOD])
+            error = self.assertRaises(FrameTooLarge, next, iterator)
+            self.assertEqual(error.limit, limit, name)
+            if name == "p2pnet":
+                self.assertEqual(error.size, body_size(name, big))
+            self.assertGreater(error.size, limit)
+            self.assertRaises(StopIteration, next, iterator)
+            self.assertEqual(decoder.buffered, 0)
+
+    def test_limit_lowered_between_items_applies_to_the_next_frame(self) -> None:
+        """The limit in force is the one read at each frame, also when it is lowered."""
+        for name in FORMATS:
+            codec = get_codec(name)
+            small = codec.encode(GOOD)
+            decoder = codec.decoder()
+            items, error = iter_all(
+                decoder, [small * 3], raise_limit_after_first(decoder, body_size(name, small) - 1)
+            )
+            self.assertEqual((items, error), ([GOOD], FrameTooLarge), name)
+
+    def test_garbage_limit_read_per_item(self) -> None:
+        """
+        In the dotnet format the garbage budget too is the max_frame_size in force: garbage
+        after an item is judged by the limit the consumer set while handling the item.
+        """
+        good = DotNetCodec().encode(GOOD)
+        stream = good + b"g" * 500 + good
+        decoder = DotNetCodec().decoder(len(good))
+        self.assertEqual(iter_all(decoder, [stream], raise_limit_after_first(decoder, 1000)),
+                         ([GOOD, GOOD], None))
+        decoder = DotNetCodec().decoder(1000)
+        self.assertEqual(iter_all(decoder, [stream], raise_limit_after_first(decoder, 499)),
+                         ([GOOD], TooMuchGarbage))
+
+    def test_items_decoded_lazily(self) -> None:
+        """
+        The bytes are taken at the call, the frames decoded only as the iterator reaches them:
+        a frame not reached yet has not been judged, and stays counted in buffered.
+        """
+        for name in FORMATS:
+            codec = get_codec(name)
+            stream = codec.encode(GOOD) * 2
+            decoder = codec.decoder()
+            iterator = decoder.iter_feed(stream)
+            self.assertEqual(decoder.buffered, len(stream))
+            self.assertEqual(next(iterator), GOOD)
+            self.assertEqual(decoder.buffered, len(stream) // 2)
+            self.assertEqual(list(iterator), [GOOD])
+            self.assertEqual(decoder.buffered, 0)
+
+    def test_unfinished_iterator_leaves_the_rest_buffered(self) -> None:
+        """
+        An iterator abandoned after its first item leaves the frames it did not reach buffered;
+        the next call decodes them first, and the abandoned iterator yields nothing more.
+        """
+        for name in FORMATS:
+            codec = get_codec(name)
+            first = codec.encode(PureMessagePacket("1", source_origin_time=T0))
+            second = codec.encode(PureMessagePacket("2", source_origin_time=T0))
+            third = codec.encode(PureMessagePacket("3", source_origin_time=T0))
+            decoder = codec.decoder()
+            old = decoder.iter_feed(first + second + third[:5])
+            self.assertEqual(next(old).message, "1")
+            self.assertEqual(decoder.buffered, len(second) + 5)
+            new = decoder.iter_feed(third[5:])
+            self.assertEqual(list(old), [], name)
+            self.assertEqual([p.message for p in new], ["2", "3"], name)
+            self.assertEqual(decoder.buffered, 0)
+            # Dropped without being finished, then fed through feed().
+            for item in decoder.iter_feed(first + second):
+                break
+            self.assertEqual([p.message for p in decoder.feed(third)], ["2", "3"], name)
+
+    def test_feed_is_iter_feed_as_a_list(self) -> None:
+        """feed() returns what iter_feed yields, and on error hands it over in .frames."""
+        for name in FORMATS:
+            codec = get_codec(name)
+            small, big = codec.encode(GOOD), codec.encode(BIG)
+            decoder = codec.decoder(body_size(name, small))
+            error = self.assertRaises(FrameTooLarge, decoder.feed, small + small + big + small)
+            self.assertEqual(error.frames, [GOOD, GOOD])
+
+    @PROPERTY
+    @given(sent=st.lists(packets, min_size=1, max_size=6), before=st.integers(1, 400),
+           after=st.integers(1, 400), name=st.sampled_from(FORMATS), data=st.data())
+    def test_per_frame_limit_any_split(
+        self, sent: list, before: int, after: int, name: str, data: st.DataObject
+    ) -> None:
+        """
+        Under any split, a consumer that changes max_frame_size from C{before} to C{after} once
+        the first item is out gets exactly the frames that fit the limit in force for each
+        frame (the first under C{before}, the others under C{after}), up to the first that
+        does not, which raises FrameTooLarge.
+        """
+        codec = get_codec(name)
+        encoded = [codec.encode(packet) for packet in sent]
+        expected: list = []
+        expected_error = None
+        for index, (packet, frame) in enumerate(zip(sent, encoded)):
+            if body_size(name, frame) > (before if index == 0 else after):
+                expected_error = FrameTooLarge
+                break
+            expected.append(packet)
+        stream = b"".join(encoded)
+        decoder = codec.decoder(before)
+        result = iter_all(decoder, pieces(data, stream), raise_limit_after_first(decoder, after))
+        self.assertEqual(result, (expected, expected_error))
+
+    @PROPERTY
+    @given(stream=st.one_of(hostile_streams("p2pnet"), hostile_streams("dotnet")),
+           name=st.sampled_from(FORMATS), limit=st.integers(1, 600), data=st.data())
+    def test_any_split_same_items_as_feed(
+        self, stream: bytes, name: str, limit: int, data: st.DataObject
+    ) -> None:
+        """
+        Hostile or valid, any stream fed through iter_feed in any pieces gives the items and the
+        error that feed() gives for the whole stream, keeping buffered within its bound.
+        """
+        codec = get_codec(name)
+        decoder = codec.decoder(limit)
+        items: list = []
+        error = None
+        for chunk in pieces(data, stream):
+            try:
+                items.extend(decoder.iter_feed(chunk))
+            except FramingError as e:
+                error = type(e)
+                break
+            bound = limit + FRAMING_OVERHEAD[name] + len(chunk)
+            self.assertLessEqual(decoder.buffered, bound)
+        self.assertEqual((items, error), feed_all(codec.decoder(limit), [stream]))
+
+    @PROPERTY
+    @given(before=st.lists(packets, max_size=3), tail=st.lists(packets, min_size=1, max_size=3),
+           name=st.sampled_from(FORMATS), violation=st.sampled_from(["large", "garbage"]))
+    def test_bytes_after_an_error_never_processed(
+        self, before: list, tail: list, name: str, violation: str
+    ) -> None:
+        """
+        Frames after a framing violation are never decoded, even valid ones in the same read:
+        the iterator yields the frames before it, raises, and then ends; the decoder holds
+        nothing, and (dotnet) counts none of the later bytes as garbage.
+        """
+        codec = get_codec(name)
+        good = b"".join(codec.encode(p) for p in before)
+        limit = max([body_size(name, codec.encode(p)) for p in before] + [64])
+        if violation == "large" or name == "p2pnet":
+            bad = codec.encode(DataTransmissionPacket(b"x" * limit, DataPayloadFormat.FILE))
+        else:
+            bad = b"g" * (limit + 1)
+        rest = b"".join(codec.encode(p) for p in tail)
+        decoder = codec.decoder(limit)
+        iterator = decoder.iter_feed(good + bad + rest)
+        self.assertEqual([next(iterator) for _ in before], before)
+        self.assertRaises(FramingError, next, iterator)
+        self.assertEqual(list(iterator), [])
+        self.assertEqual(decoder.buffered, 0)
+        if name == "dotnet":
+            self.assertLessEqual(decoder.garbage_bytes, len(bad))
+
+
 # -- dotnet framing details ---------------------------------------------------------------------
 
 
