@@ -6,6 +6,7 @@ Tests for L{p2pnet_tx.packets}: the packets as immutable typed values, numbered 
 from __future__ import annotations
 
 import ast
+import inspect
 from datetime import datetime, timedelta, timezone
 
 import attrs
@@ -24,6 +25,11 @@ from p2pnet_tx.packets import (
     PacketType,
     PureMessagePacket,
     TaskType,
+    _collection_share_packet,
+    _data_transmission_packet,
+    _disconnect_packet,
+    _identifier_packet,
+    _pure_message_packet,
     decode_task,
     encode_task,
     to_utc,
@@ -293,3 +299,47 @@ class ImportStructureTests(SynchronousTestCase):
         self.assertIn("encode_task", wire.__all__)
         task = NetworkTask(TaskType.BLOCK_IP, {"IP": "10.0.0.7"})
         self.assertEqual(decode_task(encode_task(task)), task)
+
+
+class UncheckedBuilderTests(SynchronousTestCase):
+    """
+    The decoders build packets with private builders that skip the classes' converters and
+    validators (the decoders check every value themselves).  A builder must give exactly what
+    the class gives for the same checked values, and know every field of its class.
+    """
+
+    BUILDERS: list = [
+        (IdentifierPacket, _identifier_packet,
+         dict(message="discovery", data=8051, ip="10.0.0.7")),
+        (DisconnectPacket, _disconnect_packet,
+         dict(ip="10.0.0.7", port=8051, timestamp=T0, data={"Reason": "bye"})),
+        (CollectionSharePacket, _collection_share_packet,
+         dict(data=100, peers=[GenericPeer("10.0.0.8", 8051, "two")])),
+        (DataTransmissionPacket, _data_transmission_packet,
+         dict(payload=b"\x00xyz", data_type=DataPayloadFormat.FILE)),
+        (PureMessagePacket, _pure_message_packet, dict(message="hello")),
+    ]
+
+    def test_builders_know_every_field(self) -> None:
+        """Each builder takes one argument per field of its class (a new field breaks this)."""
+        self.assertEqual({cls for cls, _, _ in self.BUILDERS}, set(PACKET_CLASSES.values()))
+        for cls, builder, own in self.BUILDERS:
+            parameters = list(inspect.signature(builder).parameters)
+            self.assertEqual(parameters, [*own, "identifier", "time"], cls)
+            fields = {field.name for field in attrs.fields(cls)}
+            self.assertEqual(fields, {*own, "source_origin_identifier", "source_origin_time"})
+
+    def test_builders_equal_classes(self) -> None:
+        """Built and constructed packets are equal, hash alike, and have the same repr."""
+        for cls, builder, own in self.BUILDERS:
+            for identifier, time in (("peer_one", T0), ("", MIN_TIME)):
+                built = builder(*own.values(), identifier, time)
+                made = cls(**own, source_origin_identifier=identifier, source_origin_time=time)
+                self.assertIs(type(built), cls)
+                self.assertEqual(built, made)
+                self.assertEqual(repr(built), repr(made))
+                self.assertEqual(attrs.asdict(built), attrs.asdict(made))
+                if cls is not CollectionSharePacket and cls is not DisconnectPacket:
+                    self.assertEqual(hash(built), hash(made))
+                self.assertRaises(attrs.exceptions.FrozenInstanceError, setattr, built,
+                                  "source_origin_identifier", "other")

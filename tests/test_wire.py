@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -1546,6 +1547,117 @@ class TimestampTests(SynchronousTestCase):
         self.assertTrue(text.endswith("Z"))
         self.assertFalse(text.endswith("0Z") and "." in text)
         self.assertEqual(parse_timestamp(text), value)
+
+
+# The timestamp reader as it was before its fast path (commit f0ba4b3): the fast path must agree
+# with it on every input, value and error message alike.
+_REFERENCE_TIMESTAMP = re.compile(
+    r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:\d{2})?", re.ASCII
+)
+
+
+def reference_parse_timestamp(text: Any) -> datetime:
+    if not isinstance(text, str) or _REFERENCE_TIMESTAMP.fullmatch(text) is None:
+        raise ValueError(f"{text!r} is not an ISO 8601 UTC timestamp")
+    try:
+        value = datetime.fromisoformat(text)
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+    except (ValueError, OverflowError) as e:
+        raise ValueError(f"{text!r} is not a valid timestamp: {e}") from None
+
+
+def outcome(parse: Callable[[Any], datetime], text: Any) -> tuple:
+    """What C{parse} makes of C{text}: the value and whether its tzinfo is the UTC singleton, or
+    the error message."""
+    try:
+        value = parse(text)
+    except ValueError as e:
+        return ("error", str(e))
+    return ("value", value, value.tzinfo is UTC)
+
+
+TIMESTAMP_TEMPLATES = [
+    "2026-11-23T18:56:42Z",
+    "2026-11-23T18:56:42.1Z",
+    "2026-11-23T18:56:42.123456Z",
+    "2026-11-23T18:56:42.1234567Z",
+    "2026-11-23T18:56:42.123456789Z",
+    "0001-01-01T00:00:00Z",
+    "9999-12-31T23:59:59.9999999Z",
+    "2026-11-23T18:56:42+00:00",
+    "2026-11-23T18:56:42.5-03:00",
+]
+SUBSTITUTES = [chr(code) for code in range(128)] + ["\u0663", "\uff12", "\u00b2", "\u2007", "\U0001d7d9"]
+
+
+class TimestampFastPathTests(SynchronousTestCase):
+    """
+    parse_timestamp (and so every reader) takes a fast path for the form every writer uses,
+    without the regex; it must accept exactly what the full path accepts, with the same value,
+    and refuse the rest with the same message.
+    """
+
+    def test_every_single_character_change(self) -> None:
+        """
+        Each template with any one character replaced by any ASCII character or a non-ASCII
+        digit, deleted, or doubled, reads as the reference reader reads it.
+        """
+        checked = accepted = 0
+        for template in TIMESTAMP_TEMPLATES:
+            self.assertEqual(outcome(parse_timestamp, template)[0], "value", template)
+            variants = {template[:i] + template[i + 1 :] for i in range(len(template))}
+            variants |= {template[:i] + template[i] + template[i:] for i in range(len(template))}
+            for i in range(len(template)):
+                variants |= {template[:i] + char + template[i + 1 :] for char in SUBSTITUTES}
+            for text in sorted(variants):
+                expected = outcome(reference_parse_timestamp, text)
+                self.assertEqual(outcome(parse_timestamp, text), expected, repr(text))
+                checked += 1
+                accepted += expected[0] == "value"
+        # The set must contain both kinds in number, or it proves nothing.
+        self.assertGreater(accepted, 500)
+        self.assertGreater(checked - accepted, 10000)
+
+    def test_fraction_digits_checked_here(self) -> None:
+        """
+        fromisoformat alone would take these (an empty fraction, a non-digit past the sixth
+        fractional digit): the fast path must not.
+        """
+        for text in ("2026-11-23T18:56:42.Z", "2026-11-23T18:56:42.123456aZ",
+                     "2026-11-23T18:56:42.1234567\u0663Z", "2026-11-23T18:56:42.123456 Z"):
+            self.assertRaises(ValueError, parse_timestamp, text)
+            encoded, raw = frame("p2pnet", "Message", json.dumps(
+                {"Message": "x", "SourceOriginTime": text}).encode())
+            [item] = P2PNetCodec().decoder().feed(encoded)
+            self.assertIs(type(item), MalformedPacket, text)
+
+    @PROPERTY
+    @given(text=st.text(alphabet="0123456789-T:.Z+ z,W\u0663", min_size=15, max_size=32)
+           | st.sampled_from(TIMESTAMP_TEMPLATES).flatmap(
+               lambda t: st.lists(st.tuples(st.integers(0, len(t) - 1),
+                                            st.sampled_from("0123456789-T:.Z+ ")),
+                                  max_size=3).map(lambda edits: _edit(t, edits))))
+    def test_agrees_with_reference(self, text: str) -> None:
+        """On strings made of timestamp characters, the reader agrees with the reference."""
+        self.assertEqual(outcome(parse_timestamp, text), outcome(reference_parse_timestamp, text))
+
+    def test_readers_use_it(self) -> None:
+        """A packet's time reads through the same function, in every packet type and format."""
+        text = "2026-11-23T18:56:42.1234567Z"
+        for name in FORMATS:
+            for tag in VALID_OBJECTS:
+                [item] = get_codec(name).decoder().feed(frame(name, tag, _object_json(tag, {}))[0])
+                self.assertEqual(item.source_origin_time, parse_timestamp(text))
+                self.assertIs(item.source_origin_time.tzinfo, UTC)
+
+
+def _edit(text: str, edits: list[tuple[int, str]]) -> str:
+    chars = list(text)
+    for index, char in edits:
+        chars[index] = char
+    return "".join(chars)
 
 
 # -- Tasks ----------------------------------------------------------------------------------------
