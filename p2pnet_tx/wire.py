@@ -40,6 +40,7 @@ from p2pnet_tx._json import (
     Invalid,
     JSONText,
     dotnet_dumps,
+    dotnet_string,
     field,
     loads,
     required,
@@ -108,21 +109,49 @@ _match_timestamp = _TIMESTAMP.fullmatch
 _fromisoformat = datetime.fromisoformat
 
 
+# Writing a time is most of the cost of encoding a small packet: datetime.isoformat() alone costs
+# more than the JSON (it formats through PyUnicode_FromFormat, and an aware datetime's offset
+# too).  The text up to the second is the same for every packet of that second, so it is kept;
+# the microseconds come from a table of 3-digit strings.  Bounded: a sender stamping packets
+# with arbitrary times makes the cache start afresh, never grow.
+_SECONDS_CACHE_SIZE = 256
+_seconds: dict[tuple[int, int, int, int, int, int], str] = {}
+_DIGITS3 = [f"{number:03d}" for number in range(1000)]
+_last_formatted: tuple[datetime | None, str] = (None, "")
+
+
 def format_timestamp(value: datetime) -> str:
     """
     Write a time as the wire does: C{YYYY-MM-DDTHH:MM:SS[.fffffff]Z}, in UTC, with trailing
     zeros of the fraction dropped.  A naive datetime is taken to be in UTC.
     """
-    if value.tzinfo is not _UTC:  # packets always hold UTC: the rest is the slow path
-        if value.tzinfo is not None and value.utcoffset():
-            value = value.astimezone(_UTC)
-        value = value.replace(tzinfo=_UTC)
-    # isoformat() writes the year with 4 digits, 6 fractional digits only when there is a
-    # fraction, and "+00:00" last.
-    text = value.isoformat()[:-6]
-    if value.microsecond:
-        text = text.rstrip("0")
-    return text + "Z"
+    global _last_formatted
+    last = _last_formatted
+    if value is last[0]:  # the same packet sent again, or to several peers
+        return last[1]
+    stamp = value
+    if stamp.tzinfo is not _UTC:  # packets always hold UTC: the rest is the slow path
+        if stamp.tzinfo is not None and stamp.utcoffset():
+            stamp = stamp.astimezone(_UTC)
+        stamp = stamp.replace(tzinfo=_UTC)
+    key = (stamp.year, stamp.month, stamp.day, stamp.hour, stamp.minute, stamp.second)
+    second = _seconds.get(key)
+    if second is None:
+        if len(_seconds) >= _SECONDS_CACHE_SIZE:
+            _seconds.clear()
+        # isoformat() writes "YYYY-MM-DDTHH:MM:SS" first, the year with 4 digits.
+        second = _seconds[key] = stamp.isoformat()[:19] + "."
+    microsecond = stamp.microsecond
+    if microsecond % 10:
+        text = second + _DIGITS3[microsecond // 1000] + _DIGITS3[microsecond % 1000] + "Z"
+    elif microsecond:
+        text = (
+            second + _DIGITS3[microsecond // 1000] + _DIGITS3[microsecond % 1000]
+        ).rstrip("0") + "Z"
+    else:
+        text = second[:-1] + "Z"
+    _last_formatted = (value, text)
+    return text
 
 
 def parse_timestamp(text: str) -> datetime:
@@ -429,6 +458,43 @@ def encode_packet_object(packet: Packet) -> bytes:
     return dotnet_dumps(_packet_fields(packet, dotnet=True)).encode("ascii")
 
 
+# -- The common case of sending -----------------------------------------------------------------
+
+# A node sends mostly PureMessages under its own identifier.  Those frames are written without
+# building their dict, from pieces that repeat: the JSON of the identifier with the field names
+# around it is cached per identifier (bounded, like the seconds of format_timestamp).  The
+# output is byte for byte what the general path writes (tests/test_wire.py checks it).
+_IDENTIFIER_CACHE_SIZE = 1024
+_p2pnet_identifiers: dict[str, bytes] = {}
+_dotnet_identifiers: dict[str, str] = {}
+_P2PNET_MESSAGE_HEAD = b'{"type":"Message","packet":{"Message":'
+_DOTNET_MESSAGE_HEAD = '<Message>{"Message":'
+
+
+def _p2pnet_identifier(identifier: str) -> bytes:
+    """C{,"SourceOriginIdentifier":<identifier>,"SourceOriginTime":"} in compact UTF-8 JSON."""
+    fragment = _p2pnet_identifiers.get(identifier)
+    if fragment is None:
+        if len(_p2pnet_identifiers) >= _IDENTIFIER_CACHE_SIZE:
+            _p2pnet_identifiers.clear()
+        fragment = _p2pnet_identifiers[identifier] = (
+            b',"SourceOriginIdentifier":' + orjson.dumps(identifier) + b',"SourceOriginTime":"'
+        )
+    return fragment
+
+
+def _dotnet_identifier(identifier: str) -> str:
+    """C{,"SourceOriginIdentifier":<identifier>,"SourceOriginTime":"}, .NET-escaped."""
+    fragment = _dotnet_identifiers.get(identifier)
+    if fragment is None:
+        if len(_dotnet_identifiers) >= _IDENTIFIER_CACHE_SIZE:
+            _dotnet_identifiers.clear()
+        fragment = _dotnet_identifiers[identifier] = (
+            ',"SourceOriginIdentifier":' + dotnet_string(identifier) + ',"SourceOriginTime":"'
+        )
+    return fragment
+
+
 # -- Codecs --------------------------------------------------------------------------------------
 
 
@@ -448,7 +514,24 @@ class P2PNetCodec:
     name = "p2pnet"
 
     def encode(self, packet: Packet) -> bytes:
-        """Return one whole frame carrying C{packet}."""
+        """
+        Return one whole frame carrying C{packet}.
+
+        @raise TypeError: if C{packet} is not one of the five packets.
+        """
+        if type(packet) is PureMessagePacket:
+            message, identifier = packet.message, packet.source_origin_identifier
+            if type(message) is str and type(identifier) is str:
+                body = b"".join(
+                    (
+                        _P2PNET_MESSAGE_HEAD,
+                        orjson.dumps(message),
+                        _p2pnet_identifier(identifier),
+                        format_timestamp(packet.source_origin_time).encode("ascii"),
+                        b'"}}',
+                    )
+                )
+                return _pack_length(len(body)) + body
         fields = _packet_fields(packet, False)  # first: a TypeError for what is not a packet
         tag = _WIRE_TAGS.get(type(packet)) or packet.kind.value
         body = orjson.dumps({"type": tag, "packet": fields})
@@ -620,7 +703,21 @@ class DotNetCodec:
     name = "dotnet"
 
     def encode(self, packet: Packet) -> bytes:
-        """Return one whole frame carrying C{packet}."""
+        """
+        Return one whole frame carrying C{packet}.
+
+        @raise TypeError: if C{packet} is not one of the five packets.
+        """
+        if type(packet) is PureMessagePacket:
+            message, identifier = packet.message, packet.source_origin_identifier
+            if type(message) is str and type(identifier) is str:
+                return (
+                    _DOTNET_MESSAGE_HEAD
+                    + dotnet_string(message)
+                    + _dotnet_identifier(identifier)
+                    + format_timestamp(packet.source_origin_time)
+                    + '"}</Message>'
+                ).encode("ascii")
         body = dotnet_dumps(_packet_fields(packet, True))
         tag = _WIRE_TAGS.get(type(packet)) or packet.kind.value
         return f"<{tag}>{body}</{tag}>".encode("ascii")

@@ -18,11 +18,14 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
+from p2pnet_tx import wire
+from p2pnet_tx._json import dotnet_dumps
 from p2pnet_tx.errors import (
     FrameTooLarge,
     FramingError,
@@ -1658,6 +1661,93 @@ def _edit(text: str, edits: list[tuple[int, str]]) -> str:
     for index, char in edits:
         chars[index] = char
     return "".join(chars)
+
+
+# -- The send path's shortcuts --------------------------------------------------------------------
+
+
+def reference_format_timestamp(value: datetime) -> str:
+    """The writer of times as it was before its caches (commit f0ba4b3)."""
+    if value.tzinfo is not UTC:
+        if value.tzinfo is not None and value.utcoffset():
+            value = value.astimezone(UTC)
+        value = value.replace(tzinfo=UTC)
+    text = value.isoformat()[:-6]
+    if value.microsecond:
+        text = text.rstrip("0")
+    return text + "Z"
+
+
+def general_encode(name: str, packet: Any) -> bytes:
+    """A frame as the general path writes it: the packet's dict, through the JSON writer."""
+    fields = wire._packet_fields(packet, name == "dotnet")
+    tag = packet.kind.value
+    if name == "p2pnet":
+        body = orjson.dumps({"type": tag, "packet": fields})
+        return len(body).to_bytes(4, "big") + body
+    return f"<{tag}>{dotnet_dumps(fields)}</{tag}>".encode("ascii")
+
+
+any_times = st.datetimes(
+    min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30),
+    timezones=st.none() | st.just(UTC) | st.builds(
+        timezone, st.integers(-23 * 60, 23 * 60).map(lambda m: timedelta(minutes=m))),
+)
+
+
+class SendShortcutTests(SynchronousTestCase):
+    @PROPERTY
+    @given(value=any_times, microsecond=st.sampled_from([0, 1, 10, 100000, 120000, 999999])
+           | st.integers(0, 999999))
+    def test_format_timestamp_as_before(self, value: datetime, microsecond: int) -> None:
+        """
+        The cached writer writes every time (aware in any zone, or naive) as the plain one did,
+        first time and again.
+        """
+        value = value.replace(microsecond=microsecond)
+        expected = reference_format_timestamp(value)
+        self.assertEqual(format_timestamp(value), expected)
+        self.assertEqual(format_timestamp(value), expected)  # the same object again
+        self.assertEqual(format_timestamp(value.replace(microsecond=microsecond)), expected)
+
+    def test_timestamp_cache_bounded(self) -> None:
+        """Times from many different seconds never grow the cache past its size."""
+        for seconds in range(3 * wire._SECONDS_CACHE_SIZE):
+            value = T0 + timedelta(seconds=seconds * 7919)
+            self.assertEqual(format_timestamp(value), reference_format_timestamp(value))
+            self.assertLessEqual(len(wire._seconds), wire._SECONDS_CACHE_SIZE)
+
+    @PROPERTY
+    @given(message=st.text(max_size=40), identifier=st.text(max_size=20), time=times,
+           name=st.sampled_from(FORMATS))
+    def test_message_shortcut_writes_what_the_general_path_writes(
+        self, message: str, identifier: str, time: datetime, name: str
+    ) -> None:
+        """A PureMessage frame is byte for byte the frame the general path writes."""
+        packet = PureMessagePacket(message, source_origin_identifier=identifier,
+                                   source_origin_time=time)
+        codec = get_codec(name)
+        self.assertEqual(codec.encode(packet), general_encode(name, packet))
+        self.assertEqual(codec.encode(packet), general_encode(name, packet))  # cached pieces
+        self.assertEqual(codec.decoder().feed(codec.encode(packet)), [packet])
+
+    def test_identifier_cache_bounded(self) -> None:
+        """Many identifiers never grow the identifier caches past their size."""
+        for number in range(3 * wire._IDENTIFIER_CACHE_SIZE):
+            packet = PureMessagePacket("m", source_origin_identifier=f"peer_{number}",
+                                       source_origin_time=T0)
+            for name in FORMATS:
+                self.assertEqual(get_codec(name).encode(packet), general_encode(name, packet))
+            self.assertLessEqual(len(wire._p2pnet_identifiers), wire._IDENTIFIER_CACHE_SIZE)
+            self.assertLessEqual(len(wire._dotnet_identifiers), wire._IDENTIFIER_CACHE_SIZE)
+
+    def test_unusual_field_values_take_the_general_path(self) -> None:
+        """Values the attrs class does not check (not str) are written as before, not cached."""
+        for packet in (PureMessagePacket(None, source_origin_time=T0),  # type: ignore[arg-type]
+                       PureMessagePacket("m", source_origin_identifier=None,  # type: ignore
+                                         source_origin_time=T0)):
+            for name in FORMATS:
+                self.assertEqual(get_codec(name).encode(packet), general_encode(name, packet))
 
 
 # -- Tasks ----------------------------------------------------------------------------------------
