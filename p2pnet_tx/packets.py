@@ -79,7 +79,7 @@ def to_utc(value: datetime) -> datetime:
     """
     Return C{value} in UTC; a naive datetime is taken to be in UTC already.
 
-    :raises TypeError: if C{value} is not a datetime.
+    @raise TypeError: if C{value} is not a datetime.
     """
     if value.__class__ is datetime and value.tzinfo is timezone.utc:
         return value  # the common case, first: every packet read from the wire
@@ -133,9 +133,9 @@ class IdentifierPacket(_BasePacket):
     """
     Tells a peer who the sender is and where it listens (wire tag C{Identity}).
 
-    :ivar message: a purpose, e.g. C{"discovery"}.
-    :ivar data: the sender's TCP listening port (0 when it does not listen).
-    :ivar ip: the sender's address, as it sees itself; may be empty.
+    @ivar message: a purpose, e.g. C{"discovery"}.
+    @ivar data: the sender's TCP listening port (0 when it does not listen).
+    @ivar ip: the sender's address, as it sees itself; may be empty.
     """
 
     kind = PacketType.IDENTITY
@@ -149,10 +149,10 @@ class DisconnectPacket(_BasePacket):
     """
     Tells a peer the sender is closing the channel (wire tag C{Disconnect}).
 
-    :ivar ip: the sender's address; may be empty.
-    :ivar port: the sender's listening port (0 when unknown).
-    :ivar timestamp: when the disconnect was decided (UTC).
-    :ivar data: optional details as a str to str mapping, or None.
+    @ivar ip: the sender's address; may be empty.
+    @ivar port: the sender's listening port (0 when unknown).
+    @ivar timestamp: when the disconnect was decided (UTC).
+    @ivar data: optional details as a str to str mapping, or None.
     """
 
     kind = PacketType.DISCONNECT
@@ -167,8 +167,8 @@ class CollectionSharePacket(_BasePacket):
     """
     Shares a list of known peers (wire tag C{PeerGroup}).
 
-    :ivar data: a hint, e.g. the number of peers the sender would like (100 in the reference).
-    :ivar peers: the shared peers, a list of L{GenericPeer}.
+    @ivar data: a hint, e.g. the number of peers the sender would like (100 in the reference).
+    @ivar peers: the shared peers, a list of L{GenericPeer}.
     """
 
     kind = PacketType.PEER_GROUP
@@ -181,8 +181,8 @@ class DataTransmissionPacket(_BasePacket):
     """
     Carries bytes: a file, a serialized L{NetworkTask} or other data (wire tag C{DataTransmit}).
 
-    :ivar payload: the payload bytes, always without the reference's format tags.
-    :ivar data_type: what the payload holds.
+    @ivar payload: the payload bytes, always without the reference's format tags.
+    @ivar data_type: what the payload holds.
     """
 
     kind = PacketType.DATA_TRANSMIT
@@ -195,7 +195,7 @@ class PureMessagePacket(_BasePacket):
     """
     A text message (wire tag C{Message}); also the reference's ping.
 
-    :ivar message: the text; C{"Pinging"} by default.
+    @ivar message: the text; C{"Pinging"} by default.
     """
 
     kind = PacketType.MESSAGE
@@ -338,8 +338,8 @@ class NetworkTask:
     An instruction to a peer, carried in a L{DataTransmissionPacket} of type
     L{DataPayloadFormat.TASK} or in a bootstrap server's reply.
 
-    :ivar task_type: what to do.
-    :ivar task_data: the arguments, a str to str mapping.
+    @ivar task_type: what to do.
+    @ivar task_data: the arguments, a str to str mapping.
     """
 
     task_type: TaskType = attrs.field(converter=TaskType)
@@ -350,8 +350,8 @@ class NetworkTask:
         """
         Read the task carried by a data packet.
 
-        :param packet: a L{DataTransmissionPacket} of type L{DataPayloadFormat.TASK}.
-        :raises MalformedPacket: if the packet is not a task packet or its payload is not the JSON
+        @param packet: a L{DataTransmissionPacket} of type L{DataPayloadFormat.TASK}.
+        @raise MalformedPacket: if the packet is not a task packet or its payload is not the JSON
             of a task.
         """
         if not isinstance(packet, DataTransmissionPacket):

@@ -386,8 +386,8 @@ def decode_packet_object(kind: PacketType, raw: bytes) -> Packet | MalformedPack
     Read the bare JSON of one packet object (no framing), as in bootstrap HTTP bodies and LAN
     discovery datagrams.
 
-    :param kind: the packet type the JSON is expected to be.
-    :return: the packet, or a L{MalformedPacket} saying why it is not one.
+    @param kind: the packet type the JSON is expected to be.
+    @return: the packet, or a L{MalformedPacket} saying why it is not one.
     """
     try:
         return _read_object(kind, loads(raw))
@@ -899,7 +899,7 @@ def get_codec(name: str = "p2pnet") -> ICodec:
     """
     Return the codec of a wire format: C{"p2pnet"} (the default) or C{"dotnet"}.
 
-    :raises ValueError: for any other name.
+    @raise ValueError: for any other name.
     """
     try:
         factory = _CODECS[name]
