@@ -5,12 +5,14 @@ The two wire formats of a peer channel, sans I/O.
 C{get_codec("p2pnet")} (the default) frames each packet as a 4-byte big-endian length and the
 UTF-8 JSON C{{"type": <tag>, "packet": {...}}}.  C{get_codec("dotnet")} speaks the byte stream
 of the reference .NET implementation: C{<Tag>} + JSON + C{</Tag>}, with the .NET default JSON
-escaping.  Both carry the same packets (see WIRE.md); the codecs are the only place where the
-wire's PascalCase field names appear.
+escaping.  Both carry the same packets (see WIRE.md); the codecs (and L{p2pnet_tx._json}, which
+they share with the packets) are the only place where the wire's PascalCase field names appear.
 
 A codec's C{decoder()} is incremental: C{feed(data)} returns one item per frame completed, in
 order: the packet, or a L{MalformedPacket} standing for a frame whose body is bad.  It raises a
 L{FramingError} when the stream itself breaks the rules, before an oversized body is buffered.
+C{iter_feed(data)} yields the same items one at a time and judges each frame by the
+C{max_frame_size} in force when it reaches it, for a consumer whose limit changes between frames.
 
 Nothing here imports Twisted: the codecs are plain functions of bytes.
 """

@@ -1592,7 +1592,10 @@ TIMESTAMP_TEMPLATES = [
     "2026-11-23T18:56:42+00:00",
     "2026-11-23T18:56:42.5-03:00",
 ]
-SUBSTITUTES = [chr(code) for code in range(128)] + ["\u0663", "\uff12", "\u00b2", "\u2007", "\U0001d7d9"]
+# Every ASCII character, and non-ASCII digits and spaces that str.isdigit() or int() would take.
+SUBSTITUTES = [chr(code) for code in range(128)] + [
+    "\u0663", "\uff12", "\u00b2", "\u2007", "\U0001d7d9"
+]
 
 
 class TimestampFastPathTests(SynchronousTestCase):
