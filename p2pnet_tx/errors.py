@@ -66,15 +66,12 @@ class FramingError(P2PNetError):
     """
     The byte stream of a peer broke the framing rules; the connection cannot go on.
 
-    @ivar frames: what the decoder completed in the same call before the violation: the caller
-        may still act on them (or not) before it drops the peer.
-    @ivar remainder: for a L{FrameTooLarge}, the received bytes from the start of the offending
-        frame on.  A caller whose limit those earlier frames raised (the peer became trusted)
-        may feed them to the decoder again: it starts afresh after an error.
+    @ivar frames: what C{feed()} completed in the same call before the violation: the caller
+        may still act on them (or not) before it drops the peer.  (C{iter_feed()} has yielded
+        them already, and judges each frame by the limit in force when it reaches it.)
     """
 
     frames: list = []
-    remainder: bytes = b""
 
 
 class FrameTooLarge(FramingError):

@@ -8,6 +8,8 @@ L{zope.interface.verify.verifyObject}.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from zope.interface import Attribute, Interface
 
 
@@ -26,7 +28,10 @@ class IFrameDecoder(Interface):
     An incremental, sans-I/O decoder of one wire format.
     """
 
-    max_frame_size = Attribute("The largest frame body accepted, in bytes; may be changed.")
+    max_frame_size = Attribute(
+        "The largest frame body accepted, in bytes.  It may be changed at any time, also between "
+        "two items of an iter_feed() iterator, and then applies to the frames decoded after."
+    )
     buffered = Attribute("The number of bytes held that do not yet form a complete frame.")
 
     def feed(data: bytes) -> list:
@@ -34,10 +39,27 @@ class IFrameDecoder(Interface):
         Add received bytes and return, in order, one item per frame they complete.
 
         Each item is a packet or a L{p2pnet_tx.errors.MalformedPacket} standing for a frame whose
-        body is not a valid packet.
+        body is not a valid packet.  Every frame is judged by the C{max_frame_size} in force at
+        the call.
 
-        @raise p2pnet_tx.errors.FramingError: when the byte stream breaks the framing rules; the
+        @raise p2pnet_tx.errors.FramingError: when the byte stream breaks the framing rules; its
+            C{frames} attribute holds the items of the same call before the violation.  The
             decoder must not be fed again.
+        """
+
+    def iter_feed(data: bytes) -> Iterator:
+        """
+        Add received bytes and return an iterator over the items L{feed} would return, each
+        decoded only when the iterator reaches it.
+
+        The bytes are taken at the call.  C{max_frame_size} is read afresh for every frame, so a
+        consumer that raises it while handling one item (its peer became trusted) has the new
+        limit applied to the next frame, in the same call.  An iterator left unfinished leaves
+        the frames it did not reach buffered, for the next call to decode first.
+
+        @raise p2pnet_tx.errors.FramingError: from the iterator, at the violation, once every
+            earlier item was yielded; the bytes after it are never decoded, the iterator ends,
+            and the decoder must not be fed again.
         """
 
 

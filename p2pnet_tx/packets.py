@@ -11,12 +11,13 @@ timezone-aware UTC C{source_origin_time}.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Union
 
 import attrs
 
+from p2pnet_tx._json import read_task, write_task
 from p2pnet_tx.errors import MalformedPacket
 from p2pnet_tx.peer import GenericPeer
 
@@ -78,7 +79,7 @@ def to_utc(value: datetime) -> datetime:
     """
     Return C{value} in UTC; a naive datetime is taken to be in UTC already.
 
-    :raises TypeError: if C{value} is not a datetime.
+    @raise TypeError: if C{value} is not a datetime.
     """
     if value.__class__ is datetime and value.tzinfo is timezone.utc:
         return value  # the common case, first: every packet read from the wire
@@ -132,9 +133,9 @@ class IdentifierPacket(_BasePacket):
     """
     Tells a peer who the sender is and where it listens (wire tag C{Identity}).
 
-    :ivar message: a purpose, e.g. C{"discovery"}.
-    :ivar data: the sender's TCP listening port (0 when it does not listen).
-    :ivar ip: the sender's address, as it sees itself; may be empty.
+    @ivar message: a purpose, e.g. C{"discovery"}.
+    @ivar data: the sender's TCP listening port (0 when it does not listen).
+    @ivar ip: the sender's address, as it sees itself; may be empty.
     """
 
     kind = PacketType.IDENTITY
@@ -148,10 +149,10 @@ class DisconnectPacket(_BasePacket):
     """
     Tells a peer the sender is closing the channel (wire tag C{Disconnect}).
 
-    :ivar ip: the sender's address; may be empty.
-    :ivar port: the sender's listening port (0 when unknown).
-    :ivar timestamp: when the disconnect was decided (UTC).
-    :ivar data: optional details as a str to str mapping, or None.
+    @ivar ip: the sender's address; may be empty.
+    @ivar port: the sender's listening port (0 when unknown).
+    @ivar timestamp: when the disconnect was decided (UTC).
+    @ivar data: optional details as a str to str mapping, or None.
     """
 
     kind = PacketType.DISCONNECT
@@ -166,8 +167,8 @@ class CollectionSharePacket(_BasePacket):
     """
     Shares a list of known peers (wire tag C{PeerGroup}).
 
-    :ivar data: a hint, e.g. the number of peers the sender would like (100 in the reference).
-    :ivar peers: the shared peers, a list of L{GenericPeer}.
+    @ivar data: a hint, e.g. the number of peers the sender would like (100 in the reference).
+    @ivar peers: the shared peers, a list of L{GenericPeer}.
     """
 
     kind = PacketType.PEER_GROUP
@@ -180,8 +181,8 @@ class DataTransmissionPacket(_BasePacket):
     """
     Carries bytes: a file, a serialized L{NetworkTask} or other data (wire tag C{DataTransmit}).
 
-    :ivar payload: the payload bytes, always without the reference's format tags.
-    :ivar data_type: what the payload holds.
+    @ivar payload: the payload bytes, always without the reference's format tags.
+    @ivar data_type: what the payload holds.
     """
 
     kind = PacketType.DATA_TRANSMIT
@@ -194,7 +195,7 @@ class PureMessagePacket(_BasePacket):
     """
     A text message (wire tag C{Message}); also the reference's ping.
 
-    :ivar message: the text; C{"Pinging"} by default.
+    @ivar message: the text; C{"Pinging"} by default.
     """
 
     kind = PacketType.MESSAGE
@@ -220,14 +221,125 @@ PACKET_CLASSES: Mapping[PacketType, type] = {
 """The packet class of each packet type."""
 
 
+# -- Building packets from values already checked ------------------------------------------------
+
+# The decoders check every field of a received packet themselves (and more strictly: exact JSON
+# types), so running the classes' converters and validators again only costs time: about half
+# of what it takes to decode a small packet.  These builders set the slots directly.  They are
+# for p2pnet_tx.wire only; anything else must use the classes, which check what they are given.
+# tests/test_packets.py checks that each builder knows every field of its class.
+
+_new = object.__new__
+_set_identifier = _BasePacket.source_origin_identifier.__set__  # type: ignore[attr-defined]
+_set_time = _BasePacket.source_origin_time.__set__  # type: ignore[attr-defined]
+
+
+def _setter(cls: type, name: str) -> Callable[[object, object], None]:
+    """The slot setter of field C{name} of the attrs class C{cls} (it bypasses frozenness)."""
+    return getattr(cls, name).__set__  # type: ignore[no-any-return]
+
+
+_set_identity_message = _setter(IdentifierPacket, "message")
+_set_identity_data = _setter(IdentifierPacket, "data")
+_set_identity_ip = _setter(IdentifierPacket, "ip")
+
+
+def _identifier_packet(
+    message: str, data: int, ip: str, identifier: str, time: datetime
+) -> IdentifierPacket:
+    """
+    An L{IdentifierPacket} from checked values: C{data} a port 0-65535 and C{time} an aware
+    datetime whose tzinfo is C{timezone.utc}.
+    """
+    packet = _new(IdentifierPacket)
+    _set_identity_message(packet, message)
+    _set_identity_data(packet, data)
+    _set_identity_ip(packet, ip)
+    _set_identifier(packet, identifier)
+    _set_time(packet, time)
+    return packet
+
+
+_set_disconnect_ip = _setter(DisconnectPacket, "ip")
+_set_disconnect_port = _setter(DisconnectPacket, "port")
+_set_disconnect_timestamp = _setter(DisconnectPacket, "timestamp")
+_set_disconnect_data = _setter(DisconnectPacket, "data")
+
+
+def _disconnect_packet(
+    ip: str,
+    port: int,
+    timestamp: datetime,
+    data: dict[str, str] | None,
+    identifier: str,
+    time: datetime,
+) -> DisconnectPacket:
+    """
+    A L{DisconnectPacket} from checked values: C{port} 0-65535, both times aware in
+    C{timezone.utc}, C{data} a new dict of strings (it is not copied) or None.
+    """
+    packet = _new(DisconnectPacket)
+    _set_disconnect_ip(packet, ip)
+    _set_disconnect_port(packet, port)
+    _set_disconnect_timestamp(packet, timestamp)
+    _set_disconnect_data(packet, data)
+    _set_identifier(packet, identifier)
+    _set_time(packet, time)
+    return packet
+
+
+_set_share_data = _setter(CollectionSharePacket, "data")
+_set_share_peers = _setter(CollectionSharePacket, "peers")
+
+
+def _collection_share_packet(
+    data: int, peers: list[GenericPeer], identifier: str, time: datetime
+) -> CollectionSharePacket:
+    """A L{CollectionSharePacket} from checked values: C{peers} a new list (not copied)."""
+    packet = _new(CollectionSharePacket)
+    _set_share_data(packet, data)
+    _set_share_peers(packet, peers)
+    _set_identifier(packet, identifier)
+    _set_time(packet, time)
+    return packet
+
+
+_set_payload = _setter(DataTransmissionPacket, "payload")
+_set_data_type = _setter(DataTransmissionPacket, "data_type")
+
+
+def _data_transmission_packet(
+    payload: bytes, data_type: DataPayloadFormat, identifier: str, time: datetime
+) -> DataTransmissionPacket:
+    """A L{DataTransmissionPacket} from checked values: C{payload} bytes, C{data_type} a member."""
+    packet = _new(DataTransmissionPacket)
+    _set_payload(packet, payload)
+    _set_data_type(packet, data_type)
+    _set_identifier(packet, identifier)
+    _set_time(packet, time)
+    return packet
+
+
+_set_message = _setter(PureMessagePacket, "message")
+
+
+def _pure_message_packet(message: str, identifier: str, time: datetime) -> PureMessagePacket:
+    """A L{PureMessagePacket} from checked values: C{time} aware, in C{timezone.utc}."""
+    packet = _new(PureMessagePacket)
+    _set_message(packet, message)
+    _set_identifier(packet, identifier)
+    _set_time(packet, time)
+    return packet
+
+
 @attrs.frozen
 class NetworkTask:
     """
     An instruction to a peer, carried in a L{DataTransmissionPacket} of type
     L{DataPayloadFormat.TASK} or in a bootstrap server's reply.
 
-    :ivar task_type: what to do.
-    :ivar task_data: the arguments, a str to str mapping.
+    @ivar task_type: what to do.
+    @ivar task_data: the arguments, a str to str mapping.
     """
 
     task_type: TaskType = attrs.field(converter=TaskType)
@@ -238,12 +350,10 @@ class NetworkTask:
         """
         Read the task carried by a data packet.
 
-        :param packet: a L{DataTransmissionPacket} of type L{DataPayloadFormat.TASK}.
-        :raises MalformedPacket: if the packet is not a task packet or its payload is not the JSON
+        @param packet: a L{DataTransmissionPacket} of type L{DataPayloadFormat.TASK}.
+        @raise MalformedPacket: if the packet is not a task packet or its payload is not the JSON
             of a task.
         """
-        from p2pnet_tx.wire import decode_task
-
         if not isinstance(packet, DataTransmissionPacket):
             raise MalformedPacket(f"a task travels in a DataTransmissionPacket, not {packet!r}")
         if packet.data_type is not DataPayloadFormat.TASK:
@@ -259,11 +369,24 @@ class NetworkTask:
         """
         Return a L{DataTransmissionPacket} of type L{DataPayloadFormat.TASK} carrying this task.
         """
-        from p2pnet_tx.wire import encode_task
-
         return DataTransmissionPacket(
             encode_task(self),
             DataPayloadFormat.TASK,
             source_origin_identifier=source_origin_identifier,
             source_origin_time=utc_now() if source_origin_time is None else source_origin_time,
         )
+
+
+def decode_task(raw: bytes) -> NetworkTask:
+    """
+    Read the JSON of a L{NetworkTask}: C{{"TaskType": int, "TaskData": {str: str}}}.
+
+    @raise MalformedPacket: if C{raw} is not such JSON.
+    """
+    task_type, task_data = read_task(raw, TaskType)
+    return NetworkTask(task_type, task_data)
+
+
+def encode_task(task: NetworkTask) -> bytes:
+    """Write a L{NetworkTask} as the reference does (its JSON, .NET-escaped)."""
+    return write_task(task.task_type, task.task_data)

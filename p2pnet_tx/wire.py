@@ -5,12 +5,14 @@ The two wire formats of a peer channel, sans I/O.
 C{get_codec("p2pnet")} (the default) frames each packet as a 4-byte big-endian length and the
 UTF-8 JSON C{{"type": <tag>, "packet": {...}}}.  C{get_codec("dotnet")} speaks the byte stream
 of the reference .NET implementation: C{<Tag>} + JSON + C{</Tag>}, with the .NET default JSON
-escaping.  Both carry the same packets (see WIRE.md); the codecs are the only place where the
-wire's PascalCase field names appear.
+escaping.  Both carry the same packets (see WIRE.md); the codecs (and L{p2pnet_tx._json}, which
+they share with the packets) are the only place where the wire's PascalCase field names appear.
 
 A codec's C{decoder()} is incremental: C{feed(data)} returns one item per frame completed, in
 order: the packet, or a L{MalformedPacket} standing for a frame whose body is bad.  It raises a
 L{FramingError} when the stream itself breaks the rules, before an oversized body is buffered.
+C{iter_feed(data)} yields the same items one at a time and judges each frame by the
+C{max_frame_size} in force when it reaches it, for a consumer whose limit changes between frames.
 
 Nothing here imports Twisted: the codecs are plain functions of bytes.
 """
@@ -36,6 +38,16 @@ from p2pnet_tx.errors import (
     TooMuchGarbage,
     UnknownPacketType,
 )
+from p2pnet_tx._json import (
+    Invalid,
+    JSONText,
+    dotnet_dumps,
+    dotnet_string,
+    field,
+    loads,
+    required,
+    str_dict,
+)
 from p2pnet_tx.interfaces import ICodec, IFrameDecoder
 from p2pnet_tx.packets import (
     MIN_TIME,
@@ -45,11 +57,16 @@ from p2pnet_tx.packets import (
     DataTransmissionPacket,
     DisconnectPacket,
     IdentifierPacket,
-    NetworkTask,
     Packet,
     PacketType,
     PureMessagePacket,
-    TaskType,
+    _collection_share_packet,
+    _data_transmission_packet,
+    _disconnect_packet,
+    _identifier_packet,
+    _pure_message_packet,
+    decode_task,
+    encode_task,
 )
 from p2pnet_tx.peer import GenericPeer, normalize_address
 
@@ -82,10 +99,6 @@ _PAYLOAD_TAGS: Mapping[DataPayloadFormat, tuple[bytes, bytes]] = {
 }
 
 
-class _Invalid(Exception):
-    """A packet object does not have the shape WIRE.md requires; carries the reason."""
-
-
 # -- Timestamps ---------------------------------------------------------------------------------
 
 _TIMESTAMP = re.compile(
@@ -98,21 +111,49 @@ _match_timestamp = _TIMESTAMP.fullmatch
 _fromisoformat = datetime.fromisoformat
 
 
+# Writing a time is most of the cost of encoding a small packet: datetime.isoformat() alone costs
+# more than the JSON (it formats through PyUnicode_FromFormat, and an aware datetime's offset
+# too).  The text up to the second is the same for every packet of that second, so it is kept;
+# the microseconds come from a table of 3-digit strings.  Bounded: a sender stamping packets
+# with arbitrary times makes the cache start afresh, never grow.
+_SECONDS_CACHE_SIZE = 256
+_seconds: dict[tuple[int, int, int, int, int, int], str] = {}
+_DIGITS3 = [f"{number:03d}" for number in range(1000)]
+_last_formatted: tuple[datetime | None, str] = (None, "")
+
+
 def format_timestamp(value: datetime) -> str:
     """
     Write a time as the wire does: C{YYYY-MM-DDTHH:MM:SS[.fffffff]Z}, in UTC, with trailing
     zeros of the fraction dropped.  A naive datetime is taken to be in UTC.
     """
-    if value.tzinfo is not _UTC:  # packets always hold UTC: the rest is the slow path
-        if value.tzinfo is not None and value.utcoffset():
-            value = value.astimezone(_UTC)
-        value = value.replace(tzinfo=_UTC)
-    # isoformat() writes the year with 4 digits, 6 fractional digits only when there is a
-    # fraction, and "+00:00" last.
-    text = value.isoformat()[:-6]
-    if value.microsecond:
-        text = text.rstrip("0")
-    return text + "Z"
+    global _last_formatted
+    last = _last_formatted
+    if value is last[0]:  # the same packet sent again, or to several peers
+        return last[1]
+    stamp = value
+    if stamp.tzinfo is not _UTC:  # packets always hold UTC: the rest is the slow path
+        if stamp.tzinfo is not None and stamp.utcoffset():
+            stamp = stamp.astimezone(_UTC)
+        stamp = stamp.replace(tzinfo=_UTC)
+    key = (stamp.year, stamp.month, stamp.day, stamp.hour, stamp.minute, stamp.second)
+    second = _seconds.get(key)
+    if second is None:
+        if len(_seconds) >= _SECONDS_CACHE_SIZE:
+            _seconds.clear()
+        # isoformat() writes "YYYY-MM-DDTHH:MM:SS" first, the year with 4 digits.
+        second = _seconds[key] = stamp.isoformat()[:19] + "."
+    microsecond = stamp.microsecond
+    if microsecond % 10:
+        text = second + _DIGITS3[microsecond // 1000] + _DIGITS3[microsecond % 1000] + "Z"
+    elif microsecond:
+        text = (
+            second + _DIGITS3[microsecond // 1000] + _DIGITS3[microsecond % 1000]
+        ).rstrip("0") + "Z"
+    else:
+        text = second[:-1] + "Z"
+    _last_formatted = (value, text)
+    return text
 
 
 def parse_timestamp(text: str) -> datetime:
@@ -120,9 +161,30 @@ def parse_timestamp(text: str) -> datetime:
     Read a wire time: any number of fractional digits (beyond the sixth are dropped), and a
     C{Z}, a C{+HH:MM}/C{-HH:MM} offset or no suffix (then UTC).
 
-    :return: a timezone-aware datetime in UTC.
-    :raises ValueError: if C{text} is not such a time, or is out of range once in UTC.
+    @return: a timezone-aware datetime in UTC (its tzinfo is C{timezone.utc}).
+    @raise ValueError: if C{text} is not such a time, or is out of range once in UTC.
     """
+    if type(text) is str:
+        # The form every writer uses, "YYYY-MM-DDTHH:MM:SS[.f...]Z", told by its separators at
+        # fixed positions: a slice and a comparison cost a third of the regex.  fromisoformat
+        # takes only ASCII digits in the date and time fields; it does not check the digits of
+        # a fraction past the sixth, nor that a fraction has any, so those are checked here.
+        # Anything else, valid or not, takes the full path below, which says what is wrong.
+        separators = text[4:20:3]
+        if (
+            (
+                (separators == "--T::." and text[-1] == "Z" and text[20:-1].isdigit())
+                or (separators == "--T::Z" and len(text) == 20)
+            )
+            and text.isascii()
+        ):
+            try:
+                value = _fromisoformat(text)
+            except ValueError:
+                pass  # a field out of range: the full path reports it
+            else:
+                if value.tzinfo is _UTC:
+                    return value
     if not isinstance(text, str) or _match_timestamp(text) is None:
         raise ValueError(f"{text!r} is not an ISO 8601 UTC timestamp")
     try:
@@ -142,64 +204,37 @@ def parse_timestamp(text: str) -> datetime:
 
 # The readers run once per received packet: they test the common case first and call as little
 # as they can.  They check everything the packet classes check (and more), so what they build is
-# valid by construction.
-
-
-def _field(obj: Mapping[str, Any], name: str, kind: type, default: Any) -> Any:
-    """Return an optional field; missing or null means C{default}."""
-    value = obj.get(name)
-    if type(value) is kind:
-        return value
-    if value is None:
-        return default
-    raise _Invalid(f"field {name!r} must be {kind.__name__}, not {type(value).__name__}")
-
-
-def _required(obj: Mapping[str, Any], name: str, kind: type) -> Any:
-    value = obj.get(name)
-    if type(value) is kind:
-        return value
-    if value is None:
-        raise _Invalid(f"required field {name!r} is missing")
-    raise _Invalid(f"field {name!r} must be {kind.__name__}, not {type(value).__name__}")
+# valid by construction, and they build it with the builders of p2pnet_tx.packets, which do not
+# run the classes' converters and validators a second time.
 
 
 def _port(obj: Mapping[str, Any], name: str) -> int:
-    value = _field(obj, name, int, 0)
+    value = field(obj, name, int, 0)
     if not 0 <= value <= 65535:
-        raise _Invalid(f"field {name!r} is not a port number: {value}")
+        raise Invalid(f"field {name!r} is not a port number: {value}")
     return value
 
 
 def _ip(obj: Mapping[str, Any], name: str) -> str:
-    value = _field(obj, name, str, "")
+    value = field(obj, name, str, "")
     if value:
         try:
             normalize_address(value)
         except InvalidPeer:
-            raise _Invalid(f"field {name!r} is not an IP address: {value!r}") from None
+            raise Invalid(f"field {name!r} is not an IP address: {value!r}") from None
     return value
 
 
 def _time(obj: Mapping[str, Any], name: str) -> datetime:
     value = obj.get(name)
     if type(value) is str:
-        # parse_timestamp's common case, inline: a valid time with a "Z".
-        if _match_timestamp(value) is not None:
-            try:
-                parsed = _fromisoformat(value)
-            except ValueError:
-                pass
-            else:
-                if parsed.tzinfo is _UTC:
-                    return parsed
         try:
             return parse_timestamp(value)
         except ValueError as e:
-            raise _Invalid(f"field {name!r}: {e}") from None
+            raise Invalid(f"field {name!r}: {e}") from None
     if value is None:
         return MIN_TIME
-    raise _Invalid(f"field {name!r} must be str, not {type(value).__name__}")
+    raise Invalid(f"field {name!r} must be str, not {type(value).__name__}")
 
 
 def _identifier(obj: Mapping[str, Any]) -> str:
@@ -208,58 +243,49 @@ def _identifier(obj: Mapping[str, Any]) -> str:
         return value
     if value is None:
         return ""
-    raise _Invalid(f"field 'SourceOriginIdentifier' must be str, not {type(value).__name__}")
-
-
-def _str_dict(obj: Mapping[str, Any], name: str) -> dict[str, str] | None:
-    value = _field(obj, name, dict, None)
-    if value is not None:
-        for item in value.values():
-            if type(item) is not str:
-                raise _Invalid(f"field {name!r} must map strings to strings")
-    return value
+    raise Invalid(f"field 'SourceOriginIdentifier' must be str, not {type(value).__name__}")
 
 
 def _peer(obj: object) -> GenericPeer:
     if type(obj) is not dict:
-        raise _Invalid(f"a peer must be an object, not {type(obj).__name__}")
+        raise Invalid(f"a peer must be an object, not {type(obj).__name__}")
     kind = obj.get("$type")
     if kind is not None and type(kind) is not str:
-        raise _Invalid("a peer's '$type' must be a string")
+        raise Invalid("a peer's '$type' must be a string")
     try:
         return GenericPeer(obj.get("Address"), obj.get("Port"), obj.get("Identifier"))
     except InvalidPeer as e:
-        raise _Invalid(f"bad peer: {e}") from None
+        raise Invalid(f"bad peer: {e}") from None
 
 
 def _read_identity(obj: Mapping[str, Any]) -> IdentifierPacket:
-    return IdentifierPacket(
-        _field(obj, "Message", str, ""),
+    return _identifier_packet(
+        field(obj, "Message", str, ""),
         _port(obj, "Data"),
         _ip(obj, "IP"),
-        source_origin_identifier=_identifier(obj),
-        source_origin_time=_time(obj, "SourceOriginTime"),
+        _identifier(obj),
+        _time(obj, "SourceOriginTime"),
     )
 
 
 def _read_disconnect(obj: Mapping[str, Any]) -> DisconnectPacket:
-    return DisconnectPacket(
+    return _disconnect_packet(
         _ip(obj, "IP"),
         _port(obj, "Port"),
         _time(obj, "Timestamp"),
-        _str_dict(obj, "Data"),
-        source_origin_identifier=_identifier(obj),
-        source_origin_time=_time(obj, "SourceOriginTime"),
+        str_dict(obj, "Data"),
+        _identifier(obj),
+        _time(obj, "SourceOriginTime"),
     )
 
 
 def _read_peer_group(obj: Mapping[str, Any]) -> CollectionSharePacket:
-    peers = _field(obj, "peers", list, [])
-    return CollectionSharePacket(
-        _field(obj, "Data", int, 100),
+    peers = field(obj, "peers", list, [])
+    return _collection_share_packet(
+        field(obj, "Data", int, 100),
         [_peer(peer) for peer in peers],
-        source_origin_identifier=_identifier(obj),
-        source_origin_time=_time(obj, "SourceOriginTime"),
+        _identifier(obj),
+        _time(obj, "SourceOriginTime"),
     )
 
 
@@ -267,7 +293,7 @@ def _read_payload(text: str, data_type: DataPayloadFormat) -> bytes:
     try:
         payload = pybase64.b64decode(text, validate=True)
     except (binascii.Error, ValueError) as e:
-        raise _Invalid(f"field 'Data' is not valid base64: {e}") from None
+        raise Invalid(f"field 'Data' is not valid base64: {e}") from None
     opening, closing = _PAYLOAD_TAGS[data_type]
     if (
         len(payload) >= len(opening) + len(closing)
@@ -282,16 +308,16 @@ _DATA_TYPES = {int(data_type): data_type for data_type in DataPayloadFormat}
 
 
 def _read_data_transmit(obj: Mapping[str, Any]) -> DataTransmissionPacket:
-    text = _required(obj, "Data", str)
-    number = _required(obj, "DataType", int)
+    text = required(obj, "Data", str)
+    number = required(obj, "DataType", int)
     data_type = _DATA_TYPES.get(number)
     if data_type is None:
-        raise _Invalid(f"field 'DataType' has no meaning: {number}")
-    return DataTransmissionPacket(
+        raise Invalid(f"field 'DataType' has no meaning: {number}")
+    return _data_transmission_packet(
         _read_payload(text, data_type),
         data_type,
-        source_origin_identifier=_identifier(obj),
-        source_origin_time=_time(obj, "SourceOriginTime"),
+        _identifier(obj),
+        _time(obj, "SourceOriginTime"),
     )
 
 
@@ -299,15 +325,11 @@ def _read_message(obj: Mapping[str, Any]) -> PureMessagePacket:
     # The most frequent packet (pings): fields checked inline.
     message = obj.get("Message")
     if type(message) is not str:
-        _required(obj, "Message", str)  # raises, saying why
+        required(obj, "Message", str)  # raises, saying why
     identifier = obj.get("SourceOriginIdentifier")
     if type(identifier) is not str:
         identifier = _identifier(obj)
-    return PureMessagePacket(
-        message,
-        source_origin_identifier=identifier,
-        source_origin_time=_time(obj, "SourceOriginTime"),
-    )
+    return _pure_message_packet(message, identifier, _time(obj, "SourceOriginTime"))
 
 
 _READERS: Mapping[PacketType, Callable[[Mapping[str, Any]], Packet]] = {
@@ -325,15 +347,8 @@ _READERS_BY_TAG: Mapping[str, Callable[[Mapping[str, Any]], Packet]] = {
 
 def _read_object(kind: PacketType, obj: object) -> Packet:
     if type(obj) is not dict:
-        raise _Invalid(f"a packet must be a JSON object, not {type(obj).__name__}")
+        raise Invalid(f"a packet must be a JSON object, not {type(obj).__name__}")
     return _READERS[kind](obj)
-
-
-def _loads(raw: bytes | bytearray | memoryview) -> Any:
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as e:
-        raise _Invalid(f"invalid JSON: {e}") from None
 
 
 def _read_body(
@@ -344,6 +359,11 @@ def _read_body(
         obj = orjson.loads(body)
     except orjson.JSONDecodeError as e:
         return MalformedPacket(f"invalid JSON: {e}", bytes(body))
+    if type(obj) is dict:  # _read_packet's common case, inline: one call less per packet
+        try:
+            return reader(obj)
+        except Invalid as e:
+            return MalformedPacket(str(e), bytes(body))
     return _read_packet(reader, obj, body)
 
 
@@ -359,7 +379,7 @@ def _read_packet(
         )
     try:
         return reader(obj)
-    except _Invalid as e:
+    except Invalid as e:
         return MalformedPacket(str(e), bytes(body))
 
 
@@ -368,40 +388,13 @@ def decode_packet_object(kind: PacketType, raw: bytes) -> Packet | MalformedPack
     Read the bare JSON of one packet object (no framing), as in bootstrap HTTP bodies and LAN
     discovery datagrams.
 
-    :param kind: the packet type the JSON is expected to be.
-    :return: the packet, or a L{MalformedPacket} saying why it is not one.
+    @param kind: the packet type the JSON is expected to be.
+    @return: the packet, or a L{MalformedPacket} saying why it is not one.
     """
     try:
-        return _read_object(kind, _loads(raw))
-    except _Invalid as e:
+        return _read_object(kind, loads(raw))
+    except Invalid as e:
         return MalformedPacket(str(e), bytes(raw))
-
-
-def decode_task(raw: bytes) -> NetworkTask:
-    """
-    Read the JSON of a L{NetworkTask}: C{{"TaskType": int, "TaskData": {str: str}}}.
-
-    :raises MalformedPacket: if C{raw} is not such JSON.
-    """
-    try:
-        obj = _loads(raw)
-        if type(obj) is not dict:
-            raise _Invalid(f"a task must be a JSON object, not {type(obj).__name__}")
-        task_type = _required(obj, "TaskType", int)
-        try:
-            task_type = TaskType(task_type)
-        except ValueError:
-            raise _Invalid(f"field 'TaskType' has no meaning: {task_type}") from None
-        return NetworkTask(task_type, _str_dict(obj, "TaskData") or {})
-    except _Invalid as e:
-        raise MalformedPacket(str(e), bytes(raw)) from None
-
-
-def encode_task(task: NetworkTask) -> bytes:
-    """Write a L{NetworkTask} as the reference does (its JSON, .NET-escaped)."""
-    return _dotnet_dumps({"TaskType": int(task.task_type), "TaskData": task.task_data}).encode(
-        "ascii"
-    )
 
 
 # -- Writing packet objects --------------------------------------------------------------------
@@ -417,7 +410,7 @@ def _payload_text(packet: DataTransmissionPacket, dotnet: bool) -> str:
     text = pybase64.b64encode_as_string(payload)
     if dotnet:
         # Of the base64 alphabet, .NET escapes only "+": write the JSON string directly.
-        return _JSONText('"' + text.replace("+", "\\u002B") + '"')
+        return JSONText('"' + text.replace("+", "\\u002B") + '"')
     return text
 
 
@@ -464,107 +457,44 @@ def encode_packet_object(packet: Packet) -> bytes:
     Write the bare JSON of one packet object (no framing) the way the reference does: the
     packet's own fields, .NET-escaped.  Bootstrap HTTP bodies and LAN discovery datagrams use it.
     """
-    return _dotnet_dumps(_packet_fields(packet, dotnet=True)).encode("ascii")
+    return dotnet_dumps(_packet_fields(packet, dotnet=True)).encode("ascii")
 
 
-# -- .NET JSON escaping --------------------------------------------------------------------------
+# -- The common case of sending -----------------------------------------------------------------
 
-# What System.Text.Json's default encoder escapes: everything outside printable ASCII, the
-# HTML-sensitive characters, and the backslash and backtick.
-_DOTNET_UNSAFE = re.compile(r"[^\x20-\x7e]|[<>&'+\"\\`]")
-_SHORT_ESCAPES = {"\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r", "\\": "\\\\"}
-
-
-def _dotnet_escape(char: str) -> str:
-    """The .NET escape of one character that _DOTNET_UNSAFE matches."""
-    short = _SHORT_ESCAPES.get(char)
-    if short is not None:
-        return short
-    code = ord(char)
-    if code > 0xFFFF:
-        code -= 0x10000
-        return f"\\u{0xD800 + (code >> 10):04X}\\u{0xDC00 + (code & 0x3FF):04X}"
-    return f"\\u{code:04X}"
+# A node sends mostly PureMessages under its own identifier.  Those frames are written without
+# building their dict, from pieces that repeat: the JSON of the identifier with the field names
+# around it is cached per identifier (bounded, like the seconds of format_timestamp).  The
+# output is byte for byte what the general path writes (tests/test_wire.py checks it).
+_IDENTIFIER_CACHE_SIZE = 1024
+_p2pnet_identifiers: dict[str, bytes] = {}
+_dotnet_identifiers: dict[str, str] = {}
+_P2PNET_MESSAGE_HEAD = b'{"type":"Message","packet":{"Message":'
+_DOTNET_MESSAGE_HEAD = '<Message>{"Message":'
 
 
-_SAFE_ASCII = bytes(code for code in range(0x20, 0x7F) if chr(code) not in "<>&'+\"\\`")
-"""The ASCII characters .NET writes as they are."""
-
-_ASCII_ESCAPES = {
-    code: _dotnet_escape(chr(code)) for code in range(0x80) if code not in _SAFE_ASCII
-}
-_search_unsafe = _DOTNET_UNSAFE.search
-
-
-def _dotnet_string(text: str) -> str:
-    """Return C{text} as a JSON string literal, escaped as .NET's default encoder does."""
-    if text.isascii():
-        # One C-speed pass finds the characters to escape; then one replace per distinct one.
-        # (A regex, or str.isprintable, is several times slower on long strings.)
-        unsafe = text.encode("ascii").translate(None, _SAFE_ASCII)
-        if not unsafe:
-            return '"' + text + '"'
-        codes = set(unsafe)
-        if 0x5C in codes:  # the backslash first: the other escapes bring backslashes in
-            codes.discard(0x5C)
-            text = text.replace("\\", "\\\\")
-        for code in codes:
-            text = text.replace(chr(code), _ASCII_ESCAPES[code])
-        return '"' + text + '"'
-    table = {ord(char): _dotnet_escape(char) for char in set(text) if _search_unsafe(char)}
-    return '"' + text.translate(table) + '"'
-
-
-class _JSONText(str):
-    """A JSON string literal already escaped the .NET way, which _dotnet_dumps writes as is."""
-
-
-_FIELD_KEYS = {
-    name: _dotnet_string(name) + ":"
-    for name in (
-        "Message", "Data", "IP", "Port", "Timestamp", "peers", "DataType", "$type", "Address",
-        "Identifier", "SourceOriginIdentifier", "SourceOriginTime", "TaskType", "TaskData",
-    )
-}
-"""The JSON of the wire's field names, followed by ":" (only these: other keys are unbounded)."""
-
-
-def _dotnet_dumps(value: Any) -> str:
-    """Serialize the JSON values packets use, as .NET's default encoder writes them."""
-    kind = type(value)
-    if kind is str:
-        return _dotnet_string(value)
-    if kind is _JSONText:
-        return value
-    if kind is dict:
-        keys = _FIELD_KEYS
-        return (
-            "{"
-            + ",".join(
-                [
-                    (keys.get(key) or _dotnet_string(key) + ":") + _dotnet_dumps(item)
-                    for key, item in value.items()
-                ]
-            )
-            + "}"
+def _p2pnet_identifier(identifier: str) -> bytes:
+    """C{,"SourceOriginIdentifier":<identifier>,"SourceOriginTime":"} in compact UTF-8 JSON."""
+    fragment = _p2pnet_identifiers.get(identifier)
+    if fragment is None:
+        if len(_p2pnet_identifiers) >= _IDENTIFIER_CACHE_SIZE:
+            _p2pnet_identifiers.clear()
+        fragment = _p2pnet_identifiers[identifier] = (
+            b',"SourceOriginIdentifier":' + orjson.dumps(identifier) + b',"SourceOriginTime":"'
         )
-    if kind is int:
-        return str(value)
-    if value is None:
-        return "null"
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
-    if isinstance(value, str):
-        return _dotnet_string(value)
-    if isinstance(value, int):
-        return str(int(value))
-    if isinstance(value, dict):
-        return _dotnet_dumps(dict(value))
-    if isinstance(value, list):
-        return "[" + ",".join([_dotnet_dumps(item) for item in value]) + "]"
-    raise TypeError(f"cannot write {type(value).__name__} as packet JSON")
+    return fragment
+
+
+def _dotnet_identifier(identifier: str) -> str:
+    """C{,"SourceOriginIdentifier":<identifier>,"SourceOriginTime":"}, .NET-escaped."""
+    fragment = _dotnet_identifiers.get(identifier)
+    if fragment is None:
+        if len(_dotnet_identifiers) >= _IDENTIFIER_CACHE_SIZE:
+            _dotnet_identifiers.clear()
+        fragment = _dotnet_identifiers[identifier] = (
+            ',"SourceOriginIdentifier":' + dotnet_string(identifier) + ',"SourceOriginTime":"'
+        )
+    return fragment
 
 
 # -- Codecs --------------------------------------------------------------------------------------
@@ -586,7 +516,24 @@ class P2PNetCodec:
     name = "p2pnet"
 
     def encode(self, packet: Packet) -> bytes:
-        """Return one whole frame carrying C{packet}."""
+        """
+        Return one whole frame carrying C{packet}.
+
+        @raise TypeError: if C{packet} is not one of the five packets.
+        """
+        if type(packet) is PureMessagePacket:
+            message, identifier = packet.message, packet.source_origin_identifier
+            if type(message) is str and type(identifier) is str:
+                body = b"".join(
+                    (
+                        _P2PNET_MESSAGE_HEAD,
+                        orjson.dumps(message),
+                        _p2pnet_identifier(identifier),
+                        format_timestamp(packet.source_origin_time).encode("ascii"),
+                        b'"}}',
+                    )
+                )
+                return _pack_length(len(body)) + body
         fields = _packet_fields(packet, False)  # first: a TypeError for what is not a packet
         tag = _WIRE_TAGS.get(type(packet)) or packet.kind.value
         body = orjson.dumps({"type": tag, "packet": fields})
@@ -610,7 +557,29 @@ def _read_envelope(body: bytes | memoryview) -> Packet | MalformedPacket:
     reader = _READERS_BY_TAG.get(tag) if type(tag) is str else None
     if reader is None:
         return UnknownPacketType(tag, bytes(body))
-    return _read_packet(reader, envelope.get("packet"), body)
+    obj = envelope.get("packet")
+    if type(obj) is dict:  # _read_packet's common case, inline: one call less per packet
+        try:
+            return reader(obj)
+        except Invalid as e:
+            return MalformedPacket(str(e), bytes(body))
+    return _read_packet(reader, obj, body)
+
+
+def _feed_list(decoder: IFrameDecoder, data: bytes) -> list[Packet | MalformedPacket]:
+    """
+    C{decoder.feed(data)}: the items of C{decoder.iter_feed(data)} as a list.
+
+    @raise FramingError: as C{iter_feed} does, with C{frames} set to the items before it.
+    """
+    frames: list[Packet | MalformedPacket] = []
+    try:
+        # list.extend keeps what the iterator yielded before it raised.
+        frames.extend(decoder.iter_feed(data))
+    except FramingError as error:
+        error.frames = frames
+        raise
+    return frames
 
 
 @implementer(IFrameDecoder)
@@ -621,80 +590,107 @@ class LengthPrefixedDecoder:
     Received chunks are kept in a list and joined only once a whole frame is there, so a large
     frame arriving in many reads is copied once.  A declared length over C{max_frame_size} is
     refused as soon as the 4 length bytes are in, before any of the body is kept.
+
+    @ivar max_frame_size: the largest frame body accepted, in bytes.  It may be changed at any
+        time, even while an iterator of L{iter_feed} is being consumed: each frame is judged by
+        the value in force when its length prefix is read.
     """
 
     _PREFIX = 4
 
     def __init__(self, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> None:
         self.max_frame_size = _check_max_frame_size(max_frame_size)
+        # The bytes held: _chunks, _held bytes in all, of which the first _offset (of the first
+        # chunk) are already decoded.  Nothing is decoded before _needed bytes are held.
         self._chunks: list[bytes] = []
-        self.buffered = 0
+        self._held = 0
+        self._offset = 0
         self._needed = self._PREFIX
+        # Counts the calls of iter_feed: an iterator stops once a later call has taken over.
+        self._generation = 0
 
-    def iter_feed(self, data: bytes) -> Iterator[Packet | MalformedPacket]:
-        """TEMPORARY: replaced by the codec branch's per-frame decoding."""
-        while True:
-            try:
-                items = self.feed(data)
-            except FrameTooLarge as e:
-                yield from e.frames
-                if e.remainder and e.limit < self.max_frame_size:
-                    data = e.remainder
-                    continue
-                raise
-            except FramingError as e:
-                yield from e.frames
-                raise
-            yield from items
-            return
+    @property
+    def buffered(self) -> int:
+        """The number of bytes held and not yet decoded."""
+        return self._held - self._offset
 
     def feed(self, data: bytes) -> list[Packet | MalformedPacket]:
         """
         Add received bytes; return one packet or L{MalformedPacket} per completed frame.
 
-        :raises FrameTooLarge: when a frame declares more than C{max_frame_size} bytes.  Its
+        Every frame of C{data} is judged by the C{max_frame_size} in force at the call; use
+        L{iter_feed} to change it between frames.
+
+        @raise FrameTooLarge: when a frame declares more than C{max_frame_size} bytes.  Its
             C{frames} attribute holds what the same call decoded before the violation.
+        """
+        return _feed_list(self, data)
+
+    def iter_feed(self, data: bytes) -> Iterator[Packet | MalformedPacket]:
+        """
+        Add received bytes; return an iterator over the packets (or L{MalformedPacket}s) of the
+        frames they complete, each decoded when the iterator reaches it.
+
+        The bytes are taken at the call.  Each frame's length prefix is checked against
+        C{max_frame_size} as the iterator reaches it, so a consumer that raises the limit while
+        it handles one item (the peer became trusted) has the new limit applied to the next
+        frame.  An iterator left unfinished leaves the decoder consistent: the frames it did not
+        reach stay buffered, and the next call decodes them first (the old iterator then stops).
+
+        @raise FrameTooLarge: from the iterator, at the first frame whose declared length is over
+            the limit then in force, after every earlier item was yielded.  The bytes from that
+            frame on are dropped and the iterator ends; do not feed this decoder again.
         """
         if type(data) is not bytes:
             data = bytes(data)
-        if self.buffered + len(data) < self._needed:
-            if data:
-                self._chunks.append(data)
-                self.buffered += len(data)
-            return []
-        if self._chunks:
+        self._generation += 1
+        if data:
             self._chunks.append(data)
-            data = b"".join(self._chunks)
-            self._chunks = []
-        frames: list[Packet | MalformedPacket] = []
-        append = frames.append
-        view = memoryview(data)
-        offset, size, prefix, limit = 0, len(data), self._PREFIX, self.max_frame_size
+            self._held += len(data)
+        if self._held - self._offset < self._needed:
+            return iter(())  # the common case of a large frame arriving in many reads
+        return self._frames(self._generation)
+
+    def _frames(self, generation: int) -> Iterator[Packet | MalformedPacket]:
+        """Decode the frames held, in order, as L{iter_feed} describes."""
+        chunks = self._chunks
+        if len(chunks) == 1:
+            data = chunks[0]
+        else:
+            data = b"".join(chunks)
+            self._chunks = [data]
+        # Until this batch is done, a later call must decode what is held without waiting.
+        self._needed = 0
+        offset, size, prefix = self._offset, len(data), self._PREFIX
         while size - offset >= prefix:
             (length,) = _unpack_length(data, offset)
+            limit = self.max_frame_size  # afresh for every frame: a consumer may have raised it
             if length > limit:
-                self._chunks, self.buffered, self._needed = [], 0, prefix
-                error = FrameTooLarge(length, limit)
-                error.frames = frames
-                error.remainder = data[offset:]
-                raise error
+                self._chunks, self._held, self._offset, self._needed = [], 0, 0, prefix
+                raise FrameTooLarge(length, limit)
             start = offset + prefix
             end = start + length
             if end > size:
                 self._needed = prefix + length
                 break
             # Small bodies are cheaper to copy than to view; large ones are not copied.
-            append(_read_envelope(data[start:end] if length < 65536 else view[start:end]))
-            offset = end
+            item = _read_envelope(
+                data[start:end] if length < 65536 else memoryview(data)[start:end]
+            )
+            offset = self._offset = end
+            yield item
+            if self._generation != generation:
+                return  # a later call holds the rest, from self._offset on
         else:
             self._needed = prefix
         if offset < size:
-            rest = data[offset:]
-            self._chunks.append(rest)
-            self.buffered = len(rest)
+            rest = data[offset:] if offset else data
+            self._chunks = [rest]
+            self._held = len(rest)
         else:
-            self.buffered = 0
-        return frames
+            self._chunks = []
+            self._held = 0
+        self._offset = 0
 
 
 @implementer(ICodec)
@@ -707,8 +703,22 @@ class DotNetCodec:
     name = "dotnet"
 
     def encode(self, packet: Packet) -> bytes:
-        """Return one whole frame carrying C{packet}."""
-        body = _dotnet_dumps(_packet_fields(packet, True))
+        """
+        Return one whole frame carrying C{packet}.
+
+        @raise TypeError: if C{packet} is not one of the five packets.
+        """
+        if type(packet) is PureMessagePacket:
+            message, identifier = packet.message, packet.source_origin_identifier
+            if type(message) is str and type(identifier) is str:
+                return (
+                    _DOTNET_MESSAGE_HEAD
+                    + dotnet_string(message)
+                    + _dotnet_identifier(identifier)
+                    + format_timestamp(packet.source_origin_time)
+                    + '"}</Message>'
+                ).encode("ascii")
+        body = dotnet_dumps(_packet_fields(packet, True))
         tag = _WIRE_TAGS.get(type(packet)) or packet.kind.value
         return f"<{tag}>{body}</{tag}>".encode("ascii")
 
@@ -740,61 +750,79 @@ class TagFramedDecoder:
     C{<} inside JSON strings, the first closing tag after an opening tag ends the frame.  More
     than C{max_frame_size} bytes of garbage in a row, or of one unterminated frame, raise a
     L{FramingError}.
+
+    @ivar max_frame_size: the largest frame body accepted, in bytes, and the most garbage
+        accepted in a row.  It may be changed at any time, even while an iterator of
+        L{iter_feed} is being consumed: the bytes that follow are judged by the new value.
+    @ivar garbage_bytes: the number of bytes skipped outside frames so far.
     """
 
     def __init__(self, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> None:
         self.max_frame_size = _check_max_frame_size(max_frame_size)
         self.garbage_bytes = 0
         self._garbage_run = 0
+        # The bytes held; those before _position are already decoded or skipped.
         self._buffer = bytearray()
+        self._position = 0
         # Inside a frame: its packet reader and closing tag, and where to look for that tag.
         self._frame: tuple[Callable[[Mapping[str, Any]], Packet], bytes] | None = None
         self._scan_from = 0
+        # Counts the calls of iter_feed: an iterator stops once a later call has taken over.
+        self._generation = 0
 
     @property
     def buffered(self) -> int:
         """The number of bytes held that do not yet form a complete frame."""
-        return len(self._buffer)
+        return len(self._buffer) - self._position
 
     def _skip(self, count: int) -> None:
         self.garbage_bytes += count
         self._garbage_run += count
 
-    def iter_feed(self, data: bytes) -> Iterator[Packet | MalformedPacket]:
-        """TEMPORARY: replaced by the codec branch's per-frame decoding."""
-        while True:
-            try:
-                items = self.feed(data)
-            except FrameTooLarge as e:
-                yield from e.frames
-                if e.remainder and e.limit < self.max_frame_size:
-                    data = e.remainder
-                    continue
-                raise
-            except FramingError as e:
-                yield from e.frames
-                raise
-            yield from items
-            return
-
     def feed(self, data: bytes) -> list[Packet | MalformedPacket]:
         """
         Add received bytes; return one packet or L{MalformedPacket} per completed frame.
 
-        :raises FrameTooLarge: when a frame grows past C{max_frame_size} without its closing tag.
-        :raises TooMuchGarbage: when more than C{max_frame_size} bytes in a row are no frame.
+        Every frame of C{data} is judged by the C{max_frame_size} in force at the call; use
+        L{iter_feed} to change it between frames.
+
+        @raise FrameTooLarge: when a frame grows past C{max_frame_size} without its closing tag.
+        @raise TooMuchGarbage: when more than C{max_frame_size} bytes in a row are no frame.
+        Either error's C{frames} attribute holds what the same call decoded before it.
         """
+        return _feed_list(self, data)
+
+    def iter_feed(self, data: bytes) -> Iterator[Packet | MalformedPacket]:
+        """
+        Add received bytes; return an iterator over the packets (or L{MalformedPacket}s) of the
+        frames they complete, each decoded when the iterator reaches it.
+
+        The bytes are taken at the call.  The limits are read afresh as the iterator goes on,
+        so a consumer that raises C{max_frame_size} while it handles one item (the peer became
+        trusted) has the new limit applied to the bytes after that item.  An iterator left
+        unfinished leaves the decoder consistent: the frames it did not reach stay buffered,
+        and the next call decodes them first (the old iterator then stops).
+
+        @raise FrameTooLarge: from the iterator, when a frame grows past C{max_frame_size}
+            without its closing tag, after every earlier item was yielded.
+        @raise TooMuchGarbage: from the iterator, when more than C{max_frame_size} bytes in a
+            row are no frame, after every earlier item was yielded.
+        After either, the rest of the bytes are dropped and the iterator ends; do not feed this
+        decoder again.
+        """
+        self._generation += 1
+        self._buffer += data
+        return self._frames(self._generation)
+
+    def _frames(self, generation: int) -> Iterator[Packet | MalformedPacket]:
+        """Decode the frames held, in order, as L{iter_feed} describes."""
         buffer = self._buffer
-        buffer += data
-        frames: list[Packet | MalformedPacket] = []
-        append = frames.append
-        position = 0
-        limit = self.max_frame_size
-        frame, scan_from = self._frame, self._scan_from
+        position, frame, scan_from = self._position, self._frame, self._scan_from
         # Every limit is checked as soon as the bytes prove it exceeded, never only at the end of
         # a call: the outcome must not depend on how the stream was split into reads.
         try:
             while True:
+                limit = self.max_frame_size  # afresh after every item: it may have been raised
                 if frame is None:
                     position, frame = self._find_opening_tag(buffer, position)
                     if self._garbage_run > limit:
@@ -809,29 +837,27 @@ class TagFramedDecoder:
                     # what comes before them is certainly body.
                     scan_from = max(position, len(buffer) - len(closing) + 1)
                     if scan_from - position > limit:
-                        error = FrameTooLarge(scan_from - position, limit)
-                        error.remainder = bytes(buffer[position - len(closing) + 1 :])
-                        raise error
+                        raise FrameTooLarge(scan_from - position, limit)
                     break
                 if end - position > limit:
-                    error = FrameTooLarge(end - position, limit)
-                    # The opening tag is one byte shorter than the closing one.
-                    error.remainder = bytes(buffer[position - len(closing) + 1 :])
-                    raise error
-                append(_read_body(reader, buffer[position:end]))
-                position = end + len(closing)
-                frame = None
+                    raise FrameTooLarge(end - position, limit)
+                item = _read_body(reader, buffer[position:end])
+                position = self._position = end + len(closing)
+                frame = self._frame = None
                 self._garbage_run = 0
-        except FramingError as error:
-            error.frames = frames
+                yield item
+                if self._generation != generation:
+                    return  # a later call holds the rest, from self._position on
+        except FramingError:
             self._buffer = bytearray()
+            self._position = 0
             self._frame = None
             raise
         self._frame = frame
         self._scan_from = scan_from - position
+        self._position = 0
         if position:
             del buffer[:position]
-        return frames
 
     def _find_opening_tag(
         self, buffer: bytearray, position: int
@@ -868,7 +894,7 @@ def get_codec(name: str = "p2pnet") -> ICodec:
     """
     Return the codec of a wire format: C{"p2pnet"} (the default) or C{"dotnet"}.
 
-    :raises ValueError: for any other name.
+    @raise ValueError: for any other name.
     """
     try:
         factory = _CODECS[name]

@@ -5,6 +5,8 @@ Tests for L{p2pnet_tx.packets}: the packets as immutable typed values, numbered 
 
 from __future__ import annotations
 
+import ast
+import inspect
 from datetime import datetime, timedelta, timezone
 
 import attrs
@@ -23,6 +25,13 @@ from p2pnet_tx.packets import (
     PacketType,
     PureMessagePacket,
     TaskType,
+    _collection_share_packet,
+    _data_transmission_packet,
+    _disconnect_packet,
+    _identifier_packet,
+    _pure_message_packet,
+    decode_task,
+    encode_task,
     to_utc,
     utc_now,
 )
@@ -236,3 +245,101 @@ class NetworkTaskTests(SynchronousTestCase):
                 DataTransmissionPacket(payload, DataPayloadFormat.TASK),
             )
             self.assertEqual(error.raw, payload)
+
+
+def _imports(path: str) -> list[tuple[str, bool]]:
+    """
+    Return the modules a source file imports, each with whether the import is inside a function.
+    """
+    with open(path, encoding="utf-8") as f:
+        tree = ast.parse(f.read(), path)
+    found: list[tuple[str, bool]] = []
+
+    def visit(node: ast.AST, in_function: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            nested = in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef))
+            if isinstance(child, ast.ImportFrom):
+                found.append((child.module or "", in_function))
+            elif isinstance(child, ast.Import):
+                found.extend((alias.name, in_function) for alias in child.names)
+            visit(child, nested)
+
+    visit(tree, False)
+    return found
+
+
+class ImportStructureTests(SynchronousTestCase):
+    def test_no_cycle_between_packets_and_wire(self) -> None:
+        """
+        packets does not import wire, not even inside a function: the task JSON lives in
+        p2pnet_tx._json, below both.  wire and _json import nothing inside functions.
+        """
+        import p2pnet_tx._json
+        import p2pnet_tx.packets
+        import p2pnet_tx.wire
+
+        packets = _imports(p2pnet_tx.packets.__file__)
+        self.assertNotIn("p2pnet_tx.wire", [name for name, _ in packets])
+        self.assertIn(("p2pnet_tx._json", False), packets)
+        json_imports = _imports(p2pnet_tx._json.__file__)
+        for name, _ in json_imports:
+            self.assertNotIn(name, ("p2pnet_tx.packets", "p2pnet_tx.wire"))
+        for module in (p2pnet_tx.packets, p2pnet_tx.wire, p2pnet_tx._json):
+            self.assertEqual(
+                [name for name, nested in _imports(module.__file__) if nested], [], module
+            )
+
+    def test_task_codec_importable_from_wire(self) -> None:
+        """decode_task and encode_task stay importable from p2pnet_tx.wire, as documented."""
+        from p2pnet_tx import wire
+
+        self.assertIs(wire.decode_task, decode_task)
+        self.assertIs(wire.encode_task, encode_task)
+        self.assertIn("decode_task", wire.__all__)
+        self.assertIn("encode_task", wire.__all__)
+        task = NetworkTask(TaskType.BLOCK_IP, {"IP": "10.0.0.7"})
+        self.assertEqual(decode_task(encode_task(task)), task)
+
+
+class UncheckedBuilderTests(SynchronousTestCase):
+    """
+    The decoders build packets with private builders that skip the classes' converters and
+    validators (the decoders check every value themselves).  A builder must give exactly what
+    the class gives for the same checked values, and know every field of its class.
+    """
+
+    BUILDERS: list = [
+        (IdentifierPacket, _identifier_packet,
+         dict(message="discovery", data=8051, ip="10.0.0.7")),
+        (DisconnectPacket, _disconnect_packet,
+         dict(ip="10.0.0.7", port=8051, timestamp=T0, data={"Reason": "bye"})),
+        (CollectionSharePacket, _collection_share_packet,
+         dict(data=100, peers=[GenericPeer("10.0.0.8", 8051, "two")])),
+        (DataTransmissionPacket, _data_transmission_packet,
+         dict(payload=b"\x00xyz", data_type=DataPayloadFormat.FILE)),
+        (PureMessagePacket, _pure_message_packet, dict(message="hello")),
+    ]
+
+    def test_builders_know_every_field(self) -> None:
+        """Each builder takes one argument per field of its class (a new field breaks this)."""
+        self.assertEqual({cls for cls, _, _ in self.BUILDERS}, set(PACKET_CLASSES.values()))
+        for cls, builder, own in self.BUILDERS:
+            parameters = list(inspect.signature(builder).parameters)
+            self.assertEqual(parameters, [*own, "identifier", "time"], cls)
+            fields = {field.name for field in attrs.fields(cls)}
+            self.assertEqual(fields, {*own, "source_origin_identifier", "source_origin_time"})
+
+    def test_builders_equal_classes(self) -> None:
+        """Built and constructed packets are equal, hash alike, and have the same repr."""
+        for cls, builder, own in self.BUILDERS:
+            for identifier, time in (("peer_one", T0), ("", MIN_TIME)):
+                built = builder(*own.values(), identifier, time)
+                made = cls(**own, source_origin_identifier=identifier, source_origin_time=time)
+                self.assertIs(type(built), cls)
+                self.assertEqual(built, made)
+                self.assertEqual(repr(built), repr(made))
+                self.assertEqual(attrs.asdict(built), attrs.asdict(made))
+                if cls is not CollectionSharePacket and cls is not DisconnectPacket:
+                    self.assertEqual(hash(built), hash(made))
+                self.assertRaises(attrs.exceptions.FrozenInstanceError, setattr, built,
+                                  "source_origin_identifier", "other")

@@ -13,15 +13,19 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
+from p2pnet_tx import wire
+from p2pnet_tx._json import dotnet_dumps
 from p2pnet_tx.errors import (
     FrameTooLarge,
     FramingError,
@@ -47,9 +51,7 @@ from p2pnet_tx.peer import GenericPeer
 from p2pnet_tx.wire import (
     DEFAULT_MAX_FRAME_SIZE,
     DotNetCodec,
-    LengthPrefixedDecoder,
     P2PNetCodec,
-    TagFramedDecoder,
     decode_packet_object,
     decode_task,
     encode_packet_object,
@@ -579,6 +581,253 @@ class FrameSizeLimitTests(SynchronousTestCase):
         stream = (b"g" * 900 + good) * 5
         self.assertEqual(decoder.feed(stream), [GOOD] * 5)
         self.assertEqual(decoder.garbage_bytes, 4500)
+
+
+# -- Decoding frame by frame: iter_feed -----------------------------------------------------------
+
+
+def iter_all(
+    decoder: Any,
+    chunks: Sequence[bytes],
+    on_item: Callable[[int, Any], None] = lambda index, item: None,
+) -> tuple[list, type | None]:
+    """
+    Feed C{chunks} in order through C{iter_feed}, calling C{on_item(index, item)} for each item
+    as it comes out (before the next is decoded); return every item and the type of the error
+    that ended the stream, if any.
+    """
+    items: list = []
+    for chunk in chunks:
+        try:
+            for item in decoder.iter_feed(chunk):
+                on_item(len(items), item)
+                items.append(item)
+        except FramingError as e:
+            # iter_feed has no list to hand back in .frames: its items were yielded.
+            assert e.frames == [], e.frames
+            return items, type(e)
+    return items, None
+
+
+def raise_limit_after_first(decoder: Any, new_limit: int) -> Callable[[int, Any], None]:
+    """An on_item for L{iter_all} that sets C{decoder.max_frame_size} once the first item is out."""
+
+    def on_item(index: int, item: Any) -> None:
+        if index == 0:
+            decoder.max_frame_size = new_limit
+
+    return on_item
+
+
+BIG = DataTransmissionPacket(b"x" * 3000, DataPayloadFormat.MISC_DATA, source_origin_time=T0)
+
+
+def body_size(name: str, encoded: bytes) -> int:
+    """The size a decoder compares with max_frame_size, for one encoded frame."""
+    if name == "p2pnet":
+        return len(encoded) - 4
+    tag_end = encoded.index(b">") + 1
+    return len(encoded) - 2 * tag_end - 1
+
+
+class IterFeedTests(SynchronousTestCase):
+    def test_interface_documents_iter_feed(self) -> None:
+        """IFrameDecoder declares iter_feed, and both decoders have it."""
+        self.assertIn("iter_feed", IFrameDecoder.names())
+        for name in FORMATS:
+            self.assertTrue(callable(get_codec(name).decoder().iter_feed))
+
+    def test_limit_raised_between_items_applies_in_the_same_call(self) -> None:
+        """
+        A consumer that raises max_frame_size after the first item has a larger second frame
+        accepted in the same call, although that frame's header arrived in the same read as
+        the first frame (issue 7: the peer became trusted on the first frame).
+        """
+        for name in FORMATS:
+            codec = get_codec(name)
+            small, big = codec.encode(GOOD), codec.encode(BIG)
+            limit = body_size(name, small)
+            self.assertGreater(body_size(name, big), limit)
+            decoder = codec.decoder(limit)
+            seen: list = []
+            for item in decoder.iter_feed(small + big + small):
+                seen.append(item)
+                if len(seen) == 1:
+                    decoder.max_frame_size = body_size(name, big)
+            self.assertEqual(seen, [GOOD, BIG, GOOD], name)
+            self.assertEqual(decoder.buffered, 0)
+
+    def test_unchanged_limit_raises_at_the_violation(self) -> None:
+        """
+        With the limit unchanged, the iterator yields the items before the oversized frame, then
+        raises FrameTooLarge with the size and the limit, and ends; what followed the frame is
+        never decoded and nothing stays buffered.
+        """
+        for name in FORMATS:
+            codec = get_codec(name)
+            small, big = codec.encode(GOOD), codec.encode(BIG)
+            limit = body_size(name, small)
+            decoder = codec.decoder(limit)
+            iterator = decoder.iter_feed(small + small + big + small)
+            self.assertEqual([next(iterator), next(iterator)], [GOOD, GOOD])
+            error = self.assertRaises(FrameTooLarge, next, iterator)
+            self.assertEqual(error.limit, limit, name)
+            if name == "p2pnet":
+                self.assertEqual(error.size, body_size(name, big))
+            self.assertGreater(error.size, limit)
+            self.assertRaises(StopIteration, next, iterator)
+            self.assertEqual(decoder.buffered, 0)
+
+    def test_limit_lowered_between_items_applies_to_the_next_frame(self) -> None:
+        """The limit in force is the one read at each frame, also when it is lowered."""
+        for name in FORMATS:
+            codec = get_codec(name)
+            small = codec.encode(GOOD)
+            decoder = codec.decoder()
+            items, error = iter_all(
+                decoder, [small * 3], raise_limit_after_first(decoder, body_size(name, small) - 1)
+            )
+            self.assertEqual((items, error), ([GOOD], FrameTooLarge), name)
+
+    def test_garbage_limit_read_per_item(self) -> None:
+        """
+        In the dotnet format the garbage budget too is the max_frame_size in force: garbage
+        after an item is judged by the limit the consumer set while handling the item.
+        """
+        good = DotNetCodec().encode(GOOD)
+        stream = good + b"g" * 500 + good
+        decoder = DotNetCodec().decoder(len(good))
+        self.assertEqual(iter_all(decoder, [stream], raise_limit_after_first(decoder, 1000)),
+                         ([GOOD, GOOD], None))
+        decoder = DotNetCodec().decoder(1000)
+        self.assertEqual(iter_all(decoder, [stream], raise_limit_after_first(decoder, 499)),
+                         ([GOOD], TooMuchGarbage))
+
+    def test_items_decoded_lazily(self) -> None:
+        """
+        The bytes are taken at the call, the frames decoded only as the iterator reaches them:
+        a frame not reached yet has not been judged, and stays counted in buffered.
+        """
+        for name in FORMATS:
+            codec = get_codec(name)
+            stream = codec.encode(GOOD) * 2
+            decoder = codec.decoder()
+            iterator = decoder.iter_feed(stream)
+            self.assertEqual(decoder.buffered, len(stream))
+            self.assertEqual(next(iterator), GOOD)
+            self.assertEqual(decoder.buffered, len(stream) // 2)
+            self.assertEqual(list(iterator), [GOOD])
+            self.assertEqual(decoder.buffered, 0)
+
+    def test_unfinished_iterator_leaves_the_rest_buffered(self) -> None:
+        """
+        An iterator abandoned after its first item leaves the frames it did not reach buffered;
+        the next call decodes them first, and the abandoned iterator yields nothing more.
+        """
+        for name in FORMATS:
+            codec = get_codec(name)
+            first = codec.encode(PureMessagePacket("1", source_origin_time=T0))
+            second = codec.encode(PureMessagePacket("2", source_origin_time=T0))
+            third = codec.encode(PureMessagePacket("3", source_origin_time=T0))
+            decoder = codec.decoder()
+            old = decoder.iter_feed(first + second + third[:5])
+            self.assertEqual(next(old).message, "1")
+            self.assertEqual(decoder.buffered, len(second) + 5)
+            new = decoder.iter_feed(third[5:])
+            self.assertEqual(list(old), [], name)
+            self.assertEqual([p.message for p in new], ["2", "3"], name)
+            self.assertEqual(decoder.buffered, 0)
+            # Dropped without being finished, then fed through feed().
+            for item in decoder.iter_feed(first + second):
+                break
+            self.assertEqual([p.message for p in decoder.feed(third)], ["2", "3"], name)
+
+    def test_feed_is_iter_feed_as_a_list(self) -> None:
+        """feed() returns what iter_feed yields, and on error hands it over in .frames."""
+        for name in FORMATS:
+            codec = get_codec(name)
+            small, big = codec.encode(GOOD), codec.encode(BIG)
+            decoder = codec.decoder(body_size(name, small))
+            error = self.assertRaises(FrameTooLarge, decoder.feed, small + small + big + small)
+            self.assertEqual(error.frames, [GOOD, GOOD])
+
+    @PROPERTY
+    @given(sent=st.lists(packets, min_size=1, max_size=6), before=st.integers(1, 400),
+           after=st.integers(1, 400), name=st.sampled_from(FORMATS), data=st.data())
+    def test_per_frame_limit_any_split(
+        self, sent: list, before: int, after: int, name: str, data: st.DataObject
+    ) -> None:
+        """
+        Under any split, a consumer that changes max_frame_size from C{before} to C{after} once
+        the first item is out gets exactly the frames that fit the limit in force for each
+        frame (the first under C{before}, the others under C{after}), up to the first that
+        does not, which raises FrameTooLarge.
+        """
+        codec = get_codec(name)
+        encoded = [codec.encode(packet) for packet in sent]
+        expected: list = []
+        expected_error = None
+        for index, (packet, frame) in enumerate(zip(sent, encoded)):
+            if body_size(name, frame) > (before if index == 0 else after):
+                expected_error = FrameTooLarge
+                break
+            expected.append(packet)
+        stream = b"".join(encoded)
+        decoder = codec.decoder(before)
+        result = iter_all(decoder, pieces(data, stream), raise_limit_after_first(decoder, after))
+        self.assertEqual(result, (expected, expected_error))
+
+    @PROPERTY
+    @given(stream=st.one_of(hostile_streams("p2pnet"), hostile_streams("dotnet")),
+           name=st.sampled_from(FORMATS), limit=st.integers(1, 600), data=st.data())
+    def test_any_split_same_items_as_feed(
+        self, stream: bytes, name: str, limit: int, data: st.DataObject
+    ) -> None:
+        """
+        Hostile or valid, any stream fed through iter_feed in any pieces gives the items and the
+        error that feed() gives for the whole stream, keeping buffered within its bound.
+        """
+        codec = get_codec(name)
+        decoder = codec.decoder(limit)
+        items: list = []
+        error = None
+        for chunk in pieces(data, stream):
+            try:
+                items.extend(decoder.iter_feed(chunk))
+            except FramingError as e:
+                error = type(e)
+                break
+            bound = limit + FRAMING_OVERHEAD[name] + len(chunk)
+            self.assertLessEqual(decoder.buffered, bound)
+        self.assertEqual((items, error), feed_all(codec.decoder(limit), [stream]))
+
+    @PROPERTY
+    @given(before=st.lists(packets, max_size=3), tail=st.lists(packets, min_size=1, max_size=3),
+           name=st.sampled_from(FORMATS), violation=st.sampled_from(["large", "garbage"]))
+    def test_bytes_after_an_error_never_processed(
+        self, before: list, tail: list, name: str, violation: str
+    ) -> None:
+        """
+        Frames after a framing violation are never decoded, even valid ones in the same read:
+        the iterator yields the frames before it, raises, and then ends; the decoder holds
+        nothing, and (dotnet) counts none of the later bytes as garbage.
+        """
+        codec = get_codec(name)
+        good = b"".join(codec.encode(p) for p in before)
+        limit = max([body_size(name, codec.encode(p)) for p in before] + [64])
+        if violation == "large" or name == "p2pnet":
+            bad = codec.encode(DataTransmissionPacket(b"x" * limit, DataPayloadFormat.FILE))
+        else:
+            bad = b"g" * (limit + 1)
+        rest = b"".join(codec.encode(p) for p in tail)
+        decoder = codec.decoder(limit)
+        iterator = decoder.iter_feed(good + bad + rest)
+        self.assertEqual([next(iterator) for _ in before], before)
+        self.assertRaises(FramingError, next, iterator)
+        self.assertEqual(list(iterator), [])
+        self.assertEqual(decoder.buffered, 0)
+        if name == "dotnet":
+            self.assertLessEqual(decoder.garbage_bytes, len(bad))
 
 
 # -- dotnet framing details ---------------------------------------------------------------------
@@ -1299,6 +1548,207 @@ class TimestampTests(SynchronousTestCase):
         self.assertTrue(text.endswith("Z"))
         self.assertFalse(text.endswith("0Z") and "." in text)
         self.assertEqual(parse_timestamp(text), value)
+
+
+# The timestamp reader as it was before its fast path (commit f0ba4b3): the fast path must agree
+# with it on every input, value and error message alike.
+_REFERENCE_TIMESTAMP = re.compile(
+    r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:\d{2})?", re.ASCII
+)
+
+
+def reference_parse_timestamp(text: Any) -> datetime:
+    if not isinstance(text, str) or _REFERENCE_TIMESTAMP.fullmatch(text) is None:
+        raise ValueError(f"{text!r} is not an ISO 8601 UTC timestamp")
+    try:
+        value = datetime.fromisoformat(text)
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+    except (ValueError, OverflowError) as e:
+        raise ValueError(f"{text!r} is not a valid timestamp: {e}") from None
+
+
+def outcome(parse: Callable[[Any], datetime], text: Any) -> tuple:
+    """What C{parse} makes of C{text}: the value and whether its tzinfo is the UTC singleton, or
+    the error message."""
+    try:
+        value = parse(text)
+    except ValueError as e:
+        return ("error", str(e))
+    return ("value", value, value.tzinfo is UTC)
+
+
+TIMESTAMP_TEMPLATES = [
+    "2026-11-23T18:56:42Z",
+    "2026-11-23T18:56:42.1Z",
+    "2026-11-23T18:56:42.123456Z",
+    "2026-11-23T18:56:42.1234567Z",
+    "2026-11-23T18:56:42.123456789Z",
+    "0001-01-01T00:00:00Z",
+    "9999-12-31T23:59:59.9999999Z",
+    "2026-11-23T18:56:42+00:00",
+    "2026-11-23T18:56:42.5-03:00",
+]
+# Every ASCII character, and non-ASCII digits and spaces that str.isdigit() or int() would take.
+SUBSTITUTES = [chr(code) for code in range(128)] + [
+    "\u0663", "\uff12", "\u00b2", "\u2007", "\U0001d7d9"
+]
+
+
+class TimestampFastPathTests(SynchronousTestCase):
+    """
+    parse_timestamp (and so every reader) takes a fast path for the form every writer uses,
+    without the regex; it must accept exactly what the full path accepts, with the same value,
+    and refuse the rest with the same message.
+    """
+
+    def test_every_single_character_change(self) -> None:
+        """
+        Each template with any one character replaced by any ASCII character or a non-ASCII
+        digit, deleted, or doubled, reads as the reference reader reads it.
+        """
+        checked = accepted = 0
+        for template in TIMESTAMP_TEMPLATES:
+            self.assertEqual(outcome(parse_timestamp, template)[0], "value", template)
+            variants = {template[:i] + template[i + 1 :] for i in range(len(template))}
+            variants |= {template[:i] + template[i] + template[i:] for i in range(len(template))}
+            for i in range(len(template)):
+                variants |= {template[:i] + char + template[i + 1 :] for char in SUBSTITUTES}
+            for text in sorted(variants):
+                expected = outcome(reference_parse_timestamp, text)
+                self.assertEqual(outcome(parse_timestamp, text), expected, repr(text))
+                checked += 1
+                accepted += expected[0] == "value"
+        # The set must contain both kinds in number, or it proves nothing.
+        self.assertGreater(accepted, 500)
+        self.assertGreater(checked - accepted, 10000)
+
+    def test_fraction_digits_checked_here(self) -> None:
+        """
+        fromisoformat alone would take these (an empty fraction, a non-digit past the sixth
+        fractional digit): the fast path must not.
+        """
+        for text in ("2026-11-23T18:56:42.Z", "2026-11-23T18:56:42.123456aZ",
+                     "2026-11-23T18:56:42.1234567\u0663Z", "2026-11-23T18:56:42.123456 Z"):
+            self.assertRaises(ValueError, parse_timestamp, text)
+            encoded, raw = frame("p2pnet", "Message", json.dumps(
+                {"Message": "x", "SourceOriginTime": text}).encode())
+            [item] = P2PNetCodec().decoder().feed(encoded)
+            self.assertIs(type(item), MalformedPacket, text)
+
+    @PROPERTY
+    @given(text=st.text(alphabet="0123456789-T:.Z+ z,W\u0663", min_size=15, max_size=32)
+           | st.sampled_from(TIMESTAMP_TEMPLATES).flatmap(
+               lambda t: st.lists(st.tuples(st.integers(0, len(t) - 1),
+                                            st.sampled_from("0123456789-T:.Z+ ")),
+                                  max_size=3).map(lambda edits: _edit(t, edits))))
+    def test_agrees_with_reference(self, text: str) -> None:
+        """On strings made of timestamp characters, the reader agrees with the reference."""
+        self.assertEqual(outcome(parse_timestamp, text), outcome(reference_parse_timestamp, text))
+
+    def test_readers_use_it(self) -> None:
+        """A packet's time reads through the same function, in every packet type and format."""
+        text = "2026-11-23T18:56:42.1234567Z"
+        for name in FORMATS:
+            for tag in VALID_OBJECTS:
+                [item] = get_codec(name).decoder().feed(frame(name, tag, _object_json(tag, {}))[0])
+                self.assertEqual(item.source_origin_time, parse_timestamp(text))
+                self.assertIs(item.source_origin_time.tzinfo, UTC)
+
+
+def _edit(text: str, edits: list[tuple[int, str]]) -> str:
+    chars = list(text)
+    for index, char in edits:
+        chars[index] = char
+    return "".join(chars)
+
+
+# -- The send path's shortcuts --------------------------------------------------------------------
+
+
+def reference_format_timestamp(value: datetime) -> str:
+    """The writer of times as it was before its caches (commit f0ba4b3)."""
+    if value.tzinfo is not UTC:
+        if value.tzinfo is not None and value.utcoffset():
+            value = value.astimezone(UTC)
+        value = value.replace(tzinfo=UTC)
+    text = value.isoformat()[:-6]
+    if value.microsecond:
+        text = text.rstrip("0")
+    return text + "Z"
+
+
+def general_encode(name: str, packet: Any) -> bytes:
+    """A frame as the general path writes it: the packet's dict, through the JSON writer."""
+    fields = wire._packet_fields(packet, name == "dotnet")
+    tag = packet.kind.value
+    if name == "p2pnet":
+        body = orjson.dumps({"type": tag, "packet": fields})
+        return len(body).to_bytes(4, "big") + body
+    return f"<{tag}>{dotnet_dumps(fields)}</{tag}>".encode("ascii")
+
+
+any_times = st.datetimes(
+    min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30),
+    timezones=st.none() | st.just(UTC) | st.builds(
+        timezone, st.integers(-23 * 60, 23 * 60).map(lambda m: timedelta(minutes=m))),
+)
+
+
+class SendShortcutTests(SynchronousTestCase):
+    @PROPERTY
+    @given(value=any_times, microsecond=st.sampled_from([0, 1, 10, 100000, 120000, 999999])
+           | st.integers(0, 999999))
+    def test_format_timestamp_as_before(self, value: datetime, microsecond: int) -> None:
+        """
+        The cached writer writes every time (aware in any zone, or naive) as the plain one did,
+        first time and again.
+        """
+        value = value.replace(microsecond=microsecond)
+        expected = reference_format_timestamp(value)
+        self.assertEqual(format_timestamp(value), expected)
+        self.assertEqual(format_timestamp(value), expected)  # the same object again
+        self.assertEqual(format_timestamp(value.replace(microsecond=microsecond)), expected)
+
+    def test_timestamp_cache_bounded(self) -> None:
+        """Times from many different seconds never grow the cache past its size."""
+        for seconds in range(3 * wire._SECONDS_CACHE_SIZE):
+            value = T0 + timedelta(seconds=seconds * 7919)
+            self.assertEqual(format_timestamp(value), reference_format_timestamp(value))
+            self.assertLessEqual(len(wire._seconds), wire._SECONDS_CACHE_SIZE)
+
+    @PROPERTY
+    @given(message=st.text(max_size=40), identifier=st.text(max_size=20), time=times,
+           name=st.sampled_from(FORMATS))
+    def test_message_shortcut_writes_what_the_general_path_writes(
+        self, message: str, identifier: str, time: datetime, name: str
+    ) -> None:
+        """A PureMessage frame is byte for byte the frame the general path writes."""
+        packet = PureMessagePacket(message, source_origin_identifier=identifier,
+                                   source_origin_time=time)
+        codec = get_codec(name)
+        self.assertEqual(codec.encode(packet), general_encode(name, packet))
+        self.assertEqual(codec.encode(packet), general_encode(name, packet))  # cached pieces
+        self.assertEqual(codec.decoder().feed(codec.encode(packet)), [packet])
+
+    def test_identifier_cache_bounded(self) -> None:
+        """Many identifiers never grow the identifier caches past their size."""
+        for number in range(3 * wire._IDENTIFIER_CACHE_SIZE):
+            packet = PureMessagePacket("m", source_origin_identifier=f"peer_{number}",
+                                       source_origin_time=T0)
+            for name in FORMATS:
+                self.assertEqual(get_codec(name).encode(packet), general_encode(name, packet))
+            self.assertLessEqual(len(wire._p2pnet_identifiers), wire._IDENTIFIER_CACHE_SIZE)
+            self.assertLessEqual(len(wire._dotnet_identifiers), wire._IDENTIFIER_CACHE_SIZE)
+
+    def test_unusual_field_values_take_the_general_path(self) -> None:
+        """Values the attrs class does not check (not str) are written as before, not cached."""
+        for packet in (PureMessagePacket(None, source_origin_time=T0),  # type: ignore[arg-type]
+                       PureMessagePacket("m", source_origin_identifier=None,  # type: ignore
+                                         source_origin_time=T0)):
+            for name in FORMATS:
+                self.assertEqual(get_codec(name).encode(packet), general_encode(name, packet))
 
 
 # -- Tasks ----------------------------------------------------------------------------------------
