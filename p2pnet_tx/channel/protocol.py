@@ -42,6 +42,8 @@ from p2pnet_tx.errors import (
 from p2pnet_tx.handlers import PacketHandleProtocol
 from p2pnet_tx.interfaces import ICodec, IPeer, IPeerChannelOwner
 from p2pnet_tx.packets import (
+    _pure_message_packet,
+    utc_now,
     DisconnectPacket,
     IdentifierPacket,
     Packet,
@@ -287,8 +289,15 @@ class PeerChannel(Protocol):
         return True
 
     def send_message(self, text: str) -> bool:
-        """Send a L{PureMessagePacket} with C{text}; see L{send}."""
-        return self.send(PureMessagePacket(text, source_origin_identifier=self.local_identifier))
+        """
+        Send a L{PureMessagePacket} with C{text}; see L{send}.
+
+        @raise TypeError: if C{text} is not a str.
+        """
+        if text.__class__ is not str:
+            raise TypeError(f"a message is a str, not {type(text).__name__}")
+        # The one check the packet's validators would make: the identifier was checked once.
+        return self.send(_pure_message_packet(text, self.local_identifier, utc_now()))
 
     def trust(self) -> None:
         """

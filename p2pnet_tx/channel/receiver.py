@@ -52,12 +52,12 @@ class PacketReceiver:
         """Count C{packet}, show it to the observers, gate it and dispatch it."""
         channel = self._channel
         kind = packet.kind
-        channel.counters[IN_COUNTERS.get(type(packet)) or "packets_in." + kind.value] += 1
+        channel.counters[IN_COUNTERS.get(packet.__class__) or "packets_in." + kind.value] += 1
         if channel._awaiting_identity:
             self.identity_received(packet)
             return
         observers = channel._data_observers
-        if observers and observers.notify_consumed(channel, packet):
+        if observers is not None and observers and observers.notify_consumed(channel, packet):
             return
         if not channel._trusted and not channel.allows(kind):
             channel.counters["refused"] += 1
@@ -69,7 +69,8 @@ class PacketReceiver:
         except BaseException:
             self._handler_failed(Failure(), packet)
             return
-        if isinstance(result, Deferred):
+        # Most handlers return None; Deferred is an ABC (Awaitable), so isinstance costs more.
+        if result is not None and isinstance(result, Deferred):
             if not result.called:
                 if self._pending is None:
                     self._pending = set()
