@@ -43,7 +43,6 @@ from p2pnet_tx.handlers import PacketHandleProtocol
 from p2pnet_tx.interfaces import ICodec, IPeer, IPeerChannelOwner
 from p2pnet_tx.packets import (
     _pure_message_packet,
-    utc_now,
     DisconnectPacket,
     IdentifierPacket,
     Packet,
@@ -131,7 +130,7 @@ class PeerChannel(Protocol):
         "local_identifier", "counters", "close_reason", "_data_observers", "_waiters",
         "_deadlines", "_properties", "_trust_protocol", "_await_identity", "_lifecycle",
         "_open", "_trusted", "_awaiting_identity", "_handshake_error",
-        "_decoder", "_receiver", "_timers", "_writer",
+        "_decoder", "_receiver", "_timers", "_writer", "_stamp_millis", "_stamp",
     )
 
     def __init__(
@@ -180,6 +179,8 @@ class PeerChannel(Protocol):
         self._receiver = PacketReceiver(self)
         self._timers: ChannelTimers | None = None
         self._writer: ChannelWriter | None = None
+        self._stamp_millis = -1
+        self._stamp: datetime | None = None
 
     def __repr__(self) -> str:
         state = "trusted" if self._trusted else "untrusted"
@@ -297,7 +298,19 @@ class PeerChannel(Protocol):
         if text.__class__ is not str:
             raise TypeError(f"a message is a str, not {type(text).__name__}")
         # The one check the packet's validators would make: the identifier was checked once.
-        return self.send(_pure_message_packet(text, self.local_identifier, utc_now()))
+        return self.send(_pure_message_packet(text, self.local_identifier, self._timestamp()))
+
+    def _timestamp(self) -> datetime:
+        """
+        Now on the channel's clock, to the millisecond.  Messages sent within one millisecond
+        share one datetime, which the codec formats once: making and formatting a time was a
+        third of the cost of a small message.
+        """
+        millis = int(self.clock.seconds() * 1000)
+        if millis != self._stamp_millis:
+            self._stamp_millis = millis
+            self._stamp = datetime.fromtimestamp(millis / 1000, timezone.utc)
+        return self._stamp  # type: ignore[return-value]
 
     def trust(self) -> None:
         """
