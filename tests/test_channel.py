@@ -1109,7 +1109,7 @@ class LifecycleTests(SynchronousTestCase):
         """trust() opens the gate and the large frame cap; untrust() reverses both."""
         owner = RecordingOwner()
         channel, _, _ = connect(owner=owner)
-        decoder = channel._decoder
+        decoder = channel._receiver.decoder
         self.assertEqual(decoder.max_frame_size, 64 * 1024)
         self.assertFalse(channel.allows(PacketType.DATA_TRANSMIT))
         channel.trust()

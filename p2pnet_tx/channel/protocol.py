@@ -34,9 +34,7 @@ from p2pnet_tx.channel.timers import ChannelTimers, DeadlineQueue
 from p2pnet_tx.channel.writer import ChannelWriter
 from p2pnet_tx.errors import (
     ChannelClosed,
-    FramingError,
     HandshakeTimeout,
-    MalformedPacket,
     TrustRefused,
 )
 from p2pnet_tx.handlers import PacketHandleProtocol
@@ -130,7 +128,7 @@ class PeerChannel(Protocol):
         "local_identifier", "counters", "close_reason", "_data_observers", "_waiters",
         "_deadlines", "_properties", "_trust_protocol", "_await_identity", "_lifecycle",
         "_open", "_trusted", "_awaiting_identity", "_handshake_error",
-        "_decoder", "_receiver", "_timers", "_writer", "_stamp_millis", "_stamp",
+        "_receiver", "_timers", "_writer", "_stamp_millis", "_stamp",
     )
 
     def __init__(
@@ -175,8 +173,9 @@ class PeerChannel(Protocol):
         self._trusted = False
         self._awaiting_identity = False
         self._handshake_error: TrustRefused | None = None
-        self._decoder = self.codec.decoder(self.limits.max_untrusted_frame_size)
-        self._receiver = PacketReceiver(self)
+        self._receiver = PacketReceiver(
+            self, self.codec.decoder(self.limits.max_untrusted_frame_size)
+        )
         self._timers: ChannelTimers | None = None
         self._writer: ChannelWriter | None = None
         self._stamp_millis = -1
@@ -375,31 +374,8 @@ class PeerChannel(Protocol):
             self._lifecycle.start_handshake()
 
     def dataReceived(self, data: bytes) -> None:
-        if not self._open:
-            return
-        now = self.clock.seconds()
-        timers = self._timers
-        timers.last_received = now  # type: ignore[union-attr]
-        completed = False
-        receiver = self._receiver
-        try:
-            for item in self._decoder.iter_feed(data):
-                completed = True
-                if isinstance(item, MalformedPacket):
-                    receiver.malformed_received(item)
-                else:
-                    receiver.packet_received(item)
-                if not self._open:
-                    return
-        except FramingError as error:
-            self.counters["framing_errors"] += 1
-            self._misbehaved(error)
-            return
-        if self._decoder.buffered:
-            if completed or timers.partial_since is None:  # type: ignore[union-attr]
-                timers.partial_frame(now)  # type: ignore[union-attr]
-        elif timers.partial_since is not None:  # type: ignore[union-attr]
-            timers.partial_frame(None)  # type: ignore[union-attr]
+        if self._open:
+            self._receiver.data_received(data)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._lifecycle.connection_lost("connection lost: " + reason.getErrorMessage())
@@ -414,14 +390,14 @@ class PeerChannel(Protocol):
 
     def _lifecycle_trusted(self) -> None:
         self._trusted = True
-        self._decoder.max_frame_size = self.limits.max_frame_size
+        self._receiver.decoder.max_frame_size = self.limits.max_frame_size
         self.owner.channel_trusted(self)
         if self._waiters is not None:
             self._waiters.trusted(self)
 
     def _lifecycle_untrusted(self) -> None:
         self._trusted = False
-        self._decoder.max_frame_size = self.limits.max_untrusted_frame_size
+        self._receiver.decoder.max_frame_size = self.limits.max_untrusted_frame_size
         self.log.info("peer {peer} no longer trusted", peer=self.peer)
 
     def _lifecycle_handshake_failed(self, error: TrustRefused) -> None:
