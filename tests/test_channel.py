@@ -1453,3 +1453,31 @@ class KeepaliveWhileQueuedTests(SynchronousTestCase):
         self.assertEqual([p.message for p in sent_packets(transport)], ["queued"])
         channel.connectionLost(Failure(ConnectionLost()))
         self.assertEqual(clock.getDelayedCalls(), [])
+
+
+class MessageTimestampTests(SynchronousTestCase):
+    """send_message stamps messages from the channel's clock, to the millisecond."""
+
+    def test_stamped_from_the_channel_clock(self) -> None:
+        """The time is the injected clock's, truncated to the millisecond; messages of one
+        millisecond share it, the next millisecond gets a new one."""
+        channel, transport, clock = connect(
+            limits=ChannelLimits(idle_timeout=None, keepalive_interval=None)
+        )
+        clock.advance(1_764_000_000.1234567 - clock.seconds())
+        channel.send_message("one")
+        channel.send_message("two")
+        clock.advance(0.001)
+        channel.send_message("three")
+        times = [p.source_origin_time for p in sent_packets(transport)
+                 if isinstance(p, PureMessagePacket)]
+        expected = datetime.fromtimestamp(1_764_000_000.123, timezone.utc)
+        self.assertEqual(times[:2], [expected, expected])
+        self.assertEqual(times[2], datetime.fromtimestamp(1_764_000_000.124, timezone.utc))
+
+    def test_message_must_be_text(self) -> None:
+        """A message that is not a str is refused at once, as the packet would refuse it."""
+        channel, transport, _ = connect()
+        transport.clear()
+        self.assertRaises(TypeError, channel.send_message, b"bytes")
+        self.assertEqual(transport.value(), b"")
