@@ -111,15 +111,26 @@ _match_timestamp = _TIMESTAMP.fullmatch
 _fromisoformat = datetime.fromisoformat
 
 
-# Writing a time is most of the cost of encoding a small packet: datetime.isoformat() alone costs
-# more than the JSON (it formats through PyUnicode_FromFormat, and an aware datetime's offset
-# too).  The text up to the second is the same for every packet of that second, so it is kept;
-# the microseconds come from a table of 3-digit strings.  Bounded: a sender stamping packets
-# with arbitrary times makes the cache start afresh, never grow.
-_SECONDS_CACHE_SIZE = 256
-_seconds: dict[tuple[int, int, int, int, int, int], str] = {}
 _DIGITS3 = [f"{number:03d}" for number in range(1000)]
-_last_formatted: tuple[datetime | None, str] = (None, "")
+
+
+def _in_utc(value: datetime) -> datetime:
+    if value.tzinfo is not _UTC:  # packets always hold UTC: the rest is the slow path
+        if value.tzinfo is not None and value.utcoffset():
+            value = value.astimezone(_UTC)
+        value = value.replace(tzinfo=_UTC)
+    return value
+
+
+def _with_fraction(second: str, microsecond: int) -> str:
+    """C{second} ("YYYY-MM-DDTHH:MM:SS.") with the fraction, trailing zeros dropped, and Z."""
+    if microsecond % 10:
+        return second + _DIGITS3[microsecond // 1000] + _DIGITS3[microsecond % 1000] + "Z"
+    if microsecond:
+        return (
+            second + _DIGITS3[microsecond // 1000] + _DIGITS3[microsecond % 1000]
+        ).rstrip("0") + "Z"
+    return second[:-1] + "Z"
 
 
 def format_timestamp(value: datetime) -> str:
@@ -127,33 +138,57 @@ def format_timestamp(value: datetime) -> str:
     Write a time as the wire does: C{YYYY-MM-DDTHH:MM:SS[.fffffff]Z}, in UTC, with trailing
     zeros of the fraction dropped.  A naive datetime is taken to be in UTC.
     """
-    global _last_formatted
-    last = _last_formatted
-    if value is last[0]:  # the same packet sent again, or to several peers
-        return last[1]
-    stamp = value
-    if stamp.tzinfo is not _UTC:  # packets always hold UTC: the rest is the slow path
-        if stamp.tzinfo is not None and stamp.utcoffset():
-            stamp = stamp.astimezone(_UTC)
-        stamp = stamp.replace(tzinfo=_UTC)
-    key = (stamp.year, stamp.month, stamp.day, stamp.hour, stamp.minute, stamp.second)
-    second = _seconds.get(key)
-    if second is None:
-        if len(_seconds) >= _SECONDS_CACHE_SIZE:
-            _seconds.clear()
-        # isoformat() writes "YYYY-MM-DDTHH:MM:SS" first, the year with 4 digits.
-        second = _seconds[key] = stamp.isoformat()[:19] + "."
-    microsecond = stamp.microsecond
-    if microsecond % 10:
-        text = second + _DIGITS3[microsecond // 1000] + _DIGITS3[microsecond % 1000] + "Z"
-    elif microsecond:
-        text = (
-            second + _DIGITS3[microsecond // 1000] + _DIGITS3[microsecond % 1000]
-        ).rstrip("0") + "Z"
-    else:
-        text = second[:-1] + "Z"
-    _last_formatted = (value, text)
-    return text
+    stamp = _in_utc(value)
+    # isoformat() writes "YYYY-MM-DDTHH:MM:SS" first, the year with 4 digits.
+    return _with_fraction(stamp.isoformat()[:19] + ".", stamp.microsecond)
+
+
+class _EncodingCache:
+    """
+    What a codec writes again and again, kept by each codec (nothing is shared between codecs).
+
+    Writing a time is most of the cost of encoding a small packet: C{datetime.isoformat()} alone
+    costs more than the JSON.  The text up to the second is the same for every packet of that
+    second, so it is kept, and the time written last is returned at once (the same packet sent
+    to several peers, or messages of one millisecond).  A node sends mostly under its own
+    identifier: the JSON around it is kept per identifier.  Both are bounded: a sender writing
+    arbitrary times or identifiers makes a cache start afresh, never grow.
+    """
+
+    __slots__ = ("_seconds", "_last_time", "_last_text", "identifiers")
+
+    SECONDS = 256
+    IDENTIFIERS = 1024
+
+    def __init__(self) -> None:
+        self._seconds: dict[tuple[int, int, int, int, int, int], str] = {}
+        self._last_time: datetime | None = None
+        self._last_text = ""
+        self.identifiers: dict[str, Any] = {}
+
+    def timestamp(self, value: datetime) -> str:
+        """L{format_timestamp}, from the caches when it can."""
+        if value is self._last_time:
+            return self._last_text
+        stamp = _in_utc(value)
+        key = (stamp.year, stamp.month, stamp.day, stamp.hour, stamp.minute, stamp.second)
+        second = self._seconds.get(key)
+        if second is None:
+            if len(self._seconds) >= self.SECONDS:
+                self._seconds.clear()
+            second = self._seconds[key] = stamp.isoformat()[:19] + "."
+        text = _with_fraction(second, stamp.microsecond)
+        self._last_time, self._last_text = value, text
+        return text
+
+    def identifier(self, identifier: str, write: Callable[[str], Any]) -> Any:
+        """The fragment C{write(identifier)}, kept per identifier."""
+        fragment = self.identifiers.get(identifier)
+        if fragment is None:
+            if len(self.identifiers) >= self.IDENTIFIERS:
+                self.identifiers.clear()
+            fragment = self.identifiers[identifier] = write(identifier)
+        return fragment
 
 
 def parse_timestamp(text: str) -> datetime:
@@ -463,38 +498,20 @@ def encode_packet_object(packet: Packet) -> bytes:
 # -- The common case of sending -----------------------------------------------------------------
 
 # A node sends mostly PureMessages under its own identifier.  Those frames are written without
-# building their dict, from pieces that repeat: the JSON of the identifier with the field names
-# around it is cached per identifier (bounded, like the seconds of format_timestamp).  The
-# output is byte for byte what the general path writes (tests/test_wire.py checks it).
-_IDENTIFIER_CACHE_SIZE = 1024
-_p2pnet_identifiers: dict[str, bytes] = {}
-_dotnet_identifiers: dict[str, str] = {}
+# building their dict, from pieces that repeat (kept in the codec's _EncodingCache).  The output
+# is byte for byte what the general path writes (tests/test_wire.py checks it).
 _P2PNET_MESSAGE_HEAD = b'{"type":"Message","packet":{"Message":'
 _DOTNET_MESSAGE_HEAD = '<Message>{"Message":'
 
 
 def _p2pnet_identifier(identifier: str) -> bytes:
     """C{,"SourceOriginIdentifier":<identifier>,"SourceOriginTime":"} in compact UTF-8 JSON."""
-    fragment = _p2pnet_identifiers.get(identifier)
-    if fragment is None:
-        if len(_p2pnet_identifiers) >= _IDENTIFIER_CACHE_SIZE:
-            _p2pnet_identifiers.clear()
-        fragment = _p2pnet_identifiers[identifier] = (
-            b',"SourceOriginIdentifier":' + orjson.dumps(identifier) + b',"SourceOriginTime":"'
-        )
-    return fragment
+    return b',"SourceOriginIdentifier":' + orjson.dumps(identifier) + b',"SourceOriginTime":"'
 
 
 def _dotnet_identifier(identifier: str) -> str:
     """C{,"SourceOriginIdentifier":<identifier>,"SourceOriginTime":"}, .NET-escaped."""
-    fragment = _dotnet_identifiers.get(identifier)
-    if fragment is None:
-        if len(_dotnet_identifiers) >= _IDENTIFIER_CACHE_SIZE:
-            _dotnet_identifiers.clear()
-        fragment = _dotnet_identifiers[identifier] = (
-            ',"SourceOriginIdentifier":' + dotnet_string(identifier) + ',"SourceOriginTime":"'
-        )
-    return fragment
+    return ',"SourceOriginIdentifier":' + dotnet_string(identifier) + ',"SourceOriginTime":"'
 
 
 # -- Codecs --------------------------------------------------------------------------------------
@@ -515,6 +532,9 @@ class P2PNetCodec:
 
     name = "p2pnet"
 
+    def __init__(self) -> None:
+        self._cache = _EncodingCache()
+
     def encode(self, packet: Packet) -> bytes:
         """
         Return one whole frame carrying C{packet}.
@@ -528,8 +548,8 @@ class P2PNetCodec:
                     (
                         _P2PNET_MESSAGE_HEAD,
                         orjson.dumps(message),
-                        _p2pnet_identifier(identifier),
-                        format_timestamp(packet.source_origin_time).encode("ascii"),
+                        self._cache.identifier(identifier, _p2pnet_identifier),
+                        self._cache.timestamp(packet.source_origin_time).encode("ascii"),
                         b'"}}',
                     )
                 )
@@ -702,6 +722,9 @@ class DotNetCodec:
 
     name = "dotnet"
 
+    def __init__(self) -> None:
+        self._cache = _EncodingCache()
+
     def encode(self, packet: Packet) -> bytes:
         """
         Return one whole frame carrying C{packet}.
@@ -714,8 +737,8 @@ class DotNetCodec:
                 return (
                     _DOTNET_MESSAGE_HEAD
                     + dotnet_string(message)
-                    + _dotnet_identifier(identifier)
-                    + format_timestamp(packet.source_origin_time)
+                    + self._cache.identifier(identifier, _dotnet_identifier)
+                    + self._cache.timestamp(packet.source_origin_time)
                     + '"}</Message>'
                 ).encode("ascii")
         body = dotnet_dumps(_packet_fields(packet, True))

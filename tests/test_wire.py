@@ -1713,10 +1713,12 @@ class SendShortcutTests(SynchronousTestCase):
 
     def test_timestamp_cache_bounded(self) -> None:
         """Times from many different seconds never grow the cache past its size."""
-        for seconds in range(3 * wire._SECONDS_CACHE_SIZE):
-            value = T0 + timedelta(seconds=seconds * 7919)
-            self.assertEqual(format_timestamp(value), reference_format_timestamp(value))
-            self.assertLessEqual(len(wire._seconds), wire._SECONDS_CACHE_SIZE)
+        cache = wire._EncodingCache()
+        for seconds in range(3 * cache.SECONDS):
+            value = T0 + timedelta(seconds=seconds * 7919, microseconds=seconds)
+            self.assertEqual(cache.timestamp(value), reference_format_timestamp(value))
+            self.assertEqual(cache.timestamp(value), reference_format_timestamp(value))
+            self.assertLessEqual(len(cache._seconds), cache.SECONDS)
 
     @PROPERTY
     @given(message=st.text(max_size=40), identifier=st.text(max_size=20), time=times,
@@ -1734,13 +1736,14 @@ class SendShortcutTests(SynchronousTestCase):
 
     def test_identifier_cache_bounded(self) -> None:
         """Many identifiers never grow the identifier caches past their size."""
-        for number in range(3 * wire._IDENTIFIER_CACHE_SIZE):
+        codecs = [get_codec(name) for name in FORMATS]
+        for number in range(3 * wire._EncodingCache.IDENTIFIERS):
             packet = PureMessagePacket("m", source_origin_identifier=f"peer_{number}",
                                        source_origin_time=T0)
-            for name in FORMATS:
-                self.assertEqual(get_codec(name).encode(packet), general_encode(name, packet))
-            self.assertLessEqual(len(wire._p2pnet_identifiers), wire._IDENTIFIER_CACHE_SIZE)
-            self.assertLessEqual(len(wire._dotnet_identifiers), wire._IDENTIFIER_CACHE_SIZE)
+            for name, codec in zip(FORMATS, codecs):
+                self.assertEqual(codec.encode(packet), general_encode(name, packet))
+                self.assertLessEqual(len(codec._cache.identifiers),
+                                     wire._EncodingCache.IDENTIFIERS)
 
     def test_unusual_field_values_take_the_general_path(self) -> None:
         """Values the attrs class does not check (not str) are written as before, not cached."""
