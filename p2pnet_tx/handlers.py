@@ -140,7 +140,8 @@ class PacketHandleProtocol:
         @return: what the handler returned, with a coroutine wrapped in a Deferred.
         @raise Exception: whatever the handler raised.
         """
-        result = self._by_class[type(packet)](channel, packet)
+        handler = self._by_class.get(type(packet)) or self._handlers[packet.kind]
+        result = handler(channel, packet)
         if type(result) is CoroutineType:
             return Deferred.fromCoroutine(result)
         return result

@@ -11,15 +11,19 @@ from typing import Any
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
-from twisted.internet.testing import MemoryReactorClock
+from twisted.internet.error import ConnectionDone
+from twisted.internet.task import Clock
+from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from p2pnet_tx.channel import ChannelLimits, PeerChannel
+from p2pnet_tx.channel import ChannelLimits, ChannelOwner, PeerChannel
 from p2pnet_tx.errors import ChannelClosed, HandshakeTimeout
 from p2pnet_tx.network import PeerNetwork
+from p2pnet_tx.packets import PureMessagePacket
 from p2pnet_tx.peer import GenericPeer
 from p2pnet_tx.testing import complete_tcp_connection
+from p2pnet_tx.wire import get_codec
 
 SERVER = GenericPeer("127.0.0.1", 8051)
 
@@ -101,3 +105,49 @@ class ReconnectFromWaiterTests(SynchronousTestCase):
         channel.abort("rude")
         self.assertEqual(seen, [[]])
         self.assertIsNone(self.client.channel_for(SERVER))
+
+
+class ClosingFromCallbacksTests(SynchronousTestCase):
+    """A close asked for from inside a callback of the channel takes effect at once."""
+
+    def test_close_from_owner_trusted_callback(self) -> None:
+        """
+        close() from the owner's channel_trusted: send() is refused at once, the trust waiters
+        fail, and the Disconnect goes out (Automat runs the close once the trust transition is
+        over; the channel must not act open meanwhile).
+        """
+        seen: dict[str, object] = {}
+
+        class Owner(ChannelOwner):
+            def channel_trusted(self, channel: PeerChannel) -> None:
+                channel.close("go away")
+                seen["reason"] = channel.close_reason
+                seen["sent"] = channel.send(PureMessagePacket("after close"))
+
+        channel = PeerChannel("p2pnet", clock=Clock(), owner=Owner())
+        transport = StringTransport()
+        channel.makeConnection(transport)
+        waiter = channel.when_trusted()
+        channel.trust()
+        self.assertEqual(seen, {"reason": "go away", "sent": False})
+        self.failureResultOf(waiter, ChannelClosed)
+        self.assertTrue(transport.disconnecting)
+        sent = get_codec("p2pnet").decoder().feed(transport.value())
+        self.assertEqual([type(packet).__name__ for packet in sent], ["DisconnectPacket"])
+
+    def test_connect_fails_when_the_channel_closes_in_connection_made(self) -> None:
+        """An observer that closes a new outbound channel makes connect() fail, and the next
+        connect() dials afresh (the dial no longer waits forever on a dead channel)."""
+        reactor = MemoryReactorClock()
+        network = PeerNetwork(reactor, identifier="me", wire="dotnet", trust_protocol="none")
+        network.peer_added.add(lambda channel: channel.close("not wanted"))
+        peer = GenericPeer("10.0.0.2", 9000)
+        first = network.connect(peer)
+        address = IPv4Address("TCP", "10.0.0.2", 9000)
+        protocol = reactor.tcpClients[0][2].buildProtocol(address)
+        protocol.makeConnection(StringTransport(peerAddress=address))
+        protocol.connectionLost(Failure(ConnectionDone()))
+        self.failureResultOf(first, ChannelClosed)
+        network.peer_added.clear()
+        self.assertNoResult(network.connect(peer))
+        self.assertEqual(len(reactor.tcpClients), 2)

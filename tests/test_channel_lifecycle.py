@@ -160,6 +160,30 @@ def identity(identifier: str = "them") -> bytes:
     )
 
 
+class EveryInputEveryStateTests(SynchronousTestCase):
+    """No public method of a channel can raise Automat's NoTransition, in any state."""
+
+    def test_every_input_is_defined_in_every_state(self) -> None:
+        """Each state has a transition for each input, but "connected" (which comes once)."""
+        from p2pnet_tx.channel import lifecycle
+
+        automaton = lifecycle._builder._automaton
+        transitions = list(automaton.allTransitions())
+        defined = {(old.name, name) for old, name, _, _ in transitions}
+        states = {old.name for old, _, _, _ in transitions}
+        missing = {
+            (state, name) for state in states for name in automaton.inputAlphabet()
+            if (state, name) not in defined and not (name == "connected" and state != "connecting")
+        }
+        self.assertEqual(missing, set())
+
+    def test_disconnect_before_connection(self) -> None:
+        """A Disconnect handled on a channel not yet connected changes nothing."""
+        channel = PeerChannel("p2pnet", clock=Clock())
+        channel.peer_disconnected(None)  # type: ignore[arg-type]
+        self.assertIsNone(channel.close_reason)
+
+
 class NoTimerOutlivesItsStateTests(SynchronousTestCase):
     """
     Each state that owns a timer (awaiting identity and handshaking: the deadline; closing: the

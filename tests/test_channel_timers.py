@@ -195,6 +195,22 @@ class ChannelTimersTests(SynchronousTestCase):
         timers.partial_frame(0.0)
         self.assertEqual(clock.getDelayedCalls(), [])
 
+    def test_deadline_on_a_rounding_boundary(self) -> None:
+        """
+        At a time t where (t + 90) - t < 90 in floating point, the idle deadline still fires
+        once at t + 90 (the check used to disagree with the schedule, and the queue woke the
+        timers at the same time forever).
+        """
+        clock = Clock()
+        clock.rightNow = 78.19673047987364
+        channel = RecordingChannel(clock)
+        timers = ChannelTimers(channel, ChannelLimits(keepalive_interval=None),
+                               DeadlineQueue(clock))
+        timers.start(clock.seconds())
+        clock.advance(90)
+        self.assertEqual([name for name, _ in channel.events], ["idle"])
+        self.assertEqual(clock.getDelayedCalls(), [])
+
     def test_channels_share_a_queue(self) -> None:
         """Two channels' timers on one queue: one DelayedCall, each fires at its own time."""
         clock = Clock()

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import attrs
+
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import globalLogPublisher
@@ -185,6 +187,24 @@ class DefaultHandlerTests(SynchronousTestCase):
         [event] = [e for e in self.logged if "text" in e]
         self.assertEqual(event["text"], "m" * 200)
         self.assertEqual(event["log_level"].name, "debug")
+
+
+@attrs.frozen
+class StampedMessage(PureMessagePacket):
+    """An application's own kind of Message."""
+
+
+class SubclassDispatchTests(SynchronousTestCase):
+    """A packet of a subclass goes to the handler of its packet type."""
+
+    def test_subclass_dispatched_by_kind(self) -> None:
+        """dispatch() finds the handler of a PureMessagePacket subclass by its kind."""
+        recorder = RecordingHandler()
+        handlers = PacketHandleProtocol()
+        handlers.set_handler(PacketType.MESSAGE, recorder)
+        packet = StampedMessage("hi")
+        handlers.dispatch(None, packet)  # type: ignore[arg-type]
+        self.assertEqual(recorder.packets, [packet])
 
 
 class RegistryDefaultsTests(SynchronousTestCase):

@@ -232,20 +232,23 @@ class PeerNetworkIdentityTests(SynchronousTestCase):
 
     def test_remove_peer_forgets_it(self) -> None:
         """remove_peer closes the channel and drops the peer from the known peers."""
-        self.nodes.dial(self.client, self.server)
+        _, pump = self.nodes.dial(self.client, self.server)
         [inbound] = self.server.active_peer_channels
-        self.server.remove_peer(inbound)
+        closed = self.server.remove_peer(inbound)
         self.assertNotIn(("127.0.0.1", 8052), self.server.known_peers)
-        self.assertTrue(inbound.transport.disconnecting)
+        pump.flush()  # our Disconnect reaches the client, which closes: the close completes
+        self.assertEqual(self.successResultOf(closed), "removed")
+        self.assertEqual(self.client.active_peer_channels, [])
 
     def test_block_drops_matching_channel(self) -> None:
         """Blocking a connected peer's identifier closes its channel and tells observers."""
         blocked: list[tuple[object, object]] = []
         self.server.peer_blocked.add(lambda ip, identifier: blocked.append((ip, identifier)))
-        self.nodes.dial(self.client, self.server)
+        _, pump = self.nodes.dial(self.client, self.server)
         dropped = self.server.block(identifier="client")
         self.assertEqual(len(dropped), 1)
-        self.assertTrue(dropped[0].transport.disconnecting)
+        pump.flush()
+        self.assertTrue(dropped[0].is_closed)
         self.assertEqual(blocked, [(None, "client")])
         self.assertRaises(ValueError, self.server.block)
 

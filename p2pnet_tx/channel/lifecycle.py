@@ -333,5 +333,19 @@ for _input in (
     closed.upon(_input).loop().returns(None)
 closed.upon(ChannelLifecycle.connection_lost).loop().returns(None)
 
+# Every other input leaves its state as it is, so that no public method of a channel can raise
+# NoTransition whatever its state.  Only "connected" is left out where it cannot come again: a
+# second connectionMade is a bug to be told about.
+for _input in (
+    ChannelLifecycle.expect_identity, ChannelLifecycle.handshake_failed, ChannelLifecycle.open,
+    ChannelLifecycle.peer_left, ChannelLifecycle.start_handshake,
+):
+    connecting.upon(_input).loop().returns(None)
+for _input in (
+    ChannelLifecycle.expect_identity, ChannelLifecycle.open, ChannelLifecycle.start_handshake,
+):
+    handshaking.upon(_input).loop().returns(None)
+awaiting_identity.upon(ChannelLifecycle.expect_identity).loop().returns(None)
+
 new_lifecycle = _builder.build()
 """C{new_lifecycle(LifecycleCore(channel, clock)) -> ChannelLifecycle}: a fresh lifecycle."""

@@ -29,7 +29,10 @@ class ChannelLimits:
         buffers.  A send that would go past it raises L{p2pnet_tx.errors.SendBufferFull} and
         the channel stays open: the cap protects the node's memory, never a reading peer.
     @ivar write_stall_timeout: a peer that drains nothing of what was written to it for this
-        long is not reading: the channel aborts.
+        long is not reading: the channel aborts.  "Drains" is what Twisted reports: its
+        transport resumes a producer only once its whole buffer (64 KiB, plus the batch that
+        filled it) is written, so a peer must take about 128 KiB within this time to count as
+        reading: about 6 KiB/s at the default 20 s.
     @ivar close_timeout: how long a closing channel waits for its writes to drain.
     @ivar drop_unknown_packets: drop the peer on an unknown packet type (default: count and
         ignore it, for forward compatibility).

@@ -338,6 +338,7 @@ class PeerChannel(Protocol):
 
         @return: a Deferred that fires with the close reason once the connection is gone.
         """
+        self._closing_requested(reason)
         self._lifecycle.close(reason)
         return self.when_closed()
 
@@ -346,11 +347,21 @@ class PeerChannel(Protocol):
         Drop the connection at once, after writing a best-effort Disconnect packet; for peers
         that broke the rules or ran out of time.  What is still queued is dropped.
         """
+        self._closing_requested(reason)
         self._lifecycle.abort(reason)
 
     def peer_disconnected(self, packet: DisconnectPacket) -> None:
         """The peer said goodbye: close without answering."""
+        self._closing_requested("disconnected by peer")
         self._lifecycle.peer_left("disconnected by peer")
+
+    def _closing_requested(self, reason: str) -> None:
+        # Automat runs an input given during a transition (from an owner callback, a waiter, an
+        # observer) only once that transition is over: the channel must stop sending and
+        # reading now, not then.
+        if self._open:
+            self._open = False
+            self.close_reason = reason
 
     # -- Protocol -------------------------------------------------------------------------------
 
@@ -392,7 +403,7 @@ class PeerChannel(Protocol):
         self._trusted = True
         self._receiver.decoder.max_frame_size = self.limits.max_frame_size
         self.owner.channel_trusted(self)
-        if self._waiters is not None:
+        if self._waiters is not None and self._open:  # the owner may have closed it
             self._waiters.trusted(self)
 
     def _lifecycle_untrusted(self) -> None:
@@ -419,10 +430,15 @@ class PeerChannel(Protocol):
             writer.flush()
         self.transport.write(self.codec.encode(_goodbye(self, reason)))
         self.counters[OUT_COUNTERS[DisconnectPacket]] += 1
-        if graceful:
-            self.transport.loseConnection()
-        else:
+        if not graceful:
             self.transport.abortConnection()
+        elif hasattr(self.transport, "loseWriteConnection"):
+            # Half-close and keep reading until the peer closes (it does on our Disconnect, or
+            # close_timeout aborts): closing a socket with unread data sends an RST, and the
+            # peer's kernel then drops what it had not yet read of ours.
+            self.transport.loseWriteConnection()
+        else:
+            self.transport.loseConnection()
         self._lifecycle_closing(reason)
 
     def _lifecycle_peer_left(self, reason: str) -> None:

@@ -12,6 +12,7 @@ much as the rest of an idle channel's timers together.
 from __future__ import annotations
 
 import heapq
+import math
 from itertools import count
 from typing import TYPE_CHECKING, Protocol
 
@@ -81,6 +82,8 @@ class DeadlineQueue:
         if sleeper._wake_at is not None:
             sleeper._wake_at = None
             self._stale += 1
+            if self._waking:
+                return  # _fire is walking the heap: tidy it afterwards, not now
             if self._stale == len(self._heap):
                 # Nobody left to wake: no call either.
                 self._heap.clear()
@@ -107,20 +110,24 @@ class DeadlineQueue:
     def _fire(self) -> None:
         self._call = None
         now = self._clock.seconds()
-        heap = self._heap
+        again: list[tuple[Sleeper, float]] = []
         self._waking = True
         try:
-            while heap and heap[0][0] <= now:
-                when, _, sleeper = heapq.heappop(heap)
+            while self._heap and self._heap[0][0] <= now:
+                when, _, sleeper = heapq.heappop(self._heap)
                 if sleeper._wake_at != when:
                     self._stale -= 1
                     continue
                 sleeper._wake_at = None
                 later = sleeper._woken(now)
                 if later is not None:
-                    self.wake(sleeper, max(later, now))
+                    again.append((sleeper, later))
         finally:
             self._waking = False
+            # Pushed after the loop: a sleeper asking for "now" again waits for the next call
+            # instead of spinning this one.
+            for sleeper, later in again:
+                self.wake(sleeper, max(later, math.nextafter(now, math.inf)))
             self._reschedule()
 
 
@@ -209,7 +216,10 @@ class ChannelTimers:
             return None
         limits = self._limits
         channel = self._channel
-        if limits.idle_timeout is not None and now - self.last_received >= limits.idle_timeout:
+        # Each deadline is compared exactly as _next_check computes it: "now - last >= timeout"
+        # can be false in floating point when "now >= last + timeout" is true, and the queue
+        # would then wake this sleeper again and again at the same time.
+        if limits.idle_timeout is not None and now >= self.last_received + limits.idle_timeout:
             self._stopped = True
             _log.info("peer {peer} idle for {timeout} s", peer=channel.peer,
                       timeout=limits.idle_timeout)
@@ -218,7 +228,7 @@ class ChannelTimers:
         if (
             limits.partial_frame_timeout is not None
             and self._partial_since is not None
-            and now - self._partial_since >= limits.partial_frame_timeout
+            and now >= self._partial_since + limits.partial_frame_timeout
         ):
             self._stopped = True
             channel.counters["partial_frame_timeouts"] += 1
@@ -228,7 +238,7 @@ class ChannelTimers:
             return None
         if (
             limits.keepalive_interval is not None
-            and now - self.last_sent >= limits.keepalive_interval
+            and now >= self.last_sent + limits.keepalive_interval
         ):
             self.last_sent = now
             channel._keepalive_due()

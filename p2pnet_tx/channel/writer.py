@@ -13,7 +13,9 @@ Two things are bounded, and they are told apart:
     L{SendBufferFull} and the channel stays open (the application decides: wait for
     L{drain} and send again, or give up);
   - B{a peer that does not read}: if nothing drains for C{stall_timeout} seconds, the writer
-    calls C{stalled} and the channel drops the peer.
+    calls C{stalled} and the channel drops the peer.  Twisted resumes a producer only when its
+    transport's buffer is empty, so "drains" means about 128 KiB taken in that time; a peer
+    slower than that is treated as one that does not read.
 """
 
 from __future__ import annotations
@@ -135,12 +137,15 @@ class ChannelWriter:
     def stop(self, reason: str) -> None:
         """
         The channel is closing: stop the stall timer, drop what is still queued (call
-        L{flush} first to keep it) and fail the L{drain} waiters with L{ChannelClosed}.
+        L{flush} first to keep it), fail the L{drain} waiters with L{ChannelClosed}, and stop
+        being the transport's producer: a transport with a paused producer registered would
+        never finish a graceful close (and TLS would never shut down).
         """
         if self._closed_reason is not None:
             return
         self._closed_reason = reason
         self._cancel_stall()
+        self._transport.unregisterProducer()
         self._queue = None
         self.queued = 0
         waiters, self._waiters = self._waiters, None

@@ -90,8 +90,10 @@ class Membership:
         """
         arrival = self._arrivals.get(channel)
         if arrival is None:
-            if channel.is_closed:
-                return fail(ChannelClosed(channel.close_reason or "closed"))
+            # close_reason is set as soon as a channel starts closing (before it tells us), and
+            # a channel that is closing will never be accepted.
+            if channel.close_reason is not None:
+                return fail(ChannelClosed(channel.close_reason))
             arrival = self._arrivals[channel] = OneShotObserver()
         return arrival.when_fired()
 

@@ -99,3 +99,33 @@ async def test_peer_that_stops_reading_is_dropped() -> None:
     finally:
         peer.transport.abortConnection()
         await server.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_graceful_close_under_backpressure_is_not_aborted() -> None:
+    """
+    close() with writes backed up closes once they drain: the writer stops being the
+    transport's producer, which a transport needs before it can finish losing its connection.
+    (Before, every such close ran into close_timeout and was aborted.)
+    """
+    limits = ChannelLimits(close_timeout=30.0)
+    server = PeerNetwork(reactor, identifier="server", channel_limits=limits)
+    client = PeerNetwork(reactor, identifier="client", channel_limits=limits)
+    await server.listen("tcp:0:interface=127.0.0.1")
+    received: list[int] = []
+    server.handlers.set_handler(PacketType.MESSAGE, lambda channel, packet: received.append(1))
+    try:
+        channel = await client.connect(GenericPeer("127.0.0.1", server.listening_port))
+        await channel.when_trusted()
+        for _ in range(2000):
+            channel.send_message("x" * 1000)  # about 2 MB: the transport pauses the writer
+        assert not channel.is_writable
+        start = reactor.seconds()
+        await channel.close("done")
+        assert reactor.seconds() - start < 10.0  # not the 30 s abort
+        # Everything sent before the close arrives: the peer's own unread data (its peer list)
+        # must not turn our close into an RST that drops our tail at the peer.
+        await eventually(lambda: len(received) == 2000, timeout=10.0)
+    finally:
+        await client.close()
+        await server.close()
