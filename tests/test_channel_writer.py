@@ -165,3 +165,50 @@ class ChannelWriterTests(SynchronousTestCase):
         self.writer.resumeProducing()
         self.assertEqual(self.transport.value(), b"")
         self.assertEqual(self.writer.queued, 0)
+
+
+class HalfClosingTransport(RecordingTransport):
+    """A transport that can close its writing side alone, as TCP can."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.write_closed = False
+
+    def loseWriteConnection(self) -> None:
+        self.write_closed = True
+
+
+class ChannelWriterFinishTests(SynchronousTestCase):
+    """finish() writes the last frame, then ends the connection the chosen way."""
+
+    def make(self, transport: RecordingTransport) -> ChannelWriter:
+        return ChannelWriter(transport, Clock(), 1000, 20.0, lambda: None)
+
+    def test_graceful_half_closes_after_the_queue(self) -> None:
+        """Gracefully: the queue, then the last frame, then a half-close (reading goes on)."""
+        transport = HalfClosingTransport()
+        writer = self.make(transport)
+        writer.pauseProducing()
+        writer.write(b"queued")
+        writer.finish(b"bye", graceful=True)
+        self.assertEqual(transport.value(), b"queuedbye")
+        self.assertTrue(transport.write_closed)
+        self.assertFalse(transport.disconnecting)
+
+    def test_graceful_without_half_close(self) -> None:
+        """A transport that cannot half-close loses its connection once written."""
+        transport = RecordingTransport()
+        self.make(transport).finish(b"bye", graceful=True)
+        self.assertTrue(transport.disconnecting)
+
+    def test_abort_drops_the_queue(self) -> None:
+        """Not gracefully: the last frame is written and the connection aborted at once."""
+        transport = HalfClosingTransport()
+        writer = self.make(transport)
+        writer.pauseProducing()
+        writer.write(b"queued")
+        aborted: list[bool] = []
+        transport.abortConnection = lambda: aborted.append(True)  # type: ignore[method-assign]
+        writer.finish(b"bye", graceful=False)
+        self.assertEqual(transport.value(), b"bye")
+        self.assertEqual(aborted, [True])

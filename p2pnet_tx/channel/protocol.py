@@ -356,9 +356,8 @@ class PeerChannel(Protocol):
         self._lifecycle.peer_left("disconnected by peer")
 
     def _closing_requested(self, reason: str) -> None:
-        # Automat runs an input given during a transition (from an owner callback, a waiter, an
-        # observer) only once that transition is over: the channel must stop sending and
-        # reading now, not then.
+        # Automat runs an input given during a transition (an owner callback, a waiter) only
+        # once that transition is over: stop sending and reading now, not then.
         if self._open:
             self._open = False
             self.close_reason = reason
@@ -424,21 +423,8 @@ class PeerChannel(Protocol):
         self.owner.peer_misbehaved(self, error)
 
     def _lifecycle_goodbye(self, reason: str, graceful: bool) -> None:
-        writer = self._writer
-        assert writer is not None
-        if graceful:
-            writer.flush()
-        self.transport.write(self.codec.encode(_goodbye(self, reason)))
+        self._writer.finish(self.codec.encode(_goodbye(self, reason)), graceful)  # type: ignore
         self.counters[OUT_COUNTERS[DisconnectPacket]] += 1
-        if not graceful:
-            self.transport.abortConnection()
-        elif hasattr(self.transport, "loseWriteConnection"):
-            # Half-close and keep reading until the peer closes (it does on our Disconnect, or
-            # close_timeout aborts): closing a socket with unread data sends an RST, and the
-            # peer's kernel then drops what it had not yet read of ours.
-            self.transport.loseWriteConnection()
-        else:
-            self.transport.loseConnection()
         self._lifecycle_closing(reason)
 
     def _lifecycle_peer_left(self, reason: str) -> None:

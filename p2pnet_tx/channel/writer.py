@@ -134,6 +134,25 @@ class ChannelWriter:
             self._queue.clear()
         self.queued = 0
 
+    def finish(self, last_frame: bytes, graceful: bool) -> None:
+        """
+        End the connection after C{last_frame} (a Disconnect): gracefully, after everything
+        queued, or at once, dropping the queue.  A graceful end half-closes and goes on reading
+        until the peer closes (it does on a Disconnect; the channel's close timer aborts
+        otherwise): closing a socket with unread data sends an RST, and the peer's kernel then
+        drops what it had not yet read of ours.
+        """
+        transport = self._transport
+        if graceful:
+            self.flush()
+        transport.write(last_frame)
+        if not graceful:
+            transport.abortConnection()  # type: ignore[attr-defined]
+        elif hasattr(transport, "loseWriteConnection"):
+            transport.loseWriteConnection()
+        else:
+            transport.loseConnection()
+
     def stop(self, reason: str) -> None:
         """
         The channel is closing: stop the stall timer, drop what is still queued (call
