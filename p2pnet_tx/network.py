@@ -803,6 +803,42 @@ class PeerNetwork(ChannelOwner):
         self.log.info("could not connect to {peer}: {why}", peer=peer,
                       why=failure.getErrorMessage())
 
+    def disconnect_all(self, reason: str) -> Deferred[None]:
+        """
+        Cancel the pending dials and close every channel, leaving the network usable (unlike
+        L{close}): a stopped service does this, and may start again.
+
+        @param reason: the close reason every channel is given.
+        @return: a Deferred firing with C{None} once every connection is gone.
+        """
+        for dialing in list(self._dialing.values()):
+            dialing.attempt.cancel()
+        waits = [channel.close(reason) for channel in list(self._channels)]
+
+        def forgotten(_: object) -> Deferred[None] | None:
+            # A channel fires its closed waiters just before it tells the network: wait one
+            # turn for the network to forget the last one.
+            if not self._channels:
+                return None
+            later: Deferred[None] = Deferred()
+            self.reactor.callLater(0, later.callback, None)
+            return later
+
+        return DeferredList(waits, consumeErrors=True).addCallback(forgotten)
+
+    def port_closed(self, port: IListeningPort) -> None:
+        """
+        Forget a port this network no longer listens on (the undo of L{port_opened}); the
+        announced listening port moves to the next open port, or to 0.
+
+        @param port: a port earlier given to L{port_opened}.
+        """
+        if port not in self._ports:
+            return
+        self._ports.remove(port)
+        # A closed port may no longer know its address: only ask the open ones.
+        self.listening_port = getattr(self._ports[0].getHost(), "port", 0) if self._ports else 0
+
 
 @attrs.define
 class _Dial:
