@@ -9,27 +9,60 @@ L{PeerNetworkService}: a node as a Twisted service, for C{twistd p2pnet} and for
     application = Application("my p2p app")
     network = PeerNetwork(reactor)
     PeerNetworkService(network, listen="tcp:8051").setServiceParent(application)
+
+Its children are Twisted's own kinds of service: the peer listener and the control API are
+L{StreamServerEndpointService}s (L{PeerListenerService}, L{ControlService}), and each
+configured peer is kept by a L{PeerConnectionService}, which has the contract of
+L{ClientService <twisted.application.internet.ClientService>}.  A node can be stopped and
+started again: stopping closes every channel but leaves the network usable.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import warnings
+from collections.abc import Callable, Iterable
 from typing import Any
 
+import attrs
+from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService, Service
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import CancelledError, Deferred, maybeDeferred, succeed
+from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import CannotListenError
-from twisted.internet.interfaces import IDelayedCall, IListeningPort
+from twisted.internet.interfaces import (
+    IDelayedCall,
+    IListeningPort,
+    IProtocolFactory,
+    IReactorTime,
+    IStreamServerEndpoint,
+)
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.server import Site
+from zope.interface import implementer
 
+from p2pnet_tx._keeper import GIVE_UP_ON, Dialer, KeeperMachine, doubling_backoff
+from p2pnet_tx._keeper import _Core as _KeeperCore
 from p2pnet_tx.channel import PeerChannel
 from p2pnet_tx.control import ControlAPI, ControlRequest, MessageLog
 from p2pnet_tx.datadir import NodeDataDir
-from p2pnet_tx.errors import PeerBlocked, SelfConnection
 from p2pnet_tx.interfaces import IPeer
-from p2pnet_tx.network import PeerNetwork
+from p2pnet_tx.network import DEFAULT_BACKLOG, PeerNetwork
+
+__all__ = [
+    "DEFAULT_CONTROL",
+    "DEFAULT_LISTEN",
+    "GIVE_UP_ON",
+    "ControlService",
+    "ListenerService",
+    "PeerConnectionService",
+    "PeerKeeper",
+    "PeerListenerService",
+    "PeerNetworkService",
+    "SAVE_DELAY",
+    "doubling_backoff",
+    "peer_endpoint",
+]
 
 DEFAULT_LISTEN = "tcp:8051"
 """Where a node accepts peers unless told otherwise."""
@@ -43,14 +76,76 @@ SAVE_DELAY = 1.0
 """Seconds between a change of the known peers and writing them to the data directory."""
 
 
-class PeerKeeper(Service):
+class PeerConnectionService(Service):
     """
-    Keeps a connection to one peer open: connects on start, and after every failure or loss
-    waits (1 s, doubling up to C{max_delay}) and connects again.  A peer that is this node or is
-    blocked is given up on.
+    Keeps one peer connected: dials it on start, and after every failure or loss waits (by
+    C{retry_policy}) and dials again; the backoff resets once the peer trusts us.  A peer that
+    is this node or is blocked is given up on (an error is logged) until the next start.
+
+    It has the contract of Twisted's L{ClientService
+    <twisted.application.internet.ClientService>}; why it is not one is told in
+    L{p2pnet_tx._keeper}.
+
+    @param network: dials with C{connect(peer) -> Deferred[PeerChannel]} (a L{PeerNetwork}).
+    @param peer: the peer to keep connected.
+    @param clock: schedules the retries.
+    @param retry_policy: seconds to wait after C{n} failures in a row, C{policy(n)}; by
+        default L{doubling_backoff}C{()}: 1, 2, 4 ... 60 s.
+    @ivar peer: the kept peer.
     """
 
     log = Logger()
+
+    def __init__(
+        self,
+        network: Dialer,
+        peer: IPeer,
+        clock: IReactorTime,
+        retry_policy: Callable[[int], float] | None = None,
+    ) -> None:
+        self.network = network
+        self.peer = peer
+        self.clock = clock
+        self._core = _KeeperCore(
+            network, peer, clock, retry_policy or doubling_backoff(), self.log
+        )
+        self._machine = KeeperMachine(self._core)
+
+    @property
+    def channel(self) -> PeerChannel | None:
+        """The kept channel while it is open, else C{None}."""
+        return self._core.channel
+
+    def when_connected(self) -> Deferred[PeerChannel]:
+        """
+        @return: a Deferred firing with the kept channel, at once if it is open, else once it
+            is.  It fails with C{CancelledError} when the service stops first, and with
+            L{SelfConnection} or L{PeerBlocked} when the peer is given up on.
+        """
+        return self._machine.when_connected()
+
+    def startService(self) -> None:
+        """Start dialling the peer (a second start while running does nothing)."""
+        if self.running:
+            return
+        super().startService()
+        self._machine.start()
+
+    def stopService(self) -> Deferred[None]:
+        """
+        Cancel a pending dial or retry, and close the kept channel.
+
+        @return: a Deferred firing once the kept channel is gone.
+        """
+        super().stopService()
+        return self._machine.stop()
+
+
+class PeerKeeper(PeerConnectionService):
+    """
+    Deprecated since p2pnet_tx 0.2: use L{PeerConnectionService}, which takes its clock
+    explicitly (this one reads C{network.reactor}) and a retry policy.
+    """
 
     def __init__(
         self,
@@ -59,116 +154,197 @@ class PeerKeeper(Service):
         initial_delay: float = 1.0,
         max_delay: float = 60.0,
     ) -> None:
-        self.network = network
-        self.peer = peer
-        self.initial_delay = initial_delay
-        self.max_delay = max_delay
-        self.channel: PeerChannel | None = None
-        self._delay = initial_delay
-        self._attempt: Deferred[PeerChannel] | None = None
-        self._retry: IDelayedCall | None = None
-
-    def startService(self) -> None:
-        super().startService()
-        self._connect()
-
-    def stopService(self) -> None:
-        super().stopService()
-        if self._retry is not None and self._retry.active():
-            self._retry.cancel()
-        self._retry = None
-        if self._attempt is not None:
-            self._attempt.cancel()
-
-    def _connect(self) -> None:
-        self._retry = None
-        self._attempt = self.network.connect(self.peer)
-        self._attempt.addCallbacks(self._connected, self._failed)
-
-    def _connected(self, channel: PeerChannel) -> None:
-        self._attempt = None
-        self.channel = channel
-        # Only a peer that trusts us resets the backoff: one that accepts and then refuses
-        # every handshake must not be redialled every second.
-        channel.when_trusted().addCallbacks(self._reset_backoff, lambda _: None)
-        channel.when_closed().addCallback(self._lost)
-
-    def _reset_backoff(self, channel: PeerChannel) -> None:
-        self._delay = self.initial_delay
-
-    def _lost(self, reason: str) -> None:
-        self.channel = None
-        if self.running:
-            self.log.info("lost {peer} ({reason}); reconnecting", peer=self.peer, reason=reason)
-            self._schedule()
-
-    def _failed(self, failure: Failure) -> None:
-        self._attempt = None
-        if not self.running:
-            return
-        if failure.check(SelfConnection, PeerBlocked):
-            self.log.error("not connecting to {peer}: {why}", peer=self.peer,
-                           why=failure.getErrorMessage())
-            return
-        self.log.info("could not connect to {peer}: {why}; retrying in {delay} s",
-                      peer=self.peer, why=failure.getErrorMessage(), delay=self._delay)
-        self._schedule()
-
-    def _schedule(self) -> None:
-        self._retry = self.network.reactor.callLater(self._delay, self._connect)
-        self._delay = min(self._delay * 2, self.max_delay)
+        warnings.warn(
+            "p2pnet_tx.service.PeerKeeper is deprecated since p2pnet_tx 0.2; use "
+            "PeerConnectionService(network, peer, clock, retry_policy)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        super().__init__(
+            network, peer, network.reactor, doubling_backoff(initial_delay, max_delay)
+        )
 
 
-class _ListensEarly(Service):
+@implementer(IStreamServerEndpoint)
+class _ObservedEndpoint:
+    """Tells a L{ListenerService} how each C{listen} ends, before Twisted's own handling."""
+
+    def __init__(self, endpoint: IStreamServerEndpoint, service: ListenerService) -> None:
+        self.endpoint = endpoint
+        self._service = service
+
+    def listen(self, factory: IProtocolFactory) -> Deferred[IListeningPort]:
+        return self.endpoint.listen(factory).addCallbacks(
+            self._service._listening, self._service._not_listening
+        )
+
+
+class ListenerService(StreamServerEndpointService):
     """
-    A service that binds its port in C{privilegedStartService}, so that twistd fails before the
-    reactor runs (and before dropping privileges), or in C{startService} when embedded.
+    A L{StreamServerEndpointService} that can be stopped and started again, and that fails
+    every start, not only the first, when it cannot listen.
+
+    A failure to listen while starting (as with TCP, which listens at once) is raised by
+    C{privilegedStartService} or C{startService}: twistd fails before the reactor runs, an
+    embedding application gets the exception.  A failure that comes later (an endpoint that
+    listens asynchronously) is logged as an error and fails L{when_listening}.
+
+    Subclasses react to the port in L{listening} and L{stopped_listening}.
+
+    @param endpoint: where to listen.
+    @param factory: the factory of the connections.
+    @param description: how log lines name the endpoint (e.g. its endpoint string).
+    @ivar port: the listening port while listening, else C{None}.
+    @ivar description: how log lines name the endpoint.
     """
-
-    def privilegedStartService(self) -> None:
-        super().privilegedStartService()
-        self._listen()
-
-    def startService(self) -> None:
-        super().startService()
-        self._listen()
-
-    def _listen(self) -> None:
-        raise NotImplementedError
-
-
-class _Listener(_ListensEarly):
-    """Listens for peers; stopping it closes the whole network."""
 
     log = Logger()
 
-    def __init__(self, network: PeerNetwork, endpoint: str) -> None:
-        self.network = network
-        self.endpoint = endpoint
-        self._started = False
+    def __init__(
+        self, endpoint: IStreamServerEndpoint, factory: IProtocolFactory, description: str
+    ) -> None:
+        super().__init__(_ObservedEndpoint(endpoint, self), factory)
+        self.description = description
+        self.port: IListeningPort | None = None
+        self._starting = False
+        self._waiters: list[Deferred[IListeningPort]] = []
 
-    def _listen(self) -> None:
-        if self._started:
-            return
-        self._started = True
-        errors: list[Failure] = []
-        self.network.listen(self.endpoint).addErrback(errors.append)
-        if errors:
-            errors[0].raiseException()
+    def listening(self, port: IListeningPort) -> None:
+        """Called once listening on C{port}; by default does nothing."""
+
+    def stopped_listening(self, port: IListeningPort) -> None:
+        """Called once C{port}, stopped by L{stopService}, is closed; by default does nothing."""
+
+    def when_listening(self) -> Deferred[IListeningPort]:
+        """
+        @return: a Deferred firing with the listening port, at once if listening, else when the
+            current (or next) start listens.  It fails with the error of that listen, or with
+            C{CancelledError} if the service stops first.
+        """
+        if self.port is not None:
+            return succeed(self.port)
+        waiter: Deferred[IListeningPort] = Deferred()
+        self._waiters.append(waiter)
+        return waiter
+
+    def privilegedStartService(self) -> None:
+        """
+        Listen.
+
+        @raise Exception: the endpoint's error (e.g. L{CannotListenError}) when the listen
+            fails at once; the service can then be started again.
+        """
+        # Twisted raises only on the first start, and resets _raiseSynchronously after it.
+        self._raiseSynchronously = True
+        self._starting = True
+        try:
+            super().privilegedStartService()
+        except BaseException:
+            self._waitingForPort = None  # so that the next start listens again
+            self.running = False
+            raise
+        finally:
+            self._starting = False
 
     def stopService(self) -> Deferred[None]:
-        super().stopService()
-        return self.network.close()
+        """
+        Stop listening, or cancel a listen still under way.
+
+        @return: a Deferred firing once the port is closed.
+        """
+        if self._waitingForPort is None:  # never started, or its start failed
+            Service.stopService(self)
+            return succeed(None)
+        port, self.port = self.port, None
+        stopped: Deferred[None] = super().stopService()
+        self._waitingForPort = None  # so that the next start listens again
+        if port is not None:
+            stopped.addCallback(lambda _: self.stopped_listening(port))
+        return stopped
+
+    def _listening(self, port: IListeningPort) -> IListeningPort:
+        try:
+            self.listening(port)
+        except BaseException:
+            port.stopListening()
+            raise
+        self.port = port
+        self.log.info("listening on {endpoint}: {address}", endpoint=self.description,
+                      address=port.getHost())
+        self._fire(port)
+        return port
+
+    def _not_listening(self, failure: Failure) -> Failure | None:
+        self._fire(failure)
+        if self._starting or failure.check(CancelledError):
+            return failure  # raised by the start in progress; a cancel is no error
+        self.log.error("cannot listen on {endpoint}: {why}", endpoint=self.description,
+                       why=failure.getErrorMessage())
+        return None
+
+    def _fire(self, result: IListeningPort | Failure) -> None:
+        waiting, self._waiters = self._waiters, []
+        for waiter in waiting:
+            waiter.callback(result)
 
 
-class ControlService(_ListensEarly):
+class PeerListenerService(ListenerService):
+    """
+    Accepts peers for a network: the network learns of the port (C{port_opened}, which makes
+    it the port announced to peers) and of its closing (C{port_closed}).
+
+    @param network: the network whose factory accepts the connections.
+    @param endpoint: where to listen.
+    @param description: how log lines name the endpoint.
+    """
+
+    def __init__(
+        self, network: PeerNetwork, endpoint: IStreamServerEndpoint, description: str = ""
+    ) -> None:
+        super().__init__(endpoint, network.factory, description or repr(endpoint))
+        self.network = network
+
+    def listening(self, port: IListeningPort) -> None:
+        self.network.port_opened(port)
+
+    def stopped_listening(self, port: IListeningPort) -> None:
+        self.network.port_closed(port)
+
+
+@implementer(IStreamServerEndpoint)
+@attrs.frozen
+class _FallbackEndpoint:
+    """Listens on C{primary}, or on C{fallback} if C{primary} is taken."""
+
+    primary: IStreamServerEndpoint
+    fallback: IStreamServerEndpoint
+    description: str
+    log = Logger()
+
+    def listen(self, factory: IProtocolFactory) -> Deferred[IListeningPort]:
+        def taken(failure: Failure) -> Deferred[IListeningPort]:
+            failure.trap(CannotListenError)
+            self.log.warn("control endpoint {endpoint} is taken; using a free loopback port",
+                          endpoint=self.description)
+            return self.fallback.listen(factory)
+
+        return self.primary.listen(factory).addErrback(taken)
+
+
+class ControlService(ListenerService):
     """
     Serves the control API.  If the default endpoint is taken (another node on this host), it
     falls back to a free loopback port; either way the URL is written to the data directory,
-    where C{p2pnet-ctl} finds it.
-    """
+    where C{p2pnet-ctl} finds it, and removed when the service stops.
 
-    log = Logger()
+    @param reactor: listens and times the HTTP connections out.
+    @param endpoint: the endpoint string to listen on.
+    @param resource: the control API.
+    @param data_dir: where the URL is written, if anywhere.
+    @param fallback: listen on a free loopback port if C{endpoint} is taken.
+    @ivar site: the L{Site} serving C{resource}.
+    @ivar url: the API's URL while listening, else C{None}.
+    """
 
     def __init__(
         self,
@@ -179,35 +355,19 @@ class ControlService(_ListensEarly):
         fallback: bool = False,
     ) -> None:
         self.reactor = reactor
-        self.endpoint = endpoint
-        self.site = Site(resource, requestFactory=ControlRequest)
+        self.site = Site(resource, requestFactory=ControlRequest, reactor=reactor)
         self.site.noisy = False
+        listen: IStreamServerEndpoint = serverFromString(reactor, endpoint)
+        if fallback:
+            listen = _FallbackEndpoint(
+                listen, serverFromString(reactor, _FALLBACK_CONTROL), endpoint
+            )
+        super().__init__(listen, self.site, endpoint)
         self.data_dir = data_dir
-        self.fallback = fallback
-        self.port: IListeningPort | None = None
         self.url: str | None = None
 
-    def _listen(self) -> None:
-        if self.port is not None:
-            return
-        from twisted.internet.endpoints import serverFromString
-
-        errors: list[Failure] = []
-        ports: list[IListeningPort] = []
-        serverFromString(self.reactor, self.endpoint).listen(self.site).addCallbacks(
-            ports.append, errors.append
-        )
-        if errors and self.fallback and errors[0].check(CannotListenError):
-            self.log.warn("control endpoint {endpoint} is taken; using a free loopback port",
-                          endpoint=self.endpoint)
-            errors = []
-            serverFromString(self.reactor, _FALLBACK_CONTROL).listen(self.site).addCallbacks(
-                ports.append, errors.append
-            )
-        if errors:
-            errors[0].raiseException()
-        self.port = ports[0]
-        address = self.port.getHost()
+    def listening(self, port: IListeningPort) -> None:
+        address = port.getHost()
         host = getattr(address, "host", "127.0.0.1")
         if host in ("0.0.0.0", ""):
             host = "127.0.0.1"
@@ -217,28 +377,49 @@ class ControlService(_ListensEarly):
             self.data_dir.save_control_url(self.url)
         self.log.info("control API at {url}", url=self.url)
 
-    def stopService(self) -> Deferred[None] | None:
-        super().stopService()
+    def stopped_listening(self, port: IListeningPort) -> None:
+        self.url = None
         if self.data_dir is not None:
             self.data_dir.save_control_url(None)
-        if self.port is not None:
-            port, self.port = self.port, None
-            return maybeDeferred(port.stopListening)
-        return None
+
+
+def peer_endpoint(reactor: Any, description: str) -> IStreamServerEndpoint:
+    """
+    Parse the endpoint string a node accepts peers on; a TCP endpoint gets a backlog of
+    C{DEFAULT_BACKLOG} unless it names one.
+
+    @param reactor: the reactor the endpoint listens with.
+    @param description: a server endpoint string, e.g. C{"tcp:8051"}.
+    @return: the endpoint.
+    @raise ValueError: for a string that is not a server endpoint.
+    """
+    if description.split(":", 1)[0] in ("tcp", "tcp6") and "backlog=" not in description:
+        description += f":backlog={DEFAULT_BACKLOG}"
+    try:
+        return serverFromString(reactor, description)
+    except (ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"bad endpoint {description!r}: {e}") from None
 
 
 class PeerNetworkService(MultiService):
     """
     A node: the network's listener, its control API and the peers it keeps connected, as one
-    service; starting it starts them all, stopping it closes every channel.
+    service; starting it starts them all, stopping it closes every channel (the network stays
+    usable, so the service can be started again).
 
-    :param network: the node's network.
-    :param listen: the endpoint string to accept peers on.
-    :param peers: peers to keep connected (reconnecting with backoff).
-    :param control: the control API endpoint string, or None for no control API.
-    :param control_token: the bearer token of the control API (required with C{control}).
-    :param data_dir: where known peers, blocks and the control URL are kept across restarts.
-    :param control_fallback: if the control endpoint is taken, use a free loopback port.
+    @param network: the node's network.
+    @param listen: the endpoint (or endpoint string) to accept peers on.
+    @param peers: peers to keep connected (reconnecting with backoff).
+    @param control: the control API endpoint string, or None for no control API.
+    @param control_token: the bearer token of the control API (required with C{control}).
+    @param data_dir: where known peers, blocks and the control URL are kept across restarts.
+    @param control_fallback: if the control endpoint is taken, use a free loopback port.
+    @param reactor: listens, dials and keeps time for the services; by default the network's.
+    @ivar listener: the L{PeerListenerService}.
+    @ivar control: the L{ControlService}, or C{None}.
+    @ivar keepers: a L{PeerConnectionService} per configured peer.
+    @ivar messages: the log of received messages the control API shows.
+    @raise ValueError: for a bad C{listen} string, or a control API without a token.
     """
 
     log = Logger()
@@ -246,32 +427,40 @@ class PeerNetworkService(MultiService):
     def __init__(
         self,
         network: PeerNetwork,
-        listen: str = DEFAULT_LISTEN,
+        listen: str | IStreamServerEndpoint = DEFAULT_LISTEN,
         peers: Iterable[IPeer] = (),
         control: str | None = None,
         control_token: str | None = None,
         data_dir: NodeDataDir | None = None,
         control_fallback: bool = False,
+        reactor: Any = None,
     ) -> None:
         super().__init__()
         self.network = network
+        self.reactor = network.reactor if reactor is None else reactor
         self.data_dir = data_dir
-        self.messages = MessageLog(network.reactor)
+        if control is not None and not control_token:
+            raise ValueError("a control endpoint needs a control_token")
+        self.messages = MessageLog(self.reactor)
         self.messages.install(network)
-        listener = _Listener(network, listen)
-        listener.setName("listener")
-        listener.setServiceParent(self)
+        if isinstance(listen, str):
+            self.listener = PeerListenerService(
+                network, peer_endpoint(self.reactor, listen), listen
+            )
+        else:
+            self.listener = PeerListenerService(network, listen)
+        self.listener.setName("listener")
+        self.listener.setServiceParent(self)
         self.control: ControlService | None = None
         if control is not None:
-            if not control_token:
-                raise ValueError("a control endpoint needs a control_token")
-            api = ControlAPI(network, control_token, self.messages, listen)
+            api = ControlAPI(network, control_token, self.messages,  # type: ignore[arg-type]
+                             listen if isinstance(listen, str) else "")
             self.control = ControlService(
-                network.reactor, control, api, data_dir, control_fallback
+                self.reactor, control, api, data_dir, control_fallback
             )
             self.control.setName("control")
             self.control.setServiceParent(self)
-        self.keepers = [PeerKeeper(network, peer) for peer in peers]
+        self.keepers = [PeerConnectionService(network, peer, self.reactor) for peer in peers]
         for keeper in self.keepers:
             keeper.setServiceParent(self)
         self._save_call: IDelayedCall | None = None
@@ -280,12 +469,31 @@ class PeerNetworkService(MultiService):
             network.peer_trusted.add(lambda channel: self._save_soon())
             network.peer_blocked.add(lambda ip, identifier: self.save_state())
 
+    def when_listening(self) -> Deferred[IListeningPort]:
+        """
+        @return: a Deferred firing with the port peers connect to, once listening (see
+            L{ListenerService.when_listening}).
+        """
+        return self.listener.when_listening()
+
     def privilegedStartService(self) -> None:
+        """
+        Restore the saved state (once per process) and listen, as twistd does before the
+        reactor runs.
+
+        @raise Exception: the listener's error, e.g. L{CannotListenError} for a taken port.
+        """
         # Saved blocks apply before the listening port opens.
         self._load_state_once()
         super().privilegedStartService()
 
     def startService(self) -> None:
+        """
+        Restore the saved state (once per process), listen, start keeping the configured peers
+        and dial the known ones.
+
+        @raise Exception: the listener's error, e.g. L{CannotListenError} for a taken port.
+        """
         self._load_state_once()
         super().startService()
         if self.data_dir is not None and self.network.known_peers:
@@ -300,17 +508,24 @@ class PeerNetworkService(MultiService):
     def _save_soon(self) -> None:
         # Peers come and go in bursts: write once a second at most, not once per peer.
         if self._save_call is None:
-            self._save_call = self.network.reactor.callLater(SAVE_DELAY, self._save_now)
+            self._save_call = self.reactor.callLater(SAVE_DELAY, self._save_now)
 
     def _save_now(self) -> None:
         self._save_call = None
         self.save_state()
 
     def stopService(self) -> Deferred[None]:
+        """
+        Stop listening and keeping peers, then close every remaining channel (the network's
+        C{disconnect_all}, which leaves it usable), then save the state.
+
+        @return: a Deferred firing once the ports are closed and every connection is gone.
+        """
         if self._save_call is not None and self._save_call.active():
             self._save_call.cancel()
         self._save_call = None
         d = maybeDeferred(super().stopService)
+        d.addCallback(lambda _: self.network.disconnect_all("node stopping"))
         if self.data_dir is not None:
             d.addBoth(self._save_after_stop)
         return d

@@ -1,96 +1,537 @@
 """
-Tests for L{p2pnet_tx.service}: the node service, its peer keepers and its saved state.
+Tests for L{p2pnet_tx.service}: the node service, its listeners, its kept peers and its saved
+state.
 """
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
-from twisted.internet.testing import MemoryReactorClock
+from twisted.application.internet import StreamServerEndpointService
+from twisted.internet.address import IPv4Address
+from twisted.internet.defer import CancelledError, Deferred, fail, succeed
+from twisted.internet.error import CannotListenError, ConnectionRefusedError
+from twisted.internet.interfaces import IStreamServerEndpoint
+from twisted.internet.task import Clock
+from twisted.internet.testing import EventLoggingObserver, MemoryReactorClock
+from twisted.logger import LogLevel, globalLogPublisher
 from twisted.test.iosim import ConnectionCompleter
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
 
 from p2pnet_tx.datadir import NodeDataDir
+from p2pnet_tx.errors import NetworkClosed, PeerBlocked, SelfConnection
 from p2pnet_tx.network import PeerNetwork
 from p2pnet_tx.peer import GenericPeer
-from p2pnet_tx.service import PeerKeeper, PeerNetworkService
+from p2pnet_tx.service import (
+    SAVE_DELAY,
+    ControlService,
+    ListenerService,
+    PeerConnectionService,
+    PeerKeeper,
+    PeerListenerService,
+    PeerNetworkService,
+    doubling_backoff,
+)
 from p2pnet_tx.testing import complete_tcp_connection
 
+PEER = GenericPeer("10.0.0.9", 8051)
 
-class PeerKeeperTests(SynchronousTestCase):
-    """A kept peer is reconnected with exponential backoff, and let go on stop."""
+
+# -- Fakes --------------------------------------------------------------------------------------
+
+
+class FakeChannel:
+    """A channel as a kept peer sees it: trust and close events, and a close() call."""
+
+    def __init__(self) -> None:
+        self.trusted_waiters: list[Deferred[FakeChannel]] = []
+        self.closed_waiters: list[Deferred[str]] = []
+        self.close_reasons: list[str] = []
+
+    def when_trusted(self) -> Deferred[FakeChannel]:
+        self.trusted_waiters.append(Deferred())
+        return self.trusted_waiters[-1]
+
+    def when_closed(self) -> Deferred[str]:
+        self.closed_waiters.append(Deferred())
+        return self.closed_waiters[-1]
+
+    def close(self, reason: str) -> Deferred[str]:
+        self.close_reasons.append(reason)
+        return self.when_closed()
+
+    def trust(self) -> None:
+        waiting, self.trusted_waiters = self.trusted_waiters, []
+        for waiter in waiting:
+            waiter.callback(self)
+
+    def lose(self, reason: str = "lost") -> None:
+        from p2pnet_tx.errors import ChannelClosed
+
+        waiting, self.trusted_waiters = self.trusted_waiters, []
+        for waiter in waiting:
+            waiter.errback(ChannelClosed(reason))
+        closing, self.closed_waiters = self.closed_waiters, []
+        for waiter in closing:
+            waiter.callback(reason)
+
+
+class FakeNetwork:
+    """A dialer that records each connect() and lets the test decide how it ends."""
+
+    def __init__(self) -> None:
+        self.dials: list[Deferred[Any]] = []
+        self.cancelled = 0
+        self.answer: Deferred[Any] | None = None
+
+    def connect(self, peer: GenericPeer) -> Deferred[Any]:
+        if self.answer is not None:
+            return self.answer
+
+        def cancel(d: Deferred[Any]) -> None:
+            self.cancelled += 1
+
+        self.dials.append(Deferred(cancel))
+        return self.dials[-1]
+
+
+def pending_delays(clock: Clock) -> list[float]:
+    return [call.getTime() - clock.seconds() for call in clock.getDelayedCalls()]
+
+
+# -- Kept peers ---------------------------------------------------------------------------------
+
+
+class PeerConnectionServiceTests(SynchronousTestCase):
+    """A kept peer is redialled with backoff, reset by trust, let go on stop."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.network = FakeNetwork()
+        self.service = PeerConnectionService(
+            self.network, PEER, self.clock, doubling_backoff(1.0, 8.0)
+        )
+        self.logged = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+
+    def fail_dial(self, error: Exception | None = None) -> float:
+        """Fail the latest dial; return the delay before the next one."""
+        self.network.dials[-1].errback(error or ConnectionRefusedError())
+        [delay] = pending_delays(self.clock)
+        return delay
+
+    def connect(self) -> FakeChannel:
+        channel = FakeChannel()
+        self.network.dials[-1].callback(channel)
+        return channel
+
+    def test_backoff_sequence(self) -> None:
+        """Failed dials are retried after 1, 2, 4, 8, 8 seconds, one dial at a time."""
+        self.service.startService()
+        delays = []
+        for attempt in range(1, 6):
+            self.assertEqual(len(self.network.dials), attempt)
+            delays.append(self.fail_dial())
+            self.clock.advance(delays[-1] / 2)
+            self.assertEqual(len(self.network.dials), attempt)
+            self.clock.advance(delays[-1] / 2)
+        self.assertEqual(delays, [1.0, 2.0, 4.0, 8.0, 8.0])
+
+    def test_connection_alone_does_not_reset(self) -> None:
+        """A peer that accepts and closes before trusting us is redialled ever slower."""
+        self.service.startService()
+        delays = []
+        for _ in range(3):
+            channel = self.connect()
+            self.assertIs(self.service.channel, channel)
+            channel.lose("refused")
+            [delay] = pending_delays(self.clock)
+            delays.append(delay)
+            self.clock.advance(delay)
+        self.assertEqual(delays, [1.0, 2.0, 4.0])
+        self.assertIsNone(self.service.channel)
+
+    def test_trust_resets_backoff(self) -> None:
+        """Once the peer trusts us, losing it is retried after the initial delay again."""
+        self.service.startService()
+        self.clock.advance(self.fail_dial())
+        self.clock.advance(self.fail_dial())
+        channel = self.connect()
+        channel.trust()
+        channel.lose()
+        self.assertEqual(pending_delays(self.clock), [1.0])
+
+    def test_late_trust_of_old_channel_ignored(self) -> None:
+        """A trust event of a channel no longer kept (delivered late) resets nothing, whether
+        it arrives while dialling or while another channel is kept."""
+        self.service.startService()
+        channel = self.connect()
+        stale = [channel.when_trusted(), channel.when_trusted()]
+        channel.trusted_waiters.clear()  # as if delivered on a later turn
+        channel.lose()
+        self.clock.advance(1.0)
+        stale[0].callback(channel)
+        self.assertEqual(self.fail_dial(), 2.0)
+        self.clock.advance(2.0)
+        newer = self.connect()
+        stale[1].callback(channel)
+        newer.lose()
+        self.assertEqual(pending_delays(self.clock), [4.0])
+
+    def test_gives_up_on_self_and_blocked(self) -> None:
+        """SelfConnection and PeerBlocked end the dialling, with an error logged."""
+        for error in (SelfConnection("me", PEER), PeerBlocked("blocked", PEER)):
+            self.service.startService()
+            waiting = self.service.when_connected()
+            self.network.dials[-1].errback(error)
+            self.assertEqual(self.clock.getDelayedCalls(), [])
+            self.failureResultOf(waiting, type(error))
+            self.failureResultOf(self.service.when_connected(), type(error))
+            errors = [e for e in self.logged if e["log_level"] == LogLevel.error]
+            self.assertEqual(errors[-1]["why"], str(error))
+            self.assertEqual(errors[-1]["peer"], PEER)
+            self.clock.advance(1000)
+            self.successResultOf(self.service.stopService())
+        self.assertEqual(len(self.network.dials), 2)
+
+    def test_restart_after_giving_up(self) -> None:
+        """A peer given up on is dialled again when the service starts again."""
+        self.service.startService()
+        self.network.dials[-1].errback(PeerBlocked("blocked", PEER))
+        self.successResultOf(self.service.stopService())
+        self.service.startService()
+        self.assertEqual(len(self.network.dials), 2)
+
+    def test_stop_while_waiting(self) -> None:
+        """Stopping during the wait cancels the retry and fires at once."""
+        self.service.startService()
+        self.fail_dial()
+        self.successResultOf(self.service.stopService())
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.clock.advance(100)
+        self.assertEqual(len(self.network.dials), 1)
+
+    def test_stop_while_dialling(self) -> None:
+        """Stopping during a dial cancels it; no retry follows."""
+        self.service.startService()
+        waiting = self.service.when_connected()
+        self.successResultOf(self.service.stopService())
+        self.assertEqual(self.network.cancelled, 1)
+        self.failureResultOf(waiting, CancelledError)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.assertFalse(self.service.running)
+
+    def test_stop_while_connected(self) -> None:
+        """Stopping closes the kept channel and fires once it is gone; no retry follows."""
+        self.service.startService()
+        channel = self.connect()
+        self.assertIs(self.successResultOf(self.service.when_connected()), channel)
+        stopped = self.service.stopService()
+        self.assertEqual(channel.close_reasons, ["no longer kept"])
+        self.assertNoResult(stopped)
+        second = self.service.stopService()
+        channel.lose("no longer kept")
+        self.successResultOf(stopped)
+        self.successResultOf(second)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.assertIsNone(self.service.channel)
+        self.assertEqual(len(self.network.dials), 1)
+
+    def test_start_while_stopping(self) -> None:
+        """A start during the close dials again once the channel is gone."""
+        self.service.startService()
+        channel = self.connect()
+        stopped = self.service.stopService()
+        self.service.startService()
+        self.assertEqual(len(self.network.dials), 1)
+        channel.lose()
+        self.successResultOf(stopped)
+        self.assertEqual(len(self.network.dials), 2)
+
+    def test_restart_after_stop(self) -> None:
+        """A stopped keeper starts again with a fresh backoff."""
+        self.service.startService()
+        self.clock.advance(self.fail_dial())
+        self.clock.advance(self.fail_dial())
+        self.successResultOf(self.service.stopService())
+        self.service.startService()
+        self.assertEqual(len(self.network.dials), 4)
+        self.assertEqual(self.fail_dial(), 1.0)
+
+    def test_existing_channel(self) -> None:
+        """A dial answered at once with an open channel keeps that channel."""
+        channel = FakeChannel()
+        self.network.answer = succeed(channel)
+        self.service.startService()
+        self.assertIs(self.service.channel, channel)
+        self.assertIs(self.successResultOf(self.service.when_connected()), channel)
+
+    def test_refusal_answered_at_once(self) -> None:
+        """A dial that fails at once (a fail() from connect) is given up on or retried."""
+        self.network.answer = fail(SelfConnection("me", PEER))
+        self.service.startService()
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.failureResultOf(self.service.when_connected(), SelfConnection)
+        self.network.answer = fail(NetworkClosed("closed"))
+        self.successResultOf(self.service.stopService())
+        self.service.startService()
+        self.assertEqual(pending_delays(self.clock), [1.0])
+        self.successResultOf(self.service.stopService())
+
+
+class DeprecatedPeerKeeperTests(SynchronousTestCase):
+    """PeerKeeper still builds a kept peer, and says it is deprecated."""
+
+    def test_deprecated_alias(self) -> None:
+        """PeerKeeper(network, peer, ...) warns and is a PeerConnectionService on the
+        network's reactor."""
+        reactor = MemoryReactorClock()
+        network = PeerNetwork(reactor, identifier="me")
+        keeper = PeerKeeper(network, PEER, max_delay=4.0)
+        [warning] = self.flushWarnings([self.test_deprecated_alias])
+        self.assertIs(warning["category"], DeprecationWarning)
+        self.assertIn("use PeerConnectionService", warning["message"])
+        self.assertIsInstance(keeper, PeerConnectionService)
+        self.assertIs(keeper.clock, reactor)
+
+
+class PeerConnectionServiceNetworkTests(SynchronousTestCase):
+    """A kept peer against real networks in memory."""
 
     def setUp(self) -> None:
         self.reactor = MemoryReactorClock()
         self.network = PeerNetwork(self.reactor, identifier="me")
-        self.keeper = PeerKeeper(self.network, GenericPeer("10.0.0.9", 8051), max_delay=4.0)
 
     def attempts(self) -> list[tuple[str, int]]:
         return [(host, port) for host, port, *_ in self.reactor.tcpClients]
 
-    def test_backoff(self) -> None:
-        """Failures are retried after 1, 2, 4, 4 ... seconds."""
-        self.keeper.startService()
+    def test_refused_connections_back_off(self) -> None:
+        """Refused TCP connections are retried after 1, 2, 4, 4 seconds."""
+        keeper = PeerConnectionService(self.network, PEER, self.reactor,
+                                       doubling_backoff(max_delay=4.0))
+        keeper.startService()
         completer = ConnectionCompleter(self.reactor)
         delays = []
         for _ in range(4):
             self.assertEqual(self.attempts(), [("10.0.0.9", 8051)])
             completer.failOnce()
-            [call] = self.reactor.getDelayedCalls()
-            delays.append(call.getTime() - self.reactor.seconds())
-            self.reactor.advance(delays[-1])
+            [delay] = pending_delays(self.reactor)
+            delays.append(delay)
+            self.reactor.advance(delay)
         self.assertEqual(delays, [1.0, 2.0, 4.0, 4.0])
+        self.successResultOf(keeper.stopService())
 
     def test_reconnects_after_loss(self) -> None:
-        """A kept peer whose channel closes is dialled again."""
+        """A kept peer whose channel closes is dialled again after the initial delay."""
         server = PeerNetwork(self.reactor, identifier="server")
         server.listen("tcp:8051")
-        self.keeper.startService()
+        keeper = PeerConnectionService(self.network, PEER, self.reactor)
+        keeper.startService()
         pump = complete_tcp_connection(self.reactor)
         pump.flush()
-        self.assertIsNotNone(self.keeper.channel)
-        self.keeper.channel.close("test")
+        channel = keeper.channel
+        self.assertIsNotNone(channel)
+        self.assertTrue(channel.is_trusted)
+        channel.close("test")
         pump.flush()
-        self.assertIsNone(self.keeper.channel)
+        self.assertIsNone(keeper.channel)
+        self.reactor.advance(0.999)
         self.assertEqual(self.attempts(), [])
-        self.reactor.advance(1.0)
+        self.reactor.advance(0.001)
         self.assertEqual(self.attempts(), [("10.0.0.9", 8051)])
+        self.successResultOf(keeper.stopService())
 
     def test_untrusted_connection_does_not_reset_backoff(self) -> None:
         """A peer that accepts the connection but never trusts us is redialled ever slower."""
         server = PeerNetwork(self.reactor, identifier="server", trust_protocol="none")
         server.listen("tcp:8051")
         network = PeerNetwork(self.reactor, identifier="me", trust_protocol="none")
-        keeper = PeerKeeper(network, GenericPeer("10.0.0.9", 8051), max_delay=64.0)
+        keeper = PeerConnectionService(network, PEER, self.reactor)
         keeper.startService()
-        delays = []
-        for _ in range(3):
+        for delay in (1.0, 2.0, 4.0):
             pump = complete_tcp_connection(self.reactor)
             pump.flush()
             keeper.channel.close("refused")
             pump.flush()
-            [call] = [c for c in self.reactor.getDelayedCalls() if c.func == keeper._connect]
-            delays.append(call.getTime() - self.reactor.seconds())
-            self.reactor.advance(delays[-1])
-        self.assertEqual(delays, [1.0, 2.0, 4.0])
-        keeper.stopService()
-
-    def test_stop_cancels_everything(self) -> None:
-        """Stopping the keeper cancels the pending retry and the attempt in flight."""
-        self.keeper.startService()
-        ConnectionCompleter(self.reactor).failOnce()
-        self.keeper.stopService()
-        self.assertEqual(self.reactor.getDelayedCalls(), [])
-        self.reactor.advance(10)
-        self.assertEqual(self.attempts(), [])
+            self.reactor.advance(delay - 0.001)
+            self.assertEqual(self.attempts(), [])
+            self.reactor.advance(0.001)
+            self.assertEqual(len(self.attempts()), 1)
+        self.successResultOf(keeper.stopService())
 
     def test_gives_up_on_self(self) -> None:
-        """A kept peer that is this node is not retried."""
-        keeper = PeerKeeper(self.network, GenericPeer("10.0.0.1", 1, "me"))
+        """A kept peer that is this node is not dialled, nor retried."""
+        keeper = PeerConnectionService(self.network, GenericPeer("10.0.0.1", 1, "me"),
+                                       self.reactor)
         keeper.startService()
         self.assertEqual(self.reactor.getDelayedCalls(), [])
         self.assertEqual(self.attempts(), [])
         self.assertIsNone(keeper.channel)
+        self.failureResultOf(keeper.when_connected(), SelfConnection)
+
+
+# -- Listeners ----------------------------------------------------------------------------------
+
+
+class FakePort:
+    """A listening port whose stopListening the test completes."""
+
+    def __init__(self, port: int) -> None:
+        self.address = IPv4Address("TCP", "127.0.0.1", port)
+        self.stopping: Deferred[None] | None = None
+
+    def getHost(self) -> IPv4Address:
+        return self.address
+
+    def stopListening(self) -> Deferred[None]:
+        self.stopping = Deferred()
+        return self.stopping
+
+
+@implementer(IStreamServerEndpoint)
+class FakeEndpoint:
+    """An endpoint that answers each listen() with the next of C{answers}."""
+
+    def __init__(self, *answers: Any) -> None:
+        self.answers = list(answers)
+        self.listens = 0
+
+    def listen(self, factory: Any) -> Deferred[Any]:
+        self.listens += 1
+        answer = self.answers.pop(0)
+        if isinstance(answer, Deferred):
+            return answer
+        if isinstance(answer, Exception):
+            return fail(answer)
+        return succeed(answer)
+
+
+class PeerListenerServiceTests(SynchronousTestCase):
+    """The peer listener is a restartable StreamServerEndpointService that fails loudly."""
+
+    def setUp(self) -> None:
+        self.network = PeerNetwork(MemoryReactorClock(), identifier="node")
+        self.logged = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+
+    def test_is_a_stream_server_endpoint_service(self) -> None:
+        """It is Twisted's own endpoint service."""
+        listener = PeerListenerService(self.network, FakeEndpoint())
+        self.assertIsInstance(listener, StreamServerEndpointService)
+        self.assertIsInstance(listener, ListenerService)
+
+    def test_failure_raised_at_every_start(self) -> None:
+        """A listen that fails at once fails startService and privilegedStartService, each
+        time; a later start listens again."""
+        taken = CannotListenError("127.0.0.1", 8051, OSError(98, "Address already in use"))
+        endpoint = FakeEndpoint(taken, taken, FakePort(8051))
+        listener = PeerListenerService(self.network, endpoint, "tcp:8051")
+        self.assertRaises(CannotListenError, listener.startService)
+        self.assertFalse(listener.running)
+        self.assertRaises(CannotListenError, listener.privilegedStartService)
+        self.assertEqual(self.network.listening_port, 0)
+        self.successResultOf(listener.stopService())
+        listener.startService()
+        self.assertEqual(endpoint.listens, 3)
+        self.assertEqual(self.network.listening_port, 8051)
+
+    def test_privileged_start_listens_once(self) -> None:
+        """twistd's privilegedStartService then startService listen once."""
+        endpoint = FakeEndpoint(FakePort(8051))
+        listener = PeerListenerService(self.network, endpoint)
+        listener.privilegedStartService()
+        listener.startService()
+        self.assertEqual(endpoint.listens, 1)
+
+    def test_late_failure_reported(self) -> None:
+        """A listen that fails after start returned is logged as an error naming the endpoint
+        and fails when_listening."""
+        later: Deferred[Any] = Deferred()
+        listener = PeerListenerService(self.network, FakeEndpoint(later), "onion:80")
+        listener.startService()
+        waiting = listener.when_listening()
+        self.assertNoResult(waiting)
+        later.errback(CannotListenError("", 80, OSError("no tor")))
+        self.failureResultOf(waiting, CannotListenError)
+        [event] = [e for e in self.logged if e["log_level"] == LogLevel.error]
+        self.assertEqual(event["endpoint"], "onion:80")
+        self.assertIn("no tor", event["why"])
+        self.successResultOf(listener.stopService())
+
+    def test_stop_before_listening(self) -> None:
+        """Stopping while the listen is under way cancels it, quietly."""
+        cancelled = []
+        later: Deferred[Any] = Deferred(cancelled.append)
+        listener = PeerListenerService(self.network, FakeEndpoint(later))
+        listener.startService()
+        waiting = listener.when_listening()
+        self.successResultOf(listener.stopService())
+        self.assertEqual(cancelled, [later])
+        self.failureResultOf(waiting, CancelledError)
+        self.assertEqual([e for e in self.logged if e["log_level"] >= LogLevel.error], [])
+
+    def test_network_learns_of_port(self) -> None:
+        """The network hears of the port once listening, and of its closing once it is
+        closed; a restart listens again."""
+        first, second = FakePort(8051), FakePort(8052)
+        listener = PeerListenerService(self.network, FakeEndpoint(first, second))
+        listener.startService()
+        self.assertIs(self.successResultOf(listener.when_listening()), first)
+        self.assertEqual(self.network.listening_port, 8051)
+        stopped = listener.stopService()
+        self.assertEqual(self.network.listening_port, 8051)  # until the port is closed
+        self.assertNoResult(stopped)
+        first.stopping.callback(None)
+        self.successResultOf(stopped)
+        self.assertEqual(self.network.listening_port, 0)
+        self.assertIsNone(listener.port)
+        listener.startService()
+        self.assertEqual(self.network.listening_port, 8052)
+
+
+class ControlServiceTests(SynchronousTestCase):
+    """The control API listener falls back when its default port is taken, and says where."""
+
+    def make(self, reactor: Any, fallback: bool) -> tuple[ControlService, NodeDataDir]:
+        from p2pnet_tx.control import ControlAPI, MessageLog
+
+        data_dir = NodeDataDir(self.mktemp()).ensure()
+        network = PeerNetwork(reactor, identifier="node")
+        api = ControlAPI(network, "t", MessageLog(reactor))
+        return ControlService(reactor, "tcp:8765:interface=127.0.0.1", api, data_dir,
+                              fallback), data_dir
+
+    def taken_reactor(self) -> MemoryReactorClock:
+        class Taken(MemoryReactorClock):
+            def listenTCP(self, port: int, factory: Any, backlog: int = 50,
+                          interface: str = "") -> Any:
+                if port == 8765:
+                    raise CannotListenError(interface, port, OSError(98, "in use"))
+                return super().listenTCP(port, factory, backlog, interface)
+
+        return Taken()
+
+    def test_fallback(self) -> None:
+        """A taken default endpoint falls back to a free loopback port, whose URL is written
+        to the data directory (and removed on stop)."""
+        reactor = self.taken_reactor()
+        control, data_dir = self.make(reactor, fallback=True)
+        control.startService()
+        self.assertEqual([(p, i) for p, _, _, i in reactor.tcpServers], [(0, "127.0.0.1")])
+        self.assertEqual(data_dir.control_url(), control.url)
+        self.assertTrue(control.url.startswith("http://127.0.0.1:"))
+        self.successResultOf(control.stopService())
+        self.assertIsNone(data_dir.control_url())
+        self.assertIsNone(control.url)
+
+    def test_no_fallback(self) -> None:
+        """Without fallback, a taken endpoint fails the start and writes no URL."""
+        control, data_dir = self.make(self.taken_reactor(), fallback=False)
+        self.assertRaises(CannotListenError, control.startService)
+        self.assertIsNone(data_dir.control_url())
+
+
+# -- The node -----------------------------------------------------------------------------------
 
 
 class PeerNetworkServiceTests(SynchronousTestCase):
@@ -116,9 +557,68 @@ class PeerNetworkServiceTests(SynchronousTestCase):
         self.successResultOf(service.stopService())
         self.assertIsNone(self.data_dir.control_url())
 
+    def test_backlog(self) -> None:
+        """A TCP listen endpoint gets the default backlog unless it names one."""
+        self.service().startService()
+        PeerNetworkService(PeerNetwork(self.reactor), listen="tcp:8052:backlog=7").startService()
+        self.assertEqual([(p, b) for p, _, b, _ in self.reactor.tcpServers],
+                         [(8051, 1024), (8052, 7)])
+
+    def test_bad_listen_endpoint(self) -> None:
+        """A listen string that is no endpoint is refused at construction."""
+        self.assertRaises(ValueError, PeerNetworkService, self.network, listen="nonsense:1")
+
     def test_control_needs_token(self) -> None:
         """A control API without a token is refused at construction."""
         self.assertRaises(ValueError, self.service, control="tcp:8765")
+
+    def test_listen_failure_fails_start(self) -> None:
+        """A peer port that cannot be bound fails startService with the endpoint's error."""
+
+        class Taken(MemoryReactorClock):
+            def listenTCP(self, *args: Any, **kwargs: Any) -> Any:
+                raise CannotListenError("", 8051, OSError(98, "in use"))
+
+        service = PeerNetworkService(PeerNetwork(Taken()), listen="tcp:8051")
+        self.assertRaises(CannotListenError, service.startService)
+        self.assertRaises(CannotListenError, service.privilegedStartService)
+        self.successResultOf(service.stopService())
+
+    def test_stop_then_start_again(self) -> None:
+        """A stopped node closes its channels and port but not its network, and starts
+        again: it listens, and a peer connects and is trusted again."""
+        service = self.service()
+        service.startService()
+        peer = PeerNetwork(self.reactor, identifier="peer")
+        for round_ in range(2):
+            self.assertEqual(self.network.listening_port, 8051)
+            dialled = peer.connect(GenericPeer("127.0.0.1", 8051))
+            pump = complete_tcp_connection(self.reactor)
+            pump.flush()
+            channel = self.successResultOf(dialled)
+            self.assertTrue(channel.is_trusted)
+            self.assertEqual(len(self.network.trusted_peer_channels), 1)
+            stopped = service.stopService()
+            pump.flush()
+            self.successResultOf(stopped)
+            self.assertEqual(self.network.active_peer_channels, [])
+            self.assertTrue(channel.is_closed)
+            self.assertEqual(self.network.listening_port, 0)
+            service.startService()
+        self.assertEqual([port for port, *_ in self.reactor.tcpServers], [8051, 8051, 8051])
+        self.successResultOf(service.stopService())
+
+    def test_restart_redials_kept_peers(self) -> None:
+        """The configured peers are dialled on each start and let go on each stop."""
+        service = self.service(peers=[PEER])
+        for _ in range(2):
+            service.startService()
+            self.assertEqual([(h, p) for h, p, *_ in self.reactor.tcpClients],
+                             [("10.0.0.9", 8051)])
+            self.successResultOf(service.stopService())
+            self.assertTrue(self.reactor.connectors[-1].stoppedConnecting)
+            self.assertEqual(self.reactor.getDelayedCalls(), [])
+            self.reactor.tcpClients.clear()
 
     def test_restores_and_saves_state(self) -> None:
         """Blocks and known peers from the data dir are restored; changes are saved."""
@@ -144,8 +644,6 @@ class SaveDebounceTests(SynchronousTestCase):
 
     def test_one_write_per_burst(self) -> None:
         """Many trusted peers within a second make one pending save; stop saves at once."""
-        from p2pnet_tx.service import SAVE_DELAY
-
         reactor = MemoryReactorClock()
         data_dir = NodeDataDir(self.mktemp()).ensure()
         network = PeerNetwork(reactor, identifier="node")
