@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 import attrs
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.resource import Resource
@@ -121,18 +121,72 @@ class ControlRequest(Request):
     """
     The requests of the control API: a declared body over C{MAX_BODY} is refused with 413
     before it is read; any other body is held in a L{BoundedBody}.
+
+    @ivar refused: whether this request was answered with 413 from its headers alone.
     """
 
+    refused = False
+
     def gotLength(self, length: int | None) -> None:
+        """
+        Prepare for a body of C{length} bytes, or refuse it: the 413 answer is written and
+        the connection closed right after the headers, so that the body is never read.
+
+        @param length: the declared length of the body, or C{None} (chunked).
+        """
         self.content = BoundedBody()
-        if length is not None and length > MAX_BODY:
-            body = json.dumps({"error": f"request body over {MAX_BODY} bytes"}).encode()
-            transport = self.channel.transport
-            transport.write(
-                b"HTTP/1.1 413 Payload Too Large\r\ncontent-type: application/json\r\n"
-                b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body) + body
-            )
-            transport.loseConnection()
+        if length is None or length <= MAX_BODY:
+            return
+        self.refused = True
+        body = json.dumps({"error": f"request body over {MAX_BODY} bytes"}).encode()
+        # The request line is parsed, but the channel records it on the request only once
+        # the body is in (requestReceived), which never happens here: answer as HTTP/1.1.
+        self.clientproto = b"HTTP/1.1"
+        self.setResponseCode(413)
+        self.setHeader(b"content-type", b"application/json")
+        self.setHeader(b"content-length", b"%d" % len(body))
+        self.setHeader(b"connection", b"close")
+        self.write(body)
+        channel = self.channel  # finish() lets go of it
+        self.finish()
+        # With the transport disconnecting, the channel parses nothing more of what the
+        # client sent (the body included), and the reactor reads no further.
+        channel.loseConnection()
+
+    def handleContentChunk(self, data: bytes) -> None:
+        """
+        Keep a chunk of the body, unless the request was refused (a transport that still
+        delivers bytes after the close must not make the channel buffer them).
+
+        @param data: the chunk.
+        """
+        if not self.refused:
+            super().handleContentChunk(data)
+
+
+class _Pending:
+    """
+    A response that waits on a Deferred: it is finished with the result unless the client
+    went away first (learnt from C{notifyFinish}), in which case the work is cancelled.
+    """
+
+    def __init__(self, request: Request, work: Deferred[Any]) -> None:
+        self.request = request
+        self.client_gone = False
+        self._work = work
+        request.notifyFinish().addErrback(self._gone)
+
+    def _gone(self, reason: Failure) -> None:
+        self.client_gone = True
+        self._work.cancel()
+
+    def finish(self, code: int, body: Any) -> None:
+        """Answer with C{code} and the JSON of C{body}, if anyone is still listening."""
+        if self.client_gone or self.request.finished:
+            return
+        self.request.setResponseCode(code)
+        self.request.write(json.dumps(body).encode())
+        self.request.finish()
 
 
 class _BadRequest(Exception):
@@ -166,10 +220,10 @@ class ControlAPI(Resource):
     """
     The C{/api} resource tree of a node's control API.
 
-    :param network: the node's network.
-    :param token: the bearer token every request must carry.
-    :param messages: the log of received messages.
-    :param listen_address: shown in C{/api/status}.
+    @param network: the node's network.
+    @param token: the bearer token every request must carry.
+    @param messages: the log of received messages.
+    @param listen_address: shown in C{/api/status}.
     """
 
     isLeaf = True
@@ -194,6 +248,13 @@ class ControlAPI(Resource):
         }
 
     def render(self, request: Request) -> bytes | int:
+        """
+        Check the caller, route the request and answer with JSON, through the request API
+        only; an answer that waits on a Deferred is cancelled if the client goes away.
+
+        @param request: the request.
+        @return: the JSON body, or C{NOT_DONE_YET} while waiting.
+        """
         request.setHeader(b"content-type", b"application/json")
         request.setHeader(b"cache-control", b"no-store")
         if getattr(request.content, "overflowed", False):
@@ -209,11 +270,11 @@ class ControlAPI(Resource):
                              method=request.method, uri=request.uri)
             return self._error(request, 500, "internal error")
         if isinstance(result, Deferred):
+            pending = _Pending(request, result)
             result.addCallbacks(
-                lambda body: self._finish(request, 200, body),
-                lambda failure: self._failed(request, failure),
+                lambda body: pending.finish(200, body),
+                lambda failure: self._failed(pending, failure),
             )
-            request.notifyFinish().addErrback(lambda _: result.cancel())
             return NOT_DONE_YET
         return json.dumps(result).encode()
 
@@ -264,23 +325,16 @@ class ControlAPI(Resource):
         request.setResponseCode(code)
         return json.dumps({"error": message}).encode()
 
-    def _finish(self, request: Request, code: int, body: Any) -> None:
-        if request.finished or request._disconnected:
-            return
-        request.setResponseCode(code)
-        request.write(json.dumps(body).encode())
-        request.finish()
-
-    def _failed(self, request: Request, failure: Failure) -> None:
-        if failure.check(CancelledError) and request._disconnected:
+    def _failed(self, pending: _Pending, failure: Failure) -> None:
+        if pending.client_gone:
             return  # the client went away and we stopped its request
         if failure.check(P2PNetError, ConnectionError, OSError) or hasattr(
             failure.value, "osError"
         ):
-            self._finish(request, 502, {"error": failure.getErrorMessage()})
+            pending.finish(502, {"error": failure.getErrorMessage()})
             return
         self.log.failure("control request failed", failure)
-        self._finish(request, 500, {"error": "internal error"})
+        pending.finish(500, {"error": "internal error"})
 
     # -- Endpoints --------------------------------------------------------------------------------
 

@@ -1,5 +1,6 @@
 """
-Tests for L{p2pnet_tx.control}: the control API, served in memory with treq's StubTreq.
+Tests for L{p2pnet_tx.control}: the control API, served in memory with treq's StubTreq, and
+behind a real L{Site} with L{ControlRequest} over an in-memory transport.
 """
 
 from __future__ import annotations
@@ -9,10 +10,13 @@ from typing import Any
 
 from treq.testing import StubTreq
 from twisted.internet.address import IPv4Address
+from twisted.internet.error import ConnectionDone
 from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.server import Site
 
-from p2pnet_tx.control import ControlAPI, MessageLog
+from p2pnet_tx.control import MAX_BODY, ControlAPI, ControlRequest, MessageLog
 from p2pnet_tx.network import PeerNetwork
 from p2pnet_tx.packets import IdentifierPacket, PureMessagePacket
 from p2pnet_tx.trust import always_trust
@@ -193,3 +197,103 @@ class ControlAPITests(SynchronousTestCase):
         """Bodies over 64 KiB are refused with 413."""
         code, _ = self.call("POST", "/api/messages", b"x" * (64 * 1024 + 1))
         self.assertEqual(code, 413)
+
+
+class RecordingRequest(ControlRequest):
+    """A control request that records the body chunks the channel hands it."""
+
+    chunks: list[bytes] = []
+
+    def handleContentChunk(self, data: bytes) -> None:
+        self.chunks.append(data)
+        super().handleContentChunk(data)
+
+
+class ControlSiteTests(SynchronousTestCase):
+    """The control API behind a real L{Site} and L{ControlRequest}, as a node serves it."""
+
+    def setUp(self) -> None:
+        self.reactor = MemoryReactorClock()
+        self.network = PeerNetwork(self.reactor, identifier="node", trust_protocol=always_trust)
+        api = ControlAPI(self.network, TOKEN, MessageLog(self.reactor), "tcp:8051")
+        RecordingRequest.chunks = []
+        self.site = Site(api, requestFactory=RecordingRequest, reactor=self.reactor)
+        self.channel = self.site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
+        self.transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 40000))
+        self.channel.makeConnection(self.transport)
+
+    def head(self, method: bytes, path: bytes, length: int | None = None,
+             chunked: bool = False) -> bytes:
+        lines = [method + b" " + path + b" HTTP/1.1", b"Host: 127.0.0.1",
+                 b"Authorization: Bearer " + TOKEN.encode(), b"Content-Type: application/json"]
+        if length is not None:
+            lines.append(b"Content-Length: %d" % length)
+        if chunked:
+            lines.append(b"Transfer-Encoding: chunked")
+        return b"\r\n".join(lines) + b"\r\n\r\n"
+
+    def response(self) -> tuple[int, dict[bytes, bytes], Any]:
+        head, _, body = self.transport.value().partition(b"\r\n\r\n")
+        status, *header_lines = head.split(b"\r\n")
+        headers = dict(line.lower().split(b": ", 1) for line in header_lines)
+        return int(status.split()[1]), headers, json.loads(body)
+
+    def assert_refused_oversized(self) -> None:
+        code, headers, body = self.response()
+        self.assertEqual(code, 413)
+        self.assertEqual(headers[b"content-type"], b"application/json")
+        self.assertEqual(headers[b"connection"], b"close")
+        self.assertEqual(body, {"error": f"request body over {MAX_BODY} bytes"})
+        self.assertTrue(self.transport.disconnecting)
+        self.assertEqual(RecordingRequest.chunks, [])
+
+    def test_oversized_body_refused_after_headers(self) -> None:
+        """A declared body over MAX_BODY is answered 413 as soon as the headers end, and the
+        connection closed: the reactor reads no byte of the body."""
+        request = self.head(b"POST", b"/api/messages", MAX_BODY + 1)
+        request += b'{"message": "' + b"x" * MAX_BODY + b'"}'
+        for offset in range(len(request)):
+            if self.transport.disconnecting:
+                break  # as a reactor stops reading a connection it is closing
+            self.channel.dataReceived(request[offset:offset + 1])
+        self.assertEqual(offset, len(self.head(b"POST", b"/api/messages", MAX_BODY + 1)))
+        self.assert_refused_oversized()
+
+    def test_oversized_body_in_one_read_not_parsed(self) -> None:
+        """Body bytes that arrived with the headers are neither buffered nor handled."""
+        body = b'{"message": "' + b"x" * MAX_BODY + b'"}'
+        self.channel.dataReceived(self.head(b"POST", b"/api/messages", len(body)) + body)
+        self.assert_refused_oversized()
+        self.assertEqual(self.transport.value().count(b"HTTP/1.1 "), 1)  # never rendered
+        self.channel.connectionLost(Failure(ConnectionDone()))
+
+    def test_oversized_chunked_body(self) -> None:
+        """A chunked body (no declared length) is kept up to MAX_BODY and then refused."""
+        data = b"x" * (MAX_BODY + 10)
+        self.channel.dataReceived(self.head(b"POST", b"/api/messages", chunked=True)
+                                  + b"%x\r\n" % len(data) + data + b"\r\n0\r\n\r\n")
+        code, headers, body = self.response()
+        self.assertEqual(code, 413)
+        self.assertIn("over", body["error"])
+
+    def test_small_body_served(self) -> None:
+        """A body within the limit is read and the request served."""
+        body = json.dumps({"message": "hi"}).encode()
+        self.channel.dataReceived(self.head(b"POST", b"/api/messages", len(body)) + body)
+        code, headers, answer = self.response()
+        self.assertEqual((code, answer), (200, {"sent": 0}))
+        self.assertEqual(b"".join(RecordingRequest.chunks), body)
+        self.assertFalse(self.transport.disconnecting)
+
+    def test_client_gone_cancels_work(self) -> None:
+        """A client that disconnects while its request waits cancels the work; nothing is
+        written after, and no error is logged."""
+        body = json.dumps({"host": "10.0.0.9", "port": 8051}).encode()
+        self.channel.dataReceived(self.head(b"POST", b"/api/peers", len(body)) + body)
+        [connector] = self.reactor.connectors
+        self.assertFalse(connector.stoppedConnecting)
+        self.assertEqual(self.transport.value(), b"")
+        self.channel.connectionLost(Failure(ConnectionDone()))
+        self.assertTrue(connector.stoppedConnecting)
+        self.assertEqual(self.transport.value(), b"")
+        self.assertEqual(self.flushLoggedErrors(), [])
