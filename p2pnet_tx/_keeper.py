@@ -277,6 +277,13 @@ def _build() -> Callable[[_Core], _Keeper]:
         core.fire_connect_waiters(Failure(CancelledError()))
         core.finish_stopping()
 
+    @disconnecting.upon(_Keeper._connected).loop()
+    @restarting.upon(_Keeper._connected).loop()
+    def arrived_while_stopping(keeper: _Keeper, core: _Core, channel: KeptChannel) -> None:
+        # A dial whose cancel still delivered a channel: close it, and finish on its close.
+        channel.when_closed().addBoth(lambda _: keeper._closed("no longer kept"))
+        channel.close("no longer kept")
+
     @restarting.upon(_Keeper._closed).to(connecting)
     @restarting.upon(_Keeper._failed).to(connecting)
     @restarting.upon(_Keeper._refused).to(connecting)

@@ -238,6 +238,20 @@ class PeerConnectionServiceTests(SynchronousTestCase):
         self.assertIsNone(self.service.channel)
         self.assertEqual(len(self.network.dials), 1)
 
+    def test_channel_delivered_despite_cancel(self) -> None:
+        """A dial that delivers a channel although it was cancelled gets that channel closed,
+        and the stop fires once it is gone."""
+        channel = FakeChannel()
+        self.network.answer = Deferred(lambda d: d.callback(channel))
+        self.service.startService()
+        stopped = self.service.stopService()
+        self.assertEqual(channel.close_reasons, ["no longer kept"])
+        self.assertNoResult(stopped)
+        channel.lose()
+        self.successResultOf(stopped)
+        self.assertIsNone(self.service.channel)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
     def test_start_while_stopping(self) -> None:
         """A start during the close dials again once the channel is gone."""
         self.service.startService()
