@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import ipaddress
 
+from twisted.internet.defer import CancelledError
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import CannotListenError
+from twisted.logger import Logger
 from twisted.python import usage
+from twisted.python.failure import Failure
 
 from p2pnet_tx.datadir import DEFAULT_DATA_DIR, DataDirError, NodeDataDir
 from p2pnet_tx.network import PeerNetwork, peers_from_strings
@@ -97,9 +100,21 @@ class Options(usage.Options):
 
 
 class _TwistdNode(PeerNetworkService):
-    """The node as twistd runs it: a port that cannot be bound ends twistd with one line."""
+    """
+    The node as twistd runs it: a port that cannot be bound ends twistd with one line (and
+    status 1) before the reactor runs; a listen that fails later stops the reactor, so that
+    the node never runs without its peer port.
+    """
+
+    log = Logger()
 
     def privilegedStartService(self) -> None:
+        """
+        Listen before the reactor runs.
+
+        @raise SystemExit: with one line, when a port cannot be bound or the data directory
+            cannot be used.
+        """
         try:
             super().privilegedStartService()
         except CannotListenError as e:
@@ -107,6 +122,14 @@ class _TwistdNode(PeerNetworkService):
             raise SystemExit(f"twistd p2pnet: cannot listen on {where}: {e.socketError}") from None
         except DataDirError as e:
             raise SystemExit(f"twistd p2pnet: {e}") from None
+        self.listener.when_listening().addErrback(self._cannot_listen)
+
+    def _cannot_listen(self, failure: Failure) -> None:
+        if failure.check(CancelledError):
+            return  # stopped before the port was open: nothing is wrong
+        self.log.critical("twistd p2pnet: cannot listen on {endpoint}: {why}; stopping",
+                          endpoint=self.listener.description, why=failure.getErrorMessage())
+        self.reactor.stop()
 
 
 def makeService(options: Options) -> PeerNetworkService:

@@ -8,10 +8,18 @@ import os
 import subprocess
 import sys
 
+from typing import Any
+
 from twisted.application.service import IServiceMaker
+from twisted.internet.defer import Deferred
+from twisted.internet.error import CannotListenError
+from twisted.internet.interfaces import IStreamServerEndpoint
+from twisted.internet.testing import EventLoggingObserver, MemoryReactorClock
+from twisted.logger import LogLevel, globalLogPublisher
 from twisted.plugin import getPlugins
 from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase, TestCase
+from zope.interface import implementer
 
 from p2pnet_tx import tap
 from p2pnet_tx.network import PeerNetwork
@@ -159,3 +167,54 @@ class MakeServiceTests(SynchronousTestCase):
         with self.assertRaises(UsageError) as caught:
             tap.Options().parseOptions(["--data-dir", data_dir])
         self.assertIn("known_peers.json", str(caught.exception))
+
+
+@implementer(IStreamServerEndpoint)
+class _LateEndpoint:
+    """An endpoint whose listen the test ends."""
+
+    def __init__(self) -> None:
+        self.result: Deferred[Any] = Deferred()
+
+    def listen(self, factory: Any) -> Deferred[Any]:
+        return self.result
+
+
+class TwistdNodeTests(SynchronousTestCase):
+    """The node twistd runs never runs without its peer port."""
+
+    def test_taken_port_is_one_line(self) -> None:
+        """A port taken at start ends twistd with SystemExit and one line."""
+
+        class Taken(MemoryReactorClock):
+            def listenTCP(self, *args: Any, **kwargs: Any) -> Any:
+                raise CannotListenError("127.0.0.1", 8051, OSError(98, "Address in use"))
+
+        node = tap._TwistdNode(PeerNetwork(Taken()), listen="tcp:8051")
+        with self.assertRaises(SystemExit) as caught:
+            node.privilegedStartService()
+        self.assertEqual(str(caught.exception),
+                         "twistd p2pnet: cannot listen on 127.0.0.1:8051: [Errno 98] "
+                         "Address in use")
+
+    def test_late_listen_failure_stops_reactor(self) -> None:
+        """A listen that fails once the reactor runs is logged as critical and stops it."""
+        logged = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        reactor = MemoryReactorClock()
+        endpoint = _LateEndpoint()
+        node = tap._TwistdNode(PeerNetwork(reactor), listen=endpoint)
+        node.privilegedStartService()
+        node.startService()
+        self.assertFalse(reactor.hasStopped)
+        endpoint.result.errback(CannotListenError("", 80, OSError("gone")))
+        self.assertTrue(reactor.hasStopped)
+        [event] = [e for e in logged if e["log_level"] == LogLevel.critical]
+        self.assertIn("gone", event["why"])
+
+    def test_stop_before_listening_is_quiet(self) -> None:
+        """Stopping before a slow listen completes does not stop the reactor."""
+        reactor = MemoryReactorClock()
+        node = tap._TwistdNode(PeerNetwork(reactor), listen=_LateEndpoint())
+        node.privilegedStartService()
+        self.successResultOf(node.stopService())
+        self.assertFalse(reactor.hasStopped)
