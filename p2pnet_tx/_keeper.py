@@ -21,6 +21,8 @@ it is not a L{ClientService}, because our dial does not fit ClientService's:
   - ClientService resets its backoff as soon as a connection is made.  Ours resets only once
     the peer trusts us (C{channel.when_trusted()}): a peer that accepts and then refuses every
     handshake is redialled ever more slowly, not every second.
+
+The states and their transitions are drawn in C{docs/keeper.dot}.
 """
 
 from __future__ import annotations
