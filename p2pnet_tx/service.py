@@ -174,9 +174,9 @@ class _ObservedEndpoint:
         self._service = service
 
     def listen(self, factory: IProtocolFactory) -> Deferred[IListeningPort]:
-        return self.endpoint.listen(factory).addCallbacks(
-            self._service._listening, self._service._not_listening
-        )
+        # An error of the service's own listening hook counts as a failure to listen.
+        listening = self.endpoint.listen(factory).addCallback(self._service._listening)
+        return listening.addErrback(self._service._not_listening)
 
 
 class ListenerService(StreamServerEndpointService):

@@ -538,6 +538,29 @@ class ControlServiceTests(SynchronousTestCase):
         self.assertIsNone(data_dir.control_url())
         self.assertIsNone(control.url)
 
+    def test_unwritable_url_fails_start(self) -> None:
+        """If the URL cannot be written, the start fails and the port is closed again."""
+        stopped = []
+
+        class Recording(MemoryReactorClock):
+            def listenTCP(self, *args: Any, **kwargs: Any) -> Any:
+                port = super().listenTCP(*args, **kwargs)
+                port.stopListening = lambda: stopped.append(port)
+                return port
+
+        control, data_dir = self.make(Recording(), fallback=False)
+
+        def broken(url: object) -> None:
+            raise OSError("read-only file system")
+
+        data_dir.save_control_url = broken  # type: ignore[method-assign]
+        waiting = control.when_listening()
+        self.assertRaises(OSError, control.startService)
+        self.failureResultOf(waiting, OSError)
+        self.assertEqual(len(stopped), 1)
+        self.assertIsNone(control.port)
+        self.assertFalse(control.running)
+
     def test_no_fallback(self) -> None:
         """Without fallback, a taken endpoint fails the start and writes no URL."""
         control, data_dir = self.make(self.taken_reactor(), fallback=False)
