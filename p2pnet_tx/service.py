@@ -143,8 +143,13 @@ class PeerConnectionService(Service):
 
 class PeerKeeper(PeerConnectionService):
     """
-    Deprecated since p2pnet_tx 0.2: use L{PeerConnectionService}, which takes its clock
+    Deprecated after p2pnet_tx 0.1.0: use L{PeerConnectionService}, which takes its clock
     explicitly (this one reads C{network.reactor}) and a retry policy.
+
+    @param network: the network to dial with; its C{reactor} is the clock.
+    @param peer: the peer to keep connected.
+    @param initial_delay: seconds to wait after the first failure.
+    @param max_delay: the longest wait.
     """
 
     def __init__(
@@ -155,7 +160,7 @@ class PeerKeeper(PeerConnectionService):
         max_delay: float = 60.0,
     ) -> None:
         warnings.warn(
-            "p2pnet_tx.service.PeerKeeper is deprecated since p2pnet_tx 0.2; use "
+            "p2pnet_tx.service.PeerKeeper is deprecated after p2pnet_tx 0.1.0; use "
             "PeerConnectionService(network, peer, clock, retry_policy)",
             DeprecationWarning,
             stacklevel=2,
