@@ -215,10 +215,19 @@ class ListenerService(StreamServerEndpointService):
         self._waiters: list[Deferred[IListeningPort]] = []
 
     def listening(self, port: IListeningPort) -> None:
-        """Called once listening on C{port}; by default does nothing."""
+        """
+        Called once listening; by default does nothing.  An exception raised here fails the
+        listen (and closes the port) as an endpoint error would.
+
+        @param port: the listening port.
+        """
 
     def stopped_listening(self, port: IListeningPort) -> None:
-        """Called once C{port}, stopped by L{stopService}, is closed; by default does nothing."""
+        """
+        Called once a port stopped by L{stopService} is closed; by default does nothing.
+
+        @param port: the closed port.
+        """
 
     def when_listening(self) -> Deferred[IListeningPort]:
         """
@@ -310,9 +319,11 @@ class PeerListenerService(ListenerService):
         self.network = network
 
     def listening(self, port: IListeningPort) -> None:
+        """Tell the network it listens on C{port}."""
         self.network.port_opened(port)
 
     def stopped_listening(self, port: IListeningPort) -> None:
+        """Tell the network C{port} is closed."""
         self.network.port_closed(port)
 
 
@@ -372,6 +383,7 @@ class ControlService(ListenerService):
         self.url: str | None = None
 
     def listening(self, port: IListeningPort) -> None:
+        """Work out the API's URL from C{port} and write it to the data directory."""
         address = port.getHost()
         host = getattr(address, "host", "127.0.0.1")
         if host in ("0.0.0.0", ""):
@@ -383,6 +395,7 @@ class ControlService(ListenerService):
         self.log.info("control API at {url}", url=self.url)
 
     def stopped_listening(self, port: IListeningPort) -> None:
+        """Remove the URL from the data directory."""
         self.url = None
         if self.data_dir is not None:
             self.data_dir.save_control_url(None)
