@@ -147,11 +147,13 @@ class ControlRequest(Request):
         self.setHeader(b"content-length", b"%d" % len(body))
         self.setHeader(b"connection", b"close")
         self.write(body)
-        channel = self.channel  # finish() lets go of it
+        channel, transport = self.channel, self.transport  # finish() lets go of the channel
         self.finish()
         # With the transport disconnecting, the channel parses nothing more of what the
-        # client sent (the body included), and the reactor reads no further.
-        channel.loseConnection()
+        # client sent (the body included), and the reactor reads no further.  (A channel
+        # that is not persistent, HTTP/1.0, has already closed itself in finish().)
+        if not transport.disconnecting:
+            channel.loseConnection()
 
     def handleContentChunk(self, data: bytes) -> None:
         """

@@ -267,6 +267,13 @@ class ControlSiteTests(SynchronousTestCase):
         self.assertEqual(self.transport.value().count(b"HTTP/1.1 "), 1)  # never rendered
         self.channel.connectionLost(Failure(ConnectionDone()))
 
+    def test_oversized_body_http10(self) -> None:
+        """An HTTP/1.0 request (no persistent connection) is refused the same way."""
+        request = self.head(b"POST", b"/api/messages", MAX_BODY + 1).replace(
+            b"HTTP/1.1\r\n", b"HTTP/1.0\r\n", 1)
+        self.channel.dataReceived(request + b"x" * 100)
+        self.assert_refused_oversized()
+
     def test_oversized_chunked_body(self) -> None:
         """A chunked body (no declared length) is kept up to MAX_BODY and then refused."""
         data = b"x" * (MAX_BODY + 10)
