@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import Counter, OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+from weakref import WeakSet
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
@@ -124,8 +125,8 @@ class Admission:
         self._closed = False
         self._accepts: OrderedDict[str, TokenBucket] = OrderedDict()
         # Peers closed for a newcomer whose close has not reached the table yet: their slot is
-        # promised, and nobody else is evicted for it.
-        self._evicting: set[PeerChannel] = set()
+        # promised, and nobody else is evicted for it.  Weak: a gone channel is not kept here.
+        self._evicting: WeakSet[PeerChannel] = WeakSet()
         self.discouraged_ips = BlockList(
             clock=clock, default_duration=limits.discourage_seconds, normalize=normalize_ip
         )
@@ -183,7 +184,8 @@ class Admission:
         @return: why there is no room, or C{None} once there is.
         """
         table = self._table
-        self._evicting = {channel for channel in self._evicting if table.is_connected(channel)}
+        for channel in [c for c in self._evicting if not table.is_connected(c)]:
+            self._evicting.discard(channel)
         if self._evicting:
             # An earlier eviction's close is still on its way: its slot is the next newcomer's.
             return "too many inbound peers" if inbound_full else "too many pending handshakes"

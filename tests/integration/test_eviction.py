@@ -21,10 +21,10 @@ from typing import Any
 import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.protocol import Protocol
-from twisted.internet.task import LoopingCall, deferLater
+from twisted.internet.task import LoopingCall
 from zope.interface import directlyProvides, providedBy
 
 from p2pnet_tx.channel import ChannelLimits, PeerChannel
@@ -87,14 +87,15 @@ class ChattyAttacker:
         try:
             channel = await self.network.connect(self._server)
             await channel.when_trusted()
-        except Exception:
+        except Exception:  # noqa: BLE001 - an attacker retries whatever went wrong
             self._renew()
             return
         chatter = LoopingCall(channel.send_message, "still here")
         chatter.clock = reactor
         chatter.start(30.0, now=True).addErrback(lambda _: None)
         await channel.when_closed()
-        chatter.stop()
+        if chatter.running:
+            chatter.stop()
         self._renew()
 
     def _renew(self) -> None:
@@ -183,11 +184,30 @@ class SilentPool:
 
 
 async def trusted_in_time(honest: PeerNetwork, port: int) -> tuple[PeerChannel, float]:
-    """Connect C{honest} to the server; return its trusted channel and how long it took."""
+    """
+    Connect C{honest} to the server; return its trusted channel and how long it took.
+
+    @raise defer.TimeoutError: if it is not trusted within HONEST_DEADLINE.
+    """
     started = reactor.seconds()
-    channel = await honest.connect(GenericPeer("127.0.0.1", port))
-    await channel.when_trusted()
+
+    async def attempt() -> PeerChannel:
+        channel = await honest.connect(GenericPeer("127.0.0.1", port))
+        return await channel.when_trusted()
+
+    trusted = Deferred.fromCoroutine(attempt()).addTimeout(HONEST_DEADLINE, reactor)
+    channel = await trusted
     return channel, reactor.seconds() - started
+
+
+class _Handle:
+    """A transport whose handle is C{handle}."""
+
+    def __init__(self, handle: object) -> None:
+        self._handle = handle
+
+    def getHandle(self) -> object:
+        return self._handle
 
 
 @pytest_twisted.ensureDeferred
@@ -212,14 +232,6 @@ async def test_kernel_rtt_of_a_loopback_connection() -> None:
     finally:
         await client.close()
         await server.close()
-
-
-class _Handle:
-    def __init__(self, handle: object) -> None:
-        self._handle = handle
-
-    def getHandle(self) -> object:
-        return self._handle
 
 
 @pytest_twisted.ensureDeferred
