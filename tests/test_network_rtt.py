@@ -10,7 +10,10 @@ import socket
 import struct
 from typing import Any
 
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.ssl import optionsForClientTLS
 from twisted.internet.testing import StringTransport
+from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.trial.unittest import SynchronousTestCase
 
 from p2pnet_tx.network.rtt import kernel_rtt
@@ -49,6 +52,17 @@ class Handled:
         return self._handle
 
 
+class SocketTransport(StringTransport):
+    """A L{StringTransport} whose handle is a L{FakeSocket}, as a TCP transport's is a socket."""
+
+    def __init__(self, sock: FakeSocket) -> None:
+        super().__init__()
+        self._sock = sock
+
+    def getHandle(self) -> FakeSocket:
+        return self._sock
+
+
 class KernelRttTests(SynchronousTestCase):
     """The smoothed RTT in seconds where the kernel has one, else None."""
 
@@ -80,3 +94,13 @@ class KernelRttTests(SynchronousTestCase):
         self.assertIsNone(kernel_rtt(Handled(FakeSocket(error=OSError(95, "not supported")))))
         self.assertIsNone(kernel_rtt(Handled(FakeSocket(1500, length=60))))
         self.assertIsNone(kernel_rtt(Handled(FakeSocket(0))))
+
+    def test_twisted_tls(self) -> None:
+        """Under Twisted's TLS the handle is the OpenSSL connection: the TCP one is read."""
+        tls = TLSMemoryBIOFactory(
+            optionsForClientTLS("peer.invalid"), True, Factory.forProtocol(Protocol)
+        ).buildProtocol(None)
+        tls.makeConnection(SocketTransport(FakeSocket(rtt_micros=900)))
+        self.assertIsNotNone(tls.getHandle())
+        self.assertEqual(kernel_rtt(tls), 0.0009)
+        self.assertEqual(kernel_rtt(tls.wrappedProtocol.transport), 0.0009)

@@ -60,6 +60,11 @@ class BoundReactor:
                    bindAddress: Any = None) -> Any:
         return reactor.connectTCP(host, port, factory, timeout, (self._source, 0))
 
+    def connectSSL(self, host: str, port: int, factory: Any, contextFactory: Any,
+                   timeout: float = 30, bindAddress: Any = None) -> Any:
+        return reactor.connectSSL(host, port, factory, contextFactory, timeout,
+                                  (self._source, 0))
+
     def __getattr__(self, name: str) -> Any:
         return getattr(reactor, name)
 
