@@ -25,6 +25,8 @@ class FakeChannel:
     @ivar send_error: raised by L{send} when set (e.g. a L{SendBufferFull}).
     @ivar on_close: called with the channel when it is closed or aborted, to play a transport
         whose connection is lost at once.
+    @ivar trusted_since: when it was trusted, as a channel keeps it (for eviction).
+    @ivar last_useful_packet: when it last sent a useful packet (for eviction).
     """
 
     def __init__(
@@ -43,6 +45,8 @@ class FakeChannel:
         self.events: list[tuple[str, Any]] = []
         self.send_error: Exception | None = None
         self.on_close: Any = None
+        self.trusted_since: float | None = None
+        self.last_useful_packet: float | None = None
         self._closed: OneShotObserver[str] = OneShotObserver()
 
     def __repr__(self) -> str:

@@ -1481,3 +1481,57 @@ class MessageTimestampTests(SynchronousTestCase):
         transport.clear()
         self.assertRaises(TypeError, channel.send_message, b"bytes")
         self.assertEqual(transport.value(), b"")
+
+
+class EvictionFactsTests(SynchronousTestCase):
+    """
+    A channel keeps what eviction weighs: since when its peer is trusted, and when it last
+    sent a useful packet (one a handler took; a keep-alive, a refused or consumed one is not).
+    """
+
+    def test_trusted_since(self) -> None:
+        """Set on the clock when trust is entered, cleared when it is left, set anew after."""
+        channel, _, clock = connect()
+        self.assertIsNone(channel.trusted_since)
+        clock.advance(7)
+        channel.trust()
+        self.assertEqual(channel.trusted_since, 7.0)
+        clock.advance(5)
+        channel.trust()  # already trusted: the time stays
+        self.assertEqual(channel.trusted_since, 7.0)
+        channel.untrust()
+        self.assertIsNone(channel.trusted_since)
+        clock.advance(1)
+        channel.trust()
+        self.assertEqual(channel.trusted_since, 13.0)
+
+    def test_last_useful_packet(self) -> None:
+        """A dispatched packet stamps the time, trusted or not; a keep-alive does not."""
+        handlers, recorder = recording_handlers()
+        channel, _, clock = connect(handlers=handlers)
+        self.assertIsNone(channel.last_useful_packet)
+        clock.advance(3)
+        channel.dataReceived(frame(message(KEEPALIVE_MESSAGE)))
+        self.assertEqual((len(recorder.packets), channel.last_useful_packet), (1, None))
+        channel.dataReceived(frame(message("hello")))
+        self.assertEqual(channel.last_useful_packet, 3.0)
+        channel.trust()
+        clock.advance(2)
+        channel.dataReceived(frame(SAMPLES[PacketType.DATA_TRANSMIT]))
+        self.assertEqual(channel.last_useful_packet, 5.0)
+        clock.advance(2)
+        channel.dataReceived(frame(message(KEEPALIVE_MESSAGE)))
+        self.assertEqual((len(recorder.packets), channel.last_useful_packet), (4, 5.0))
+
+    def test_refused_or_consumed_is_not_useful(self) -> None:
+        """A packet the gate refuses, or an observer consumes, reached no handler."""
+        handlers, recorder = recording_handlers()
+        channel, _, clock = connect(handlers=handlers, policy=IncomingPeerTrustPolicy(
+            allow_default_communication=False))
+        clock.advance(1)
+        channel.dataReceived(frame(message("hello")))
+        channel.on_data_received.add(lambda ch, packet: True)
+        channel.trust()
+        channel.dataReceived(frame(message("consumed")))
+        self.assertEqual((recorder.packets, channel.counters["refused"]), ([], 1))
+        self.assertIsNone(channel.last_useful_packet)

@@ -12,7 +12,7 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from p2pnet_tx.channel import PeerChannel
+from p2pnet_tx.channel import KEEPALIVE_MESSAGE, PeerChannel
 from p2pnet_tx.errors import (
     DuplicatePeer,
     NetworkClosed,
@@ -327,16 +327,43 @@ class PeerChannelFactoryTests(SynchronousTestCase):
             self.assertIsNotNone(self.connect_from(host))
         self.assertIsNone(self.connect_from("10.0.0.4"))
 
-    def test_inbound_limit(self) -> None:
-        """At most max_inbound inbound channels, identified or not."""
+    def fill_inbound(self, message: str | None = None) -> list[PeerChannel]:
+        """max_inbound identified peers, each of which then sends C{message} if given."""
         codec = get_codec("p2pnet")
+        channels = []
         for n in range(4):
             channel = self.connect_from(f"10.0.1.{n}")
             assert channel is not None
             channel.dataReceived(codec.encode(IdentifierPacket(
                 "connect", 8000 + n, "", source_origin_identifier=f"peer{n}")))
+            if message is not None:
+                channel.dataReceived(codec.encode(PureMessagePacket(message)))
+            channels.append(channel)
         self.assertEqual(len(self.network.active_peer_channels), 4)
+        return channels
+
+    def test_inbound_limit(self) -> None:
+        """
+        At most max_inbound inbound channels, identified or not: when every one is protected
+        from eviction (here each sent a useful packet lately), a newcomer is refused.
+        """
+        self.fill_inbound("hello")
         self.assertIsNone(self.connect_from("10.0.2.1"))
+        self.assertEqual(self.network.counters["evicted"], 0)
+
+    def test_inbound_limit_evicts(self) -> None:
+        """
+        Past max_inbound, a newcomer evicts the youngest unprotected peer, whose close frees
+        its slot before the newcomer is counted: the table never holds more than max_inbound.
+        A keep-alive is no useful packet: it protects nobody.
+        """
+        channels = self.fill_inbound(KEEPALIVE_MESSAGE)
+        newcomer = self.connect_from("10.0.2.1")
+        self.assertIsNotNone(newcomer)
+        self.assertEqual(channels[3].close_reason, "evicted for a newcomer")
+        self.assertEqual(self.network.active_peer_channels, channels[:3])
+        self.assertEqual(self.network.pending_channels, [newcomer])
+        self.assertEqual(self.network.counters["evicted"], 1)
 
     def test_no_identity_in_time_dropped(self) -> None:
         """A peer that never says who it is is dropped at the handshake deadline."""

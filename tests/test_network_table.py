@@ -90,6 +90,28 @@ class PeerTableCountsTests(SynchronousTestCase):
         self.table.remove(b)
         self.assertEqual((self.table.inbound_from("10.0.0.7"), self.table.pending_count), (1, 0))
 
+    def test_inbound_and_pending_oldest_first(self) -> None:
+        """
+        Eviction asks for the inbound channels with their address and the pending ones, in
+        order of arrival; a channel whose handshake is done leaves the pending ones only.
+        """
+        a, b, c, out = FakeChannel(), FakeChannel(), FakeChannel(), FakeChannel()
+        self.table.mark_outbound(out)
+        self.table.connect(c, "10.0.0.3")
+        self.table.connect(out, None)
+        self.table.connect(a, "10.0.0.1")
+        self.table.connect(b, "10.0.0.2")
+        self.table.handshake_done(a)
+        self.assertEqual(self.table.inbound(), [(c, "10.0.0.3"), (a, "10.0.0.1"),
+                                                (b, "10.0.0.2")])
+        self.assertEqual(list(self.table.pending_hosts()), [(c, "10.0.0.3"), (b, "10.0.0.2")])
+        self.assertEqual(self.table.pending, [c, b])
+        self.assertEqual([self.table.is_pending(x) for x in (a, b, c, out)],
+                         [False, True, True, False])
+        self.table.remove(c)
+        self.assertEqual(self.table.inbound(), [(a, "10.0.0.1"), (b, "10.0.0.2")])
+        self.assertEqual(list(self.table.pending_hosts()), [(b, "10.0.0.2")])
+
     def test_matching(self) -> None:
         """matching finds connected channels by address or by identifier."""
         one = active(self.table, GenericPeer("10.0.0.1", 1, "one"))

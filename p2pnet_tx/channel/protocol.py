@@ -29,7 +29,7 @@ from p2pnet_tx._observer import Observers
 from p2pnet_tx.channel.lifecycle import LifecycleCore, new_lifecycle
 from p2pnet_tx.channel.events import ChannelWaiters
 from p2pnet_tx.channel.limits import ChannelLimits
-from p2pnet_tx.channel.receiver import OUT_COUNTERS, PacketReceiver
+from p2pnet_tx.channel.receiver import KEEPALIVE_MESSAGE, OUT_COUNTERS, PacketReceiver
 from p2pnet_tx.channel.timers import ChannelTimers, DeadlineQueue
 from p2pnet_tx.channel.writer import ChannelWriter
 from p2pnet_tx.errors import (
@@ -53,9 +53,6 @@ from p2pnet_tx.wire import get_codec
 
 TrustProtocol = Callable[["PeerChannel"], "Deferred[bool] | Any"]
 """A trust protocol: called with a channel, returns (a Deferred of, or a coroutine of) a bool."""
-
-KEEPALIVE_MESSAGE = "Pinging"
-"""The text of the PureMessage a channel sends when it has said nothing for a while."""
 
 _DEFAULT_KINDS = frozenset({PacketType.MESSAGE, PacketType.DISCONNECT})
 
@@ -118,6 +115,9 @@ class PeerChannel(Protocol):
 
     @ivar counters: packets in and out by type, refused, malformed, unknown, handler errors.
     @ivar close_reason: why the channel closed, once it has.
+    @ivar trusted_since: when (on the clock) the peer became trusted; C{None} while it is not.
+    @ivar last_useful_packet: when (on the clock) the peer last sent a packet that went to a
+        handler, keep-alives aside; C{None} until it does.
     """
 
     log = Logger()
@@ -129,6 +129,7 @@ class PeerChannel(Protocol):
         "_deadlines", "_properties", "_trust_protocol", "_await_identity", "_lifecycle",
         "_open", "_trusted", "_awaiting_identity", "_handshake_error",
         "_receiver", "_timers", "_writer", "_stamp_millis", "_stamp",
+        "trusted_since", "last_useful_packet",
     )
 
     def __init__(
@@ -160,6 +161,8 @@ class PeerChannel(Protocol):
         )
         self.counters: Counter[str] = Counter()
         self.close_reason: str | None = None
+        self.trusted_since: float | None = None
+        self.last_useful_packet: float | None = None
         # Made when first asked for: an idle channel of a network holds as little as it can.
         self._data_observers: Observers | None = None
         self._waiters: ChannelWaiters | None = None
@@ -400,6 +403,7 @@ class PeerChannel(Protocol):
 
     def _lifecycle_trusted(self) -> None:
         self._trusted = True
+        self.trusted_since = self.clock.seconds()
         self._receiver.decoder.max_frame_size = self.limits.max_frame_size
         self.owner.channel_trusted(self)
         if self._waiters is not None and self._open:  # the owner may have closed it
@@ -407,6 +411,7 @@ class PeerChannel(Protocol):
 
     def _lifecycle_untrusted(self) -> None:
         self._trusted = False
+        self.trusted_since = None
         self._receiver.decoder.max_frame_size = self.limits.max_untrusted_frame_size
         self.log.info("peer {peer} no longer trusted", peer=self.peer)
 

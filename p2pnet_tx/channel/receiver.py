@@ -19,7 +19,12 @@ from twisted.python.failure import Failure
 
 from p2pnet_tx.errors import FramingError, MalformedPacket, UnknownPacketType
 from p2pnet_tx.interfaces import IFrameDecoder
-from p2pnet_tx.packets import PACKET_CLASSES, IdentifierPacket, Packet
+from p2pnet_tx.packets import (
+    PACKET_CLASSES,
+    IdentifierPacket,
+    Packet,
+    PureMessagePacket,
+)
 from p2pnet_tx.peer import GenericPeer
 
 if TYPE_CHECKING:
@@ -29,6 +34,9 @@ if TYPE_CHECKING:
 # code): formatting them per packet costs more than the counting.
 IN_COUNTERS = {cls: "packets_in." + kind.value for kind, cls in PACKET_CLASSES.items()}
 OUT_COUNTERS = {cls: "packets_out." + kind.value for kind, cls in PACKET_CLASSES.items()}
+
+KEEPALIVE_MESSAGE = "Pinging"
+"""The text of the PureMessage a channel sends when it has said nothing for a while."""
 
 
 class PacketReceiver:
@@ -109,6 +117,8 @@ class PacketReceiver:
         self._dispatch(packet)
 
     def _dispatch(self, packet: Packet) -> None:
+        if packet.__class__ is not PureMessagePacket or packet.message != KEEPALIVE_MESSAGE:
+            self._channel.last_useful_packet = self._channel.clock.seconds()
         try:
             result = self._channel.handlers.dispatch(self._channel, packet)
         except BaseException:

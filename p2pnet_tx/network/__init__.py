@@ -215,7 +215,11 @@ class PeerNetwork(ChannelOwner):
         return self._channels.make(outbound, peer)
 
     def inbound_refusal(self, host: str) -> str | None:
-        """Why an inbound connection from C{host} must be refused now, or C{None}."""
+        """
+        Why an inbound connection from C{host} must be refused now, or C{None}; when the node
+        is full, a C{None} means a peer was evicted to make room (see L{Admission.refusal
+        <p2pnet_tx.network.admission.Admission.refusal>}).
+        """
         return self._admission.refusal(host)
 
     # -- Listening and connecting --------------------------------------------------------------

@@ -1,7 +1,8 @@
 # -*- test-case-name: tests.test_network_admission -*-
 """
 Admission control: which inbound connections a network refuses before it reads a byte, which
-addresses it discourages for misbehaving, and which it blocks.
+peer gives way to a newcomer when the node is full, which addresses it discourages for
+misbehaving, and which it blocks.
 
 L{TokenBucket} is the rate limit the network's parts share (dials, gossip, accepts).
 """
@@ -9,17 +10,28 @@ L{TokenBucket} is the rate limit the network's parts share (dials, gossip, accep
 from __future__ import annotations
 
 from collections import Counter, OrderedDict
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+from weakref import WeakSet
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from p2pnet_tx.network.eviction import (
+    EvictionCandidate,
+    select_pending_victim,
+    select_victim,
+)
+from p2pnet_tx.network.rtt import kernel_rtt
 from p2pnet_tx.policy import BlockList, IncomingPeerTrustPolicy, normalize_ip
 
 if TYPE_CHECKING:
     from p2pnet_tx.channel import PeerChannel
     from p2pnet_tx.network.limits import NetworkLimits
     from p2pnet_tx.network.table import PeerTable
+
+EVICTED = "evicted for a newcomer"
+"""The close reason of a peer evicted to make room for a newcomer."""
 
 MAX_RATE_TRACKED_HOSTS = 10_000
 """Addresses whose connection rate is tracked; past it the least recently seen is forgotten."""
@@ -77,14 +89,17 @@ class TokenBucket:
 
 class Admission:
     """
-    Decides on inbound connections from what the peer table counts, and keeps the addresses
-    that misbehaved.
+    Decides on inbound connections from what the peer table counts, evicts a peer for a
+    newcomer when the node is full, and keeps the addresses that misbehaved.
 
     @param clock: the clock of the accept buckets and of discouragement expiry.
     @param policy: the trust policy, for blocked addresses.
     @param limits: the network's limits.
     @param table: the peer table whose counts the limits apply to.
-    @param counters: the network's counters; C{misbehaving_peers} is counted here.
+    @param counters: the network's counters; C{misbehaving_peers}, C{evicted} and
+        C{pending_evicted} are counted here.
+    @param rtt: reads a channel's transport's round-trip time in seconds (or C{None}); asked
+        only while an eviction is decided.
 
     @ivar discouraged_ips: addresses that misbehaved, for C{limits.discourage_seconds}: they are
         refused while the node is half full.
@@ -99,14 +114,19 @@ class Admission:
         limits: NetworkLimits,
         table: PeerTable,
         counters: Counter[str],
+        rtt: Callable[[Any], float | None] = kernel_rtt,
     ) -> None:
         self._clock = clock
+        self._rtt = rtt
         self._policy = policy
         self._limits = limits
         self._table = table
         self._counters = counters
         self._closed = False
         self._accepts: OrderedDict[str, TokenBucket] = OrderedDict()
+        # Peers closed for a newcomer whose close has not reached the table yet: their slot is
+        # promised, and nobody else is evicted for it.  Weak: a gone channel is not kept here.
+        self._evicting: WeakSet[PeerChannel] = WeakSet()
         self.discouraged_ips = BlockList(
             clock=clock, default_duration=limits.discourage_seconds, normalize=normalize_ip
         )
@@ -119,7 +139,13 @@ class Admission:
         """
         Why an inbound connection from C{host} must be refused now.
 
-        A connection that is not refused spends a token of its address's accept bucket.
+        When the inbound table or the pending table is full, a newcomer that passes every
+        other check makes room: an inbound peer is evicted (L{select_victim
+        <p2pnet_tx.network.eviction.select_victim>}), or the oldest pending handshake from
+        another network group (L{select_pending_victim
+        <p2pnet_tx.network.eviction.select_pending_victim>}); the victim is closed before
+        this returns.  A connection that is not refused spends a token of its address's
+        accept bucket.
 
         @return: the reason, or C{None} to accept it.
         """
@@ -131,18 +157,89 @@ class Admission:
             return "network closed"
         if self._policy.is_blocked_ip(host):
             return "blocked"
-        inbound = self._table.inbound_count
-        if inbound >= self._limits.max_inbound:
-            return "too many inbound peers"
-        if self._table.pending_count >= self._limits.max_pending:
-            return "too many pending handshakes"
-        if self._table.inbound_from(host) >= self._limits.max_per_ip:
+        limits, table = self._limits, self._table
+        inbound_full = table.inbound_count >= limits.max_inbound
+        pending_full = table.pending_count >= limits.max_pending
+        # Every check that does not depend on room first: nobody is evicted for a newcomer
+        # that would be refused anyway.
+        if table.inbound_from(host) >= limits.max_per_ip:
             return "too many connections from this address"
-        if host in self.discouraged_ips and inbound >= self._limits.max_inbound // 2:
+        if host in self.discouraged_ips and table.inbound_count >= limits.max_inbound // 2:
             return "discouraged"
-        if not self._accept_bucket(host).take():
+        bucket = self._accept_bucket(host)
+        if bucket.seconds_until_token() != 0.0:
             return "connecting too often"
+        if inbound_full or pending_full:
+            refusal = self._make_room(host, inbound_full, pending_full)
+            if refusal is not None:
+                return refusal
+        bucket.take()
         return None
+
+    def _make_room(self, host: str, inbound_full: bool, pending_full: bool) -> str | None:
+        """
+        Evict what must go for a newcomer from C{host}: both victims are chosen before
+        either is closed, so that nobody is evicted for a newcomer then refused.
+
+        @return: why there is no room, or C{None} once there is.
+        """
+        table = self._table
+        for channel in [c for c in self._evicting if not table.is_connected(c)]:
+            self._evicting.discard(channel)
+        if self._evicting:
+            # An earlier eviction's close is still on its way: its slot is the next newcomer's.
+            return "too many inbound peers" if inbound_full else "too many pending handshakes"
+        victims: list[tuple[PeerChannel, str]] = []
+        if inbound_full:
+            victim = self._inbound_victim()
+            if victim is None:
+                return "too many inbound peers"
+            victims.append((victim, "evicted"))
+        if pending_full and not any(table.is_pending(channel) for channel, _ in victims):
+            pending = select_pending_victim(table.pending_hosts(), host)
+            if pending is None:
+                return "too many pending handshakes"
+            victims.append((pending, "pending_evicted"))
+        for channel, counter in victims:
+            self._evict(channel, host, counter)
+        if table.inbound_count >= self._limits.max_inbound:
+            return "too many inbound peers"
+        if table.pending_count >= self._limits.max_pending:
+            return "too many pending handshakes"
+        return None
+
+    def _inbound_victim(self) -> PeerChannel | None:
+        """The inbound peer to evict (see L{select_victim}), or C{None} if all are protected."""
+        table, limits = self._table, self._limits
+        candidates = [
+            EvictionCandidate(
+                key=channel,
+                host=host,
+                connected=rank,
+                outbound=table.is_outbound(channel),
+                trusted_since=channel.trusted_since,
+                last_useful=channel.last_useful_packet,
+                rtt=self._rtt(channel.transport),
+                discouraged=host in self.discouraged_ips,
+            )
+            for rank, (channel, host) in enumerate(table.inbound())
+        ]
+        victim = select_victim(
+            candidates,
+            lowest_rtt=limits.protect_lowest_rtt,
+            recently_useful=limits.protect_recently_useful,
+            longest_trusted=limits.protect_longest_trusted,
+        )
+        return None if victim is None else victim.key  # type: ignore[return-value]
+
+    def _evict(self, channel: PeerChannel, newcomer: str, counter: str) -> None:
+        self._counters[counter] += 1
+        what = "pending handshake" if counter == "pending_evicted" else "inbound peer"
+        self.log.info("evicted {what} {peer} for a newcomer from {newcomer}", what=what,
+                      peer=channel.peer, newcomer=newcomer)
+        channel.close(EVICTED)
+        if self._table.is_connected(channel):
+            self._evicting.add(channel)
 
     def block(self, ip: str | None, identifier: str | None) -> list[PeerChannel]:
         """

@@ -13,9 +13,12 @@ class NetworkLimits:
     """
     The limits of a network; see RELIABILITY.md for where each default comes from.
 
-    @ivar max_inbound: inbound channels at once.
+    @ivar max_inbound: inbound channels at once.  A newcomer past it evicts an inbound peer
+        that no protection below covers (see L{p2pnet_tx.network.eviction}), or is refused.
     @ivar max_outbound: outbound channels at once.
-    @ivar max_pending: inbound channels still in their handshake (not yet trusted).
+    @ivar max_pending: inbound channels still in their handshake (not yet trusted).  A
+        newcomer past it takes the place of the oldest pending handshake from another network
+        group (IPv4 /16, IPv6 /32) than its own, or is refused.
     @ivar max_per_ip: inbound channels from one IP address (not 1: NAT and shared hosts).
     @ivar connect_timeout: seconds to wait for a TCP connection.
     @ivar max_peer_list: peers in one shared list; more is misbehaviour.
@@ -32,6 +35,11 @@ class NetworkLimits:
     @ivar max_deferred_dials: dials put off by the dial rate or the outbound limit that are kept
         to be retried when a token or a slot frees up; past it the oldest is dropped (it stays
         among the known peers).
+    @ivar protect_lowest_rtt: inbound peers with the lowest round-trip time that eviction
+        spares (those whose time the kernel knows).
+    @ivar protect_recently_useful: inbound peers that most recently sent a useful packet
+        (one a handler took, not a keep-alive) that eviction spares.
+    @ivar protect_longest_trusted: inbound peers trusted the longest that eviction spares.
     """
 
     max_inbound: int = 48
@@ -49,3 +57,6 @@ class NetworkLimits:
     accept_rate: float = 0.2
     accept_burst: int = 16
     max_deferred_dials: int = 256
+    protect_lowest_rtt: int = attrs.field(default=4, validator=attrs.validators.ge(0))
+    protect_recently_useful: int = attrs.field(default=4, validator=attrs.validators.ge(0))
+    protect_longest_trusted: int = attrs.field(default=8, validator=attrs.validators.ge(0))

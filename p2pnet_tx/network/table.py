@@ -44,9 +44,11 @@ class PeerTable:
         self.known_peers: OrderedDict[Address, GenericPeer] = OrderedDict()
         self._connections: set[PeerChannel] = set()
         self._outbound: set[PeerChannel] = set()
+        # Inbound channels and their address, and the pending ones, oldest first: eviction
+        # asks for the youngest and the oldest.
         self._inbound_hosts: dict[PeerChannel, str] = {}
         self._per_host: Counter[str] = Counter()
-        self._handshaking: set[PeerChannel] = set()
+        self._handshaking: dict[PeerChannel, None] = {}
         # Inbound peers that gave no listening port: known by their connection's port, which
         # is worth neither remembering nor sharing.
         self._not_listening: set[PeerChannel] = set()
@@ -77,7 +79,7 @@ class PeerTable:
         if inbound_host is not None and channel not in self._outbound:
             self._inbound_hosts[channel] = inbound_host
             self._per_host[inbound_host] += 1
-            self._handshaking.add(channel)
+            self._handshaking[channel] = None
 
     def mark_not_listening(self, channel: PeerChannel) -> None:
         """Record that C{channel}'s peer is known by its connection's port, not a listening one."""
@@ -85,11 +87,15 @@ class PeerTable:
 
     def handshake_done(self, channel: PeerChannel) -> None:
         """C{channel} no longer holds a pending slot."""
-        self._handshaking.discard(channel)
+        self._handshaking.pop(channel, None)
 
     def is_connected(self, channel: PeerChannel) -> bool:
         """Whether C{channel}'s connection is made and not yet gone."""
         return channel in self._connections
+
+    def is_pending(self, channel: PeerChannel) -> bool:
+        """Whether C{channel} holds a pending slot (inbound, handshake not done)."""
+        return channel in self._handshaking
 
     def is_outbound(self, channel: PeerChannel) -> bool:
         """Whether this node opened C{channel}."""
@@ -115,13 +121,25 @@ class PeerTable:
 
     @property
     def pending(self) -> list[PeerChannel]:
-        """Inbound channels not yet trusted (or not yet identified)."""
+        """Inbound channels not yet trusted (or not yet identified), oldest first."""
         return list(self._handshaking)
 
     @property
     def pending_count(self) -> int:
         """C{len(pending)}, without the copy."""
         return len(self._handshaking)
+
+    def inbound(self) -> list[tuple[PeerChannel, str]]:
+        """Every inbound channel with the address it comes from, oldest first."""
+        return list(self._inbound_hosts.items())
+
+    def pending_hosts(self) -> Iterator[tuple[PeerChannel, str]]:
+        """
+        Each pending channel with the address it comes from, oldest first (lazily: change
+        nothing in the table while iterating).
+        """
+        hosts = self._inbound_hosts
+        return ((channel, hosts[channel]) for channel in self._handshaking)
 
     def inbound_from(self, host: str) -> int:
         """How many inbound connections come from C{host}."""
@@ -213,7 +231,7 @@ class PeerTable:
         was_active = self.deactivate(channel)
         self._connections.discard(channel)
         self._outbound.discard(channel)
-        self._handshaking.discard(channel)
+        self._handshaking.pop(channel, None)
         self._not_listening.discard(channel)
         self._shared.pop(channel, None)
         host = self._inbound_hosts.pop(channel, None)
