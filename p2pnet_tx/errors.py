@@ -58,8 +58,9 @@ class UnknownPacketType(MalformedPacket):
     punished; before trust it is misbehaviour.
 
     @ivar packet_type: the unknown type, as received; a text type is cut to its first
-        C{MAX_PACKET_TYPE_CHARS} (256) characters (C{raw} keeps the whole frame).  The reason
-        shows it as L{peer_text} does: short and escaped.
+        C{MAX_PACKET_TYPE_CHARS} (256) characters (C{raw} keeps the whole frame).
+    @ivar shown_type: the type as logs and the reason show it: as L{peer_text} makes it (short
+        and escaped), in quotes if it is text.
     """
 
     MAX_PACKET_TYPE_CHARS = 256
@@ -71,6 +72,7 @@ class UnknownPacketType(MalformedPacket):
             packet_type = packet_type[: self.MAX_PACKET_TYPE_CHARS]
         super().__init__(f"unknown packet type {shown}", raw)
         self.packet_type = packet_type
+        self.shown_type = shown
 
 
 class FramingError(P2PNetError):

@@ -28,10 +28,11 @@ def peer_text(value: object, limit: int = PEER_TEXT_LIMIT) -> str:
     then a marker C{...[N more chars]} if anything was cut: N counts the characters of the text
     form of C{value} left out (of C{bytes}, those of their C{repr}, and the bytes not read).
 
-    Printable characters are kept as they are, in any script.  Backslashes, control characters
-    (newlines, C{ESC} and so ANSI escapes), Unicode separators, format characters (such as the
-    right-to-left override) and lone surrogates become the escapes C{repr} writes (C{\\\\},
-    C{\\n}, C{\\x1b}, C{\\u202e}, C{\\ud800}).  Of a C{str} or C{bytes}, only the first C{limit}
+    Printable characters are kept as they are, in any script.  Control characters (newlines,
+    C{ESC} and so ANSI escapes), Unicode separators, format characters (such as the
+    right-to-left override) and lone surrogates become the escapes C{repr} writes (C{\\n},
+    C{\\x1b}, C{\\u202e}, C{\\ud800}).  A backslash is kept: then text made safe once, such as
+    a reason quoting a peer, passes through again unchanged (but shorter, if it is too long).  Of a C{str} or C{bytes}, only the first C{limit}
     characters are looked at, so the cost does not grow with the size of C{value}.
 
     A C{str} is taken as it is, C{bytes} as C{repr} writes them, anything else as C{str()} makes
@@ -50,12 +51,12 @@ def peer_text(value: object, limit: int = PEER_TEXT_LIMIT) -> str:
         return _cut(text[:limit], max(len(text) - limit, 0) + max(len(value) - limit, 0))
     text = _as_text(value)
     head = text[:limit]
-    if head.isprintable() and "\\" not in head:
+    if head.isprintable():
         return text if len(text) <= limit else _cut(head, len(text) - limit)
     parts = []
     size = shown = 0
     for char in head:
-        escaped = char if char.isprintable() and char != "\\" else repr(char)[1:-1]
+        escaped = char if char.isprintable() else repr(char)[1:-1]
         size += len(escaped)
         if size > limit:
             break

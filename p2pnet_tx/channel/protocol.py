@@ -65,6 +65,9 @@ _DEFAULT_KINDS = frozenset({PacketType.MESSAGE, PacketType.DISCONNECT})
 # most): they have a log budget of their own, so that they never use up that of warnings.
 _CHATTER = frozenset({LogLevel.debug, LogLevel.info})
 
+GOODBYE_REASON_CHARS = 200
+"""How much of the close reason the Disconnect packet a channel sends carries."""
+
 
 
 
@@ -555,6 +558,8 @@ def _goodbye(channel: PeerChannel, reason: str) -> DisconnectPacket:
         host,
         channel.local_identity.data if channel.local_identity else 0,
         datetime.fromtimestamp(channel.clock.seconds(), timezone.utc),
-        {"Reason": reason},
+        # Cut, so that the goodbye fits the peer's pre-trust frame cap even when the reason
+        # quotes the peer (in the dotnet format a character may take 12 bytes).
+        {"Reason": peer_text(reason, GOODBYE_REASON_CHARS)},
         source_origin_identifier=channel.local_identifier,
     )

@@ -160,7 +160,7 @@ class PacketReceiver:
                 channel._misbehaved(error)
                 return
             channel.log_peer(self.log, LogLevel.warn, "unknown packet type {type} from {peer}",
-                             type=peer_text(error.packet_type), peer=channel.peer)
+                             type=error.shown_type, peer=channel.peer)
             return
         channel.counters["malformed"] += 1
         self._malformed += 1
