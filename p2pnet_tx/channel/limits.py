@@ -39,11 +39,11 @@ class ChannelLimits:
     @ivar drop_unknown_packets: drop a trusted peer on an unknown packet type (default: count
         and ignore it, for forward compatibility).  Before trust an unknown type always drops
         the peer.
-    @ivar peer_log_burst: the lines about one peer that the channel logs at once, before
-        L{peer_log_window} applies; warnings, and debug and info lines, have a budget each.
-    @ivar peer_log_window: the seconds in which a spent budget fills up again, line by line.
-        The lines over budget are counted, and one line says how many when logging resumes
-        or when the channel closes (see L{PeerChannel.log_peer
+    @ivar peer_log_burst: the lines that a peer causes which the channel logs at once, at
+        least 1; warnings have a budget of this many, debug and info lines another.
+    @ivar peer_log_window: the seconds, more than 0, in which a spent budget fills up again,
+        line by line.  The lines over budget are counted, and one line says how many when
+        logging resumes or when the channel closes (see L{PeerChannel.log_peer
         <p2pnet_tx.channel.PeerChannel.log_peer>}).
     """
 
