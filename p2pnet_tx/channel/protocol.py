@@ -69,8 +69,6 @@ GOODBYE_REASON_CHARS = 200
 """How much of the close reason the Disconnect packet a channel sends carries."""
 
 
-
-
 @implementer(IPeerChannelOwner)
 class ChannelOwner:
     """

@@ -26,7 +26,6 @@ from p2pnet_tx.peer import GenericPeer
 if TYPE_CHECKING:
     from p2pnet_tx.channel.protocol import PeerChannel
 
-
 # The counter names, built once and keyed by packet class (hashing an Enum member runs Python
 # code): formatting them per packet costs more than the counting.
 IN_COUNTERS = {cls: "packets_in." + kind.value for kind, cls in PACKET_CLASSES.items()}
