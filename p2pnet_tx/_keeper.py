@@ -40,6 +40,7 @@ from twisted.python.failure import Failure
 from p2pnet_tx.channel import PeerChannel
 from p2pnet_tx.errors import PeerBlocked, SelfConnection
 from p2pnet_tx.interfaces import IPeer
+from p2pnet_tx.logtext import REASON_TEXT_LIMIT, peer_text
 
 GIVE_UP_ON = (SelfConnection, PeerBlocked)
 """Dial failures after which a kept peer is not dialled again until the service restarts."""
@@ -184,14 +185,16 @@ def _build() -> Callable[[_Core], _Keeper]:
         delay = core.retry_policy(core.failed_attempts)
         core.log.info(
             "{peer}: {why}; dialling again in {delay} s (attempt {attempt})",
-            peer=core.peer, why=why.getErrorMessage() if isinstance(why, Failure) else why,
+            peer=core.peer,
+            why=peer_text(why.getErrorMessage() if isinstance(why, Failure) else why,
+                          REASON_TEXT_LIMIT),
             delay=delay, attempt=core.failed_attempts + 1,
         )
         return core.clock.callLater(delay, keeper._retry)
 
     def give_up(keeper: _Keeper, core: _Core, failure: Failure) -> Failure:
         core.log.error("not keeping {peer} connected: {why}", peer=core.peer,
-                       why=failure.getErrorMessage())
+                       why=peer_text(failure.getErrorMessage(), REASON_TEXT_LIMIT))
         core.fire_connect_waiters(failure)
         return failure
 

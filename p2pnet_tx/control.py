@@ -26,6 +26,7 @@ from twisted.web.server import NOT_DONE_YET, Request
 
 from p2pnet_tx.channel import KEEPALIVE_MESSAGE, PeerChannel
 from p2pnet_tx.errors import P2PNetError
+from p2pnet_tx.logtext import peer_text
 from p2pnet_tx.network import PeerNetwork
 from p2pnet_tx.packets import PacketType, PureMessagePacket
 from p2pnet_tx.peer import GenericPeer
@@ -269,7 +270,7 @@ class ControlAPI(Resource):
             return self._error(request, e.code, e.message)
         except Exception:
             self.log.failure("control request {method} {uri} failed",
-                             method=request.method, uri=request.uri)
+                             method=peer_text(request.method), uri=peer_text(request.uri))
             return self._error(request, 500, "internal error")
         if isinstance(result, Deferred):
             pending = _Pending(request, result)

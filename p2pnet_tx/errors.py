@@ -10,6 +10,8 @@ frame, and raise L{FramingError} only when the byte stream itself cannot be trus
 
 from __future__ import annotations
 
+from p2pnet_tx.logtext import peer_text
+
 
 class P2PNetError(Exception):
     """The base of every error raised or returned by p2pnet_tx."""
@@ -52,14 +54,25 @@ class UnknownPacketType(MalformedPacket):
     """
     A well-formed frame naming a packet type this node does not know.
 
-    Forward compatibility asks that it be ignored and counted, not punished.
+    From a trusted peer, forward compatibility asks that it be ignored and counted, not
+    punished; before trust it is misbehaviour.
 
-    @ivar packet_type: the unknown type, as received.
+    @ivar packet_type: the unknown type, as received; a text type is cut to its first
+        C{MAX_PACKET_TYPE_CHARS} (256) characters (C{raw} keeps the whole frame).
+    @ivar shown_type: the type as logs and the reason show it: as L{peer_text} makes it (short
+        and escaped), in quotes if it is text.
     """
 
+    MAX_PACKET_TYPE_CHARS = 256
+
     def __init__(self, packet_type: object, raw: bytes = b"") -> None:
-        super().__init__(f"unknown packet type {packet_type!r}", raw)
+        shown = peer_text(packet_type)
+        if isinstance(packet_type, str):
+            shown = f"'{shown}'"
+            packet_type = packet_type[: self.MAX_PACKET_TYPE_CHARS]
+        super().__init__(f"unknown packet type {shown}", raw)
         self.packet_type = packet_type
+        self.shown_type = shown
 
 
 class FramingError(P2PNetError):

@@ -10,8 +10,9 @@ from types import CoroutineType
 from typing import TYPE_CHECKING, Any, Union
 
 from twisted.internet.defer import Deferred, maybeDeferred
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 
+from p2pnet_tx.logtext import peer_text
 from p2pnet_tx.packets import (
     PACKET_CLASSES,
     CollectionSharePacket,
@@ -32,10 +33,14 @@ PacketHandler = Callable[["PeerChannel", Any], Union[None, Deferred[Any], Awaita
 log = Logger(namespace="p2pnet_tx.handlers")
 
 
+# The default handlers log one debug line per packet: through the channel's log budget, so
+# that a peer cannot fill a log that keeps debug lines (twistd's does).
+
+
 def handle_identity(channel: PeerChannel, packet: IdentifierPacket) -> None:
     """Log the peer an Identity packet names (a network remembers it instead)."""
-    log.debug("{peer} named a peer at {ip}:{port}", peer=channel.peer, ip=packet.ip,
-              port=packet.data)
+    channel.log_peer(log, LogLevel.debug, "{peer} named a peer at {ip}:{port}",
+                     peer=channel.peer, ip=peer_text(packet.ip), port=packet.data)
 
 
 def handle_disconnect(channel: PeerChannel, packet: DisconnectPacket) -> None:
@@ -45,19 +50,20 @@ def handle_disconnect(channel: PeerChannel, packet: DisconnectPacket) -> None:
 
 def handle_peer_group(channel: PeerChannel, packet: CollectionSharePacket) -> None:
     """Log the size of a shared peer list (a network processes it instead)."""
-    log.debug("{peer} shared {count} peers", peer=channel.peer, count=len(packet.peers))
+    channel.log_peer(log, LogLevel.debug, "{peer} shared {count} peers", peer=channel.peer,
+                     count=len(packet.peers))
 
 
 def handle_data_transmit(channel: PeerChannel, packet: DataTransmissionPacket) -> None:
     """Log the size of received data (a network hands it to distribution instead)."""
-    log.debug("{peer} sent {size} bytes of data", peer=channel.peer, size=len(packet.payload))
+    channel.log_peer(log, LogLevel.debug, "{peer} sent {size} bytes of data",
+                     peer=channel.peer, size=len(packet.payload))
 
 
 def handle_message(channel: PeerChannel, packet: PureMessagePacket) -> None:
-    """Log a text message."""
-    log.debug(
-        "message from {peer}: {text}", peer=channel.peer, text=packet.message[:200]
-    )
+    """Log a text message (its first 100 characters, escaped: see L{peer_text})."""
+    channel.log_peer(log, LogLevel.debug, "message from {peer}: {text}", peer=channel.peer,
+                     text=peer_text(packet.message))
 
 
 DEFAULT_HANDLERS: dict[PacketType, PacketHandler] = {

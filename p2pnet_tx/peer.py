@@ -13,9 +13,15 @@ from zope.interface import implementer
 
 from p2pnet_tx.errors import InvalidPeer
 from p2pnet_tx.interfaces import IPeer
+from p2pnet_tx.logtext import peer_text
 
 MAX_IDENTIFIER_BYTES = 256
 """The longest identifier accepted, in UTF-8 bytes."""
+
+# How much of a peer's identifier and address its text form shows: a 32-digit identifier and
+# any IPv6 address with a short scope are shown whole.
+_SHOWN_IDENTIFIER_CHARS = 64
+_SHOWN_ADDRESS_CHARS = 64
 
 
 def normalize_address(address: object) -> str:
@@ -35,7 +41,7 @@ def normalize_address(address: object) -> str:
     try:
         parsed = ipaddress.ip_address(address)
     except ValueError:
-        raise InvalidPeer(f"{address!r} is not an IPv4 or IPv6 address") from None
+        raise InvalidPeer(f"'{peer_text(address)}' is not an IPv4 or IPv6 address") from None
     # A dual-stack listener reports IPv4 peers as ::ffff:a.b.c.d: that peer is a.b.c.d.
     mapped = getattr(parsed, "ipv4_mapped", None)
     return str(mapped if mapped is not None else parsed)
@@ -91,6 +97,9 @@ class GenericPeer:
     identifier: str | None = attrs.field(default=None, converter=validate_identifier)
 
     def __str__(self) -> str:
-        host = f"[{self.address}]" if ":" in self.address else self.address
-        name = f"{self.identifier}@" if self.identifier else ""
+        # Logs show peers this way: the identifier is the peer's claim, and an IPv6 address may
+        # carry a scope of its choosing, so both are escaped and cut (p2pnet_tx.logtext).
+        address = peer_text(self.address, _SHOWN_ADDRESS_CHARS)
+        host = f"[{address}]" if ":" in address else address
+        name = f"{peer_text(self.identifier, _SHOWN_IDENTIFIER_CHARS)}@" if self.identifier else ""
         return f"{name}{host}:{self.port}"

@@ -38,6 +38,7 @@ from p2pnet_tx.errors import (
     TooMuchGarbage,
     UnknownPacketType,
 )
+from p2pnet_tx.logtext import peer_text
 from p2pnet_tx._json import (
     Invalid,
     JSONText,
@@ -221,7 +222,7 @@ def parse_timestamp(text: str) -> datetime:
                 if value.tzinfo is _UTC:
                     return value
     if not isinstance(text, str) or _match_timestamp(text) is None:
-        raise ValueError(f"{text!r} is not an ISO 8601 UTC timestamp")
+        raise ValueError(f"'{peer_text(text)}' is not an ISO 8601 UTC timestamp")
     try:
         value = _fromisoformat(text)
         tzinfo = value.tzinfo
@@ -231,7 +232,7 @@ def parse_timestamp(text: str) -> datetime:
             return value.replace(tzinfo=_UTC)
         return value.astimezone(_UTC)
     except (ValueError, OverflowError) as e:
-        raise ValueError(f"{text!r} is not a valid timestamp: {e}") from None
+        raise ValueError(f"'{peer_text(text)}' is not a valid timestamp: {peer_text(e)}") from None
 
 
 # -- Reading packet objects --------------------------------------------------------------------
@@ -256,7 +257,7 @@ def _ip(obj: Mapping[str, Any], name: str) -> str:
         try:
             normalize_address(value)
         except InvalidPeer:
-            raise Invalid(f"field {name!r} is not an IP address: {value!r}") from None
+            raise Invalid(f"field {name!r} is not an IP address: '{peer_text(value)}'") from None
     return value
 
 

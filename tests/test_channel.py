@@ -941,16 +941,17 @@ class HostileInputTests(SynchronousTestCase):
         self.assertEqual(channel.counters["malformed"], 3)
 
     def test_untrusted_frame_cap(self) -> None:
-        """Before trust, a frame declaring more than 64 KiB aborts at once."""
+        """Before trust, a frame declaring more than 4 KiB aborts at once."""
+        self.assertEqual(ChannelLimits().max_untrusted_frame_size, 4096)
         channel, transport, _ = self.connect()
-        channel.dataReceived((64 * 1024 + 1).to_bytes(4, "big"))
+        channel.dataReceived((4 * 1024 + 1).to_bytes(4, "big"))
         self.assertTrue(transport.aborted)
         self.assertEqual(channel.counters["framing_errors"], 1)
 
     def test_untrusted_frame_at_cap_accepted(self) -> None:
-        """Before trust, a frame of exactly 64 KiB is accepted."""
+        """Before trust, a frame of exactly 4 KiB is accepted."""
         channel, transport, _ = self.connect()
-        packet = self.message_of_size(64 * 1024)
+        packet = self.message_of_size(4 * 1024)
         channel.dataReceived(frame(packet))
         self.assertFalse(transport.disconnecting)
         self.assertEqual(self.recorder.packets, [packet])
@@ -970,7 +971,7 @@ class HostileInputTests(SynchronousTestCase):
         channel, transport, _ = self.connect()
         channel.trust()
         channel.untrust()
-        channel.dataReceived((64 * 1024 + 1).to_bytes(4, "big"))
+        channel.dataReceived((4 * 1024 + 1).to_bytes(4, "big"))
         self.assertTrue(transport.aborted)
 
     def test_caps_configurable(self) -> None:
@@ -1110,7 +1111,7 @@ class LifecycleTests(SynchronousTestCase):
         owner = RecordingOwner()
         channel, _, _ = connect(owner=owner)
         decoder = channel._receiver.decoder
-        self.assertEqual(decoder.max_frame_size, 64 * 1024)
+        self.assertEqual(decoder.max_frame_size, 4 * 1024)
         self.assertFalse(channel.allows(PacketType.DATA_TRANSMIT))
         channel.trust()
         self.assertTrue(channel.is_trusted)
@@ -1122,7 +1123,7 @@ class LifecycleTests(SynchronousTestCase):
         channel.untrust()
         self.assertFalse(channel.is_trusted)
         self.assertFalse(channel.allows(PacketType.DATA_TRANSMIT))
-        self.assertEqual(decoder.max_frame_size, 64 * 1024)
+        self.assertEqual(decoder.max_frame_size, 4 * 1024)
         trusted_again = channel.when_trusted()
         self.assertNoResult(trusted_again)
         channel.trust()

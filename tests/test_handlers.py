@@ -12,7 +12,7 @@ import attrs
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.testing import EventLoggingObserver
-from twisted.logger import globalLogPublisher
+from twisted.logger import Logger, LogLevel, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from p2pnet_tx.handlers import (
@@ -47,6 +47,10 @@ class FakeChannel:
 
     def peer_disconnected(self, packet: DisconnectPacket) -> None:
         self.disconnected.append(packet)
+
+    def log_peer(self, log: Logger, level: LogLevel, format: str, **fields: Any) -> bool:
+        log.emit(level, format, **fields)
+        return True
 
 
 class PacketHandleProtocolTests(SynchronousTestCase):
@@ -182,11 +186,21 @@ class DefaultHandlerTests(SynchronousTestCase):
         self.assertEqual([e["size"] for e in self.logged if "size" in e], [3])
 
     def test_message_logged_truncated(self) -> None:
-        """A Message is logged at debug level, its text cut to 200 characters."""
-        handle_message(self.channel, PureMessagePacket("m" * 1000))  # type: ignore[arg-type]
+        """
+        A Message is logged at debug level, its text cut to 100 characters and escaped, with
+        a marker saying how much was cut.
+        """
+        handle_message(self.channel, PureMessagePacket("m\n" * 500))  # type: ignore[arg-type]
         [event] = [e for e in self.logged if "text" in e]
-        self.assertEqual(event["text"], "m" * 200)
+        self.assertEqual(event["text"], "m\\n" * 33 + "m...[933 more chars]")
         self.assertEqual(event["log_level"].name, "debug")
+
+    def test_identity_address_escaped(self) -> None:
+        """The address an Identity names is the peer's text: it is logged escaped."""
+        packet = IdentifierPacket("hello", 8001, "fe80::1%\x1b[2J")
+        handle_identity(self.channel, packet)  # type: ignore[arg-type]
+        [event] = [e for e in self.logged if "ip" in e]
+        self.assertEqual(event["ip"], "fe80::1%\\x1b[2J")
 
 
 @attrs.frozen

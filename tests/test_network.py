@@ -587,8 +587,11 @@ class HostileIdentityTests(SynchronousTestCase):
         return channel
 
     def test_identifier_over_256_bytes_refused(self) -> None:
-        """An identifier of 10 KB is refused with a Disconnect; the node carries on."""
-        channel = self.arrive("10.0.0.1", "x" * 10_000)
+        """
+        An identifier of 1,000 bytes (over 256, within the 4 KiB pre-trust frame) is refused
+        with a Disconnect; the node carries on.
+        """
+        channel = self.arrive("10.0.0.1", "x" * 1_000)
         self.assertTrue(channel.transport.disconnecting)
         self.assertEqual(self.network.active_peer_channels, [])
         self.assertEqual(self.network.counters["identities_refused"], 1)

@@ -34,6 +34,7 @@ from p2pnet_tx.errors import (
     UnknownPacketType,
 )
 from p2pnet_tx.interfaces import ICodec, IFrameDecoder
+from p2pnet_tx.logtext import peer_text
 from p2pnet_tx.packets import (
     MIN_TIME,
     PACKET_CLASSES,
@@ -1559,14 +1560,14 @@ _REFERENCE_TIMESTAMP = re.compile(
 
 def reference_parse_timestamp(text: Any) -> datetime:
     if not isinstance(text, str) or _REFERENCE_TIMESTAMP.fullmatch(text) is None:
-        raise ValueError(f"{text!r} is not an ISO 8601 UTC timestamp")
+        raise ValueError(f"'{peer_text(text)}' is not an ISO 8601 UTC timestamp")
     try:
         value = datetime.fromisoformat(text)
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
     except (ValueError, OverflowError) as e:
-        raise ValueError(f"{text!r} is not a valid timestamp: {e}") from None
+        raise ValueError(f"'{peer_text(text)}' is not a valid timestamp: {peer_text(e)}") from None
 
 
 def outcome(parse: Callable[[Any], datetime], text: Any) -> tuple:

@@ -21,7 +21,7 @@ from typing import Any
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import Protocol, connectionDone
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -29,6 +29,7 @@ from p2pnet_tx._observer import Observers
 from p2pnet_tx.channel.lifecycle import LifecycleCore, new_lifecycle
 from p2pnet_tx.channel.events import ChannelWaiters
 from p2pnet_tx.channel.limits import ChannelLimits
+from p2pnet_tx.channel.loglimit import LogLimiter
 from p2pnet_tx.channel.receiver import KEEPALIVE_MESSAGE, OUT_COUNTERS, PacketReceiver
 from p2pnet_tx.channel.timers import ChannelTimers, DeadlineQueue
 from p2pnet_tx.channel.writer import ChannelWriter
@@ -39,6 +40,7 @@ from p2pnet_tx.errors import (
 )
 from p2pnet_tx.handlers import PacketHandleProtocol
 from p2pnet_tx.interfaces import ICodec, IPeer, IPeerChannelOwner
+from p2pnet_tx.logtext import REASON_TEXT_LIMIT, peer_text
 from p2pnet_tx.packets import (
     _pure_message_packet,
     DisconnectPacket,
@@ -56,6 +58,12 @@ TrustProtocol = Callable[["PeerChannel"], "Deferred[bool] | Any"]
 
 _DEFAULT_KINDS = frozenset({PacketType.MESSAGE, PacketType.DISCONNECT})
 
+# The levels of the lines a peer causes in the normal course of things (one per packet, at
+# most): they have a log budget of their own, so that they never use up that of warnings.
+_CHATTER = frozenset({LogLevel.debug, LogLevel.info})
+
+GOODBYE_REASON_CHARS = 200
+"""How much of the close reason the Disconnect packet a channel sends carries."""
 
 
 @implementer(IPeerChannelOwner)
@@ -130,6 +138,7 @@ class PeerChannel(Protocol):
         "_open", "_trusted", "_awaiting_identity", "_handshake_error",
         "_receiver", "_timers", "_writer", "_stamp_millis", "_stamp",
         "trusted_since", "last_useful_packet",
+        "_warning_budget", "_chatter_budget",
     )
 
     def __init__(
@@ -183,6 +192,9 @@ class PeerChannel(Protocol):
         self._writer: ChannelWriter | None = None
         self._stamp_millis = -1
         self._stamp: datetime | None = None
+        # Made on the first line logged about the peer: most channels never need them.
+        self._warning_budget: LogLimiter | None = None
+        self._chatter_budget: LogLimiter | None = None
 
     def __repr__(self) -> str:
         state = "trusted" if self._trusted else "untrusted"
@@ -325,6 +337,45 @@ class PeerChannel(Protocol):
         """Stop trusting the peer: the gate and the untrusted frame limit apply again."""
         self._lifecycle.untrust()
 
+    def log_peer(self, log: Logger, level: LogLevel, format: str, **fields: Any) -> bool:
+        """
+        Log a line that this channel's peer caused, within the channel's log budget: at most
+        C{limits.peer_log_burst} lines at once, then as many per C{limits.peer_log_window}
+        seconds (a token bucket on the channel's clock).  Warnings and worse have one budget;
+        debug and info lines another.  A line over budget is counted, not logged; the next
+        line logged, or the channel's close, says how many were not.
+
+        Whatever the peer chose goes in C{fields} through L{peer_text
+        <p2pnet_tx.logtext.peer_text>}, never into C{format}.
+
+        @param log: the logger the line belongs to.
+        @param level: its level.
+        @param format: its template.
+        @param fields: its fields (C{log_failure=failure} logs a failure, as C{log.failure}).
+        @return: whether the line was logged.
+        """
+        chatter = level in _CHATTER
+        budget = self._chatter_budget if chatter else self._warning_budget
+        now = self.clock.seconds()
+        if budget is None:
+            budget = LogLimiter(self.limits.peer_log_burst, self.limits.peer_log_window, now)
+            if chatter:
+                self._chatter_budget = budget
+            else:
+                self._warning_budget = budget
+        if not budget.admit(now):
+            return False
+        self._log_suppressed(log, level, budget)
+        log.emit(level, format, **fields)
+        return True
+
+    def _log_suppressed(self, log: Logger, level: LogLevel, budget: LogLimiter | None) -> None:
+        count = budget.take_suppressed() if budget is not None else 0
+        if count:
+            log.emit(level, "{count} more lines about {peer} were not logged (at most {burst} "
+                     "per {window} s)", count=count, peer=self.peer,
+                     burst=self.limits.peer_log_burst, window=self.limits.peer_log_window)
+
     def allows(self, kind: PacketType) -> bool:
         """Whether the gate lets a packet of type C{kind} through from this peer now."""
         if self._trusted:
@@ -422,7 +473,8 @@ class PeerChannel(Protocol):
             self.log.warn("peer {peer} not trusted within {timeout} s", peer=self.peer,
                           timeout=error.timeout)
             return
-        self.log.warn("not trusting {peer}: {reason}", peer=self.peer, reason=str(error))
+        self.log.warn("not trusting {peer}: {reason}", peer=self.peer,
+                      reason=peer_text(str(error), REASON_TEXT_LIMIT))
         # A wrong key or signature, a replay or a step out of order is a protocol violation:
         # the owner discourages the address (RELIABILITY.md row 10).  Silence is not.
         self.owner.peer_misbehaved(self, error)
@@ -457,8 +509,10 @@ class PeerChannel(Protocol):
             self.close_reason = reason
         self._receiver.cancel_pending()
         self._data_observers = None
+        self._log_suppressed(self.log, LogLevel.warn, self._warning_budget)
+        self._log_suppressed(self.log, LogLevel.debug, self._chatter_budget)
         self.log.info("channel to {peer} closed: {reason}", peer=self.peer,
-                      reason=self.close_reason)
+                      reason=peer_text(self.close_reason, REASON_TEXT_LIMIT))
         self._waiting().closed_with(self.close_reason)
 
     # -- Receiving (the packet path itself is the PacketReceiver's) -----------------------------
@@ -475,10 +529,10 @@ class PeerChannel(Protocol):
             self._lifecycle.open()
 
     def _misbehaved(self, error: Exception) -> None:
-        self.log.warn("dropping misbehaving peer {peer}: {error}", peer=self.peer,
-                      error=str(error))
+        reason = peer_text(str(error), REASON_TEXT_LIMIT)
+        self.log.warn("dropping misbehaving peer {peer}: {error}", peer=self.peer, error=reason)
         self.owner.peer_misbehaved(self, error)
-        self.abort(f"misbehaving: {error}")
+        self.abort(f"misbehaving: {reason}")
 
     # -- Sending and timers ---------------------------------------------------------------------
 
@@ -507,6 +561,8 @@ def _goodbye(channel: PeerChannel, reason: str) -> DisconnectPacket:
         host,
         channel.local_identity.data if channel.local_identity else 0,
         datetime.fromtimestamp(channel.clock.seconds(), timezone.utc),
-        {"Reason": reason},
+        # Cut, so that the goodbye fits the peer's pre-trust frame cap even when the reason
+        # quotes the peer (in the dotnet format a character may take 12 bytes).
+        {"Reason": peer_text(reason, GOODBYE_REASON_CHARS)},
         source_origin_identifier=channel.local_identifier,
     )

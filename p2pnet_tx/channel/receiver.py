@@ -14,11 +14,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import CancelledError, Deferred
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
 from p2pnet_tx.errors import FramingError, MalformedPacket, UnknownPacketType
 from p2pnet_tx.interfaces import IFrameDecoder
+from p2pnet_tx.logtext import REASON_TEXT_LIMIT, peer_text
 from p2pnet_tx.packets import (
     PACKET_CLASSES,
     IdentifierPacket,
@@ -111,8 +112,8 @@ class PacketReceiver:
             return
         if not channel._trusted and not channel.allows(kind):
             channel.counters["refused"] += 1
-            self.log.debug("refused {kind} from untrusted {peer}", kind=kind.value,
-                           peer=channel.peer)
+            channel.log_peer(self.log, LogLevel.debug, "refused {kind} from untrusted {peer}",
+                             kind=kind.value, peer=channel.peer)
             return
         self._dispatch(packet)
 
@@ -156,21 +157,27 @@ class PacketReceiver:
         channel._identified(channel.owner.identity_received(channel, packet))
 
     def malformed_received(self, error: MalformedPacket) -> None:
-        """Count a frame that is no valid packet; drop the peer past the limits."""
+        """
+        Count a frame that is no valid packet; drop the peer past the limits.  An unknown
+        packet type drops a peer not yet trusted at once; from a trusted peer it is ignored
+        (or drops it, with C{limits.drop_unknown_packets}).
+        """
         channel = self._channel
         if isinstance(error, UnknownPacketType):
             channel.counters["unknown"] += 1
-            self.log.warn("unknown packet type {type!r} from {peer}",
-                          type=error.packet_type, peer=channel.peer)
-            if channel.limits.drop_unknown_packets:
+            if not channel._trusted or channel.limits.drop_unknown_packets:
                 channel._misbehaved(error)
+                return
+            channel.log_peer(self.log, LogLevel.warn, "unknown packet type {type} from {peer}",
+                             type=error.shown_type, peer=channel.peer)
             return
         channel.counters["malformed"] += 1
         self._malformed += 1
-        self.log.warn("malformed packet from {peer}: {reason}", peer=channel.peer,
-                      reason=error.reason)
         if self._malformed >= channel.limits.max_malformed:
-            channel._misbehaved(error)
+            channel._misbehaved(error)  # says why, once
+            return
+        channel.log_peer(self.log, LogLevel.warn, "malformed packet from {peer}: {reason}",
+                         peer=channel.peer, reason=peer_text(error.reason, REASON_TEXT_LIMIT))
 
     def cancel_pending(self) -> None:
         """The channel is gone: cancel the handlers still running."""
@@ -188,5 +195,6 @@ class PacketReceiver:
         if failure.check(CancelledError) and self._channel.close_reason is not None:
             return
         self._channel.counters["handler_errors"] += 1
-        self.log.failure("handler for {kind} from {peer} failed", failure,
-                         kind=packet.kind.value, peer=self._channel.peer)
+        self._channel.log_peer(self.log, LogLevel.critical,
+                               "handler for {kind} from {peer} failed", log_failure=failure,
+                               kind=packet.kind.value, peer=self._channel.peer)

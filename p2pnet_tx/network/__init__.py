@@ -28,7 +28,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from twisted.internet.defer import Deferred, DeferredList, fail, maybeDeferred
 from twisted.internet.interfaces import IListeningPort
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from zope.interface import implementer
 
 from p2pnet_tx._observer import Observers
@@ -355,8 +355,8 @@ class PeerNetwork(ChannelOwner):
 
     def data_received(self, channel: PeerChannel, packet: Any) -> None:
         """The distribution hook: log it (the distribution part will replace this)."""
-        self.log.debug("{size} bytes of data from {peer}", size=len(packet.payload),
-                       peer=channel.peer)
+        channel.log_peer(self.log, LogLevel.debug, "{size} bytes of data from {peer}",
+                         size=len(packet.payload), peer=channel.peer)
 
     # -- IPeerChannelOwner: routed to the parts ------------------------------------------------
 

@@ -22,6 +22,7 @@ from p2pnet_tx._observer import Observers, OneShotObserver
 from p2pnet_tx.channel import TrustProtocol
 from p2pnet_tx.errors import ChannelClosed, DuplicatePeer, PeerBlocked, PeerRefused, SelfConnection
 from p2pnet_tx.inbound import InboundConnectingPeersQueue
+from p2pnet_tx.logtext import REASON_TEXT_LIMIT, peer_text
 from p2pnet_tx.network.table import PeerTable, host_of
 from p2pnet_tx.packets import IdentifierPacket
 from p2pnet_tx.peer import GenericPeer
@@ -174,7 +175,8 @@ class Membership:
     def _refuse(self, channel: PeerChannel, error: PeerRefused) -> bool:
         self._refusals[channel] = error
         self._counters["identities_refused"] += 1
-        self.log.info("refused peer on {channel}: {why}", channel=channel, why=str(error))
+        self.log.info("refused peer on {channel}: {why}", channel=channel,
+                      why=peer_text(str(error), REASON_TEXT_LIMIT))
         return False
 
     def _newcomer_wins(self, newcomer: PeerChannel, existing: PeerChannel) -> bool:
