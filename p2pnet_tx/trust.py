@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import json
 import os
 from collections.abc import Callable, Collection
@@ -32,13 +31,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
 )
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from p2pnet_tx.channel import PeerChannel
+from p2pnet_tx.identity import identifier_for_public_key, public_key_bytes
 from p2pnet_tx.packets import (
     DataPayloadFormat,
     DataTransmissionPacket,
@@ -198,19 +197,6 @@ KEY_TRUST_CONTEXT = b"p2pnet_tx key trust v1"
 _NONCE_PREFIX = "p2pnet-key-trust/1 nonce "
 _PROOF_PREFIX = b"p2pnet-key-trust/1 proof "
 _NONCE_BYTES = 32
-
-
-def public_key_bytes(key: Ed25519PrivateKey | Ed25519PublicKey) -> bytes:
-    """Return the 32 raw bytes of an Ed25519 public key (of a private key's public half)."""
-    if isinstance(key, Ed25519PrivateKey):
-        key = key.public_key()
-    return key.public_bytes(Encoding.Raw, PublicFormat.Raw)
-
-
-def identifier_for_public_key(key: bytes | Ed25519PrivateKey | Ed25519PublicKey) -> str:
-    """Return the identifier derived from a public key: 32 hex digits of its SHA-256."""
-    raw = key if isinstance(key, bytes) else public_key_bytes(key)
-    return hashlib.sha256(raw).hexdigest()[:32]
 
 
 def _transcript(

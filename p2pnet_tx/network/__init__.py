@@ -35,6 +35,7 @@ from p2pnet_tx._observer import Observers
 from p2pnet_tx.channel import ChannelLimits, ChannelOwner, PeerChannel, TrustProtocol
 from p2pnet_tx.errors import NetworkClosed, SendBufferFull
 from p2pnet_tx.handlers import PacketHandleProtocol
+from p2pnet_tx.identity import identifier_for_public_key
 from p2pnet_tx.inbound import InboundConnectingPeersQueue
 from p2pnet_tx.interfaces import IPeer, IPeerChannelOwner
 from p2pnet_tx.network.admission import MAX_RATE_TRACKED_HOSTS, Admission, TokenBucket
@@ -53,7 +54,6 @@ from p2pnet_tx.network.table import PeerTable, host_of
 from p2pnet_tx.packets import CollectionSharePacket, IdentifierPacket, Packet, PacketType
 from p2pnet_tx.peer import GenericPeer
 from p2pnet_tx.policy import IncomingPeerTrustPolicy
-from p2pnet_tx.trust import identifier_for_public_key
 from p2pnet_tx.wire_mode import WireMode, get_wire_mode
 
 __all__ = [
