@@ -31,7 +31,8 @@ class ControlAPITests(SynchronousTestCase):
 
     def setUp(self) -> None:
         self.reactor = MemoryReactorClock()
-        self.network = PeerNetwork(self.reactor, identifier="node", trust_protocol=always_trust)
+        self.network = PeerNetwork(self.reactor, transport="tcp", identifier="node",
+                                   trust_protocol=always_trust)
         self.messages = MessageLog(self.reactor)
         self.messages.install(self.network)
         self.api = ControlAPI(self.network, TOKEN, self.messages, "tcp:8051")
@@ -214,7 +215,8 @@ class ControlSiteTests(SynchronousTestCase):
 
     def setUp(self) -> None:
         self.reactor = MemoryReactorClock()
-        self.network = PeerNetwork(self.reactor, identifier="node", trust_protocol=always_trust)
+        self.network = PeerNetwork(self.reactor, transport="tcp", identifier="node",
+                                   trust_protocol=always_trust)
         api = ControlAPI(self.network, TOKEN, MessageLog(self.reactor), "tcp:8051")
         RecordingRequest.chunks = []
         self.site = Site(api, requestFactory=RecordingRequest, reactor=self.reactor)
