@@ -17,7 +17,7 @@ context (pyOpenSSL, through Twisted's L{TLSMemoryBIOFactory}), the server factor
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from cryptography import x509
@@ -54,8 +54,8 @@ __all__ = [
 # A certificate here carries a key, not a validity claim: nobody checks its dates.  These are
 # fixed so that a certificate depends on the key alone ("no well-defined expiration date",
 # RFC 5280 section 4.1.2.5).
-_NOT_BEFORE = datetime(2000, 1, 1, tzinfo=timezone.utc)
-_NOT_AFTER = datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone.utc)
+_NOT_BEFORE = datetime(2000, 1, 1, tzinfo=UTC)
+_NOT_AFTER = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
 
 
 def certificate_for_key(private_key: Ed25519PrivateKey) -> x509.Certificate:

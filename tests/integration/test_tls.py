@@ -10,10 +10,15 @@ import pytest_twisted
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol, wrapClientTLS
+from twisted.internet.endpoints import (
+    TCP4ClientEndpoint,
+    connectProtocol,
+    wrapClientTLS,
+)
 from twisted.internet.protocol import Protocol
 
 from p2pnet_tx.channel import PeerChannel
+from p2pnet_tx.errors import ChannelClosed
 from p2pnet_tx.network import PeerNetwork
 from p2pnet_tx.packets import IdentifierPacket
 from p2pnet_tx.peer import GenericPeer
@@ -125,9 +130,9 @@ async def test_plaintext_and_tls_do_not_mix() -> None:
     await secure.listen(LISTEN)
     await plain.listen(LISTEN)
     try:
-        with pytest.raises(Exception):
+        with pytest.raises(ChannelClosed):
             await plain.connect(GenericPeer("127.0.0.1", secure.listening_port), timeout=5)
-        with pytest.raises(Exception):
+        with pytest.raises(ChannelClosed):
             await secure.connect(GenericPeer("127.0.0.1", plain.listening_port), timeout=5)
         await eventually(lambda: not secure.active_peer_channels and not secure.pending_channels)
         assert secure.trusted_peer_channels == []
