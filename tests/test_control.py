@@ -38,12 +38,13 @@ class ControlAPITests(SynchronousTestCase):
         self.api = ControlAPI(self.network, TOKEN, self.messages, "tcp:8051")
         self.http = StubTreq(self.api)
 
-    def add_peer(self, host: str, identifier: str, port: int = 9000) -> Any:
+    def add_peer(self, host: str, identifier: str, port: int = 9000,
+                 name: str = "connect") -> Any:
         channel = self.network.make_channel(outbound=False)
         transport = StringTransport(peerAddress=IPv4Address("TCP", host, 40000))
         channel.makeConnection(transport)
         channel.dataReceived(get_codec("p2pnet").encode(IdentifierPacket(
-            "connect", port, "", source_origin_identifier=identifier)))
+            name, port, "", source_origin_identifier=identifier)))
         return channel
 
     def call(self, method: str, path: str, body: Any = None, headers: Any = AUTH,
@@ -89,12 +90,12 @@ class ControlAPITests(SynchronousTestCase):
 
     def test_peers(self) -> None:
         """Peers lists the connected peers and the known ones."""
-        self.add_peer("10.0.0.7", "peer-a", 9001)
+        self.add_peer("10.0.0.7", "peer-a", 9001, name="alice")
         code, body = self.call("GET", "/api/peers")
         self.assertEqual(code, 200)
         self.assertEqual(body["connected"], [{
-            "identifier": "peer-a", "address": "10.0.0.7", "port": 9001, "trusted": True,
-            "direction": "inbound"}])
+            "identifier": "peer-a", "display_name": "alice", "address": "10.0.0.7",
+            "port": 9001, "trusted": True, "direction": "inbound"}])
         self.assertEqual(body["known"], [
             {"identifier": "peer-a", "address": "10.0.0.7", "port": 9001}])
 
