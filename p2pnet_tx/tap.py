@@ -42,13 +42,13 @@ class Options(usage.Options):
     ]
     optParameters = [
         ["listen", "l", DEFAULT_LISTEN, "Endpoint to accept peers on (Twisted endpoint string)."],
-        ["name", None, None, "A display name shown to peers (never what they trust; the "
-         "identifier is derived from the node key)."],
+        ["name", None, None, ("A display name shown to peers (never what they trust; the "
+                              "identifier is derived from the node key).")],
         ["wire", "w", "p2pnet", "Wire format: p2pnet or dotnet."],
-        ["transport", None, None, "tls (default for the p2pnet wire) or tcp (plaintext; the "
-         "only choice for the dotnet wire)."],
-        ["trust", "t", None, "Trust protocol: key (default over tls), ping (default for "
-         "dotnet) or none."],
+        ["transport", None, None, ("tls (default for the p2pnet wire) or tcp (plaintext; the "
+                                   "only choice for the dotnet wire).")],
+        ["trust", "t", None, ("Trust protocol: key (default over tls), ping (default for "
+                              "dotnet) or none.")],
         ["data-dir", "d", DEFAULT_DATA_DIR, "Directory for the node key, token, peers, blocks."],
         ["control", "c", DEFAULT_CONTROL, "Endpoint of the control API ('none' to disable)."],
     ]

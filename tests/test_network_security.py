@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from twisted.internet.address import IPv4Address
+from twisted.internet.protocol import Protocol
 from twisted.internet.testing import (
     EventLoggingObserver,
     MemoryReactorClock,
@@ -17,7 +18,7 @@ from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from p2pnet_tx.channel import PeerChannel
-from p2pnet_tx.errors import IdentityMismatch
+from p2pnet_tx.errors import ChannelClosed, IdentityMismatch
 from p2pnet_tx.identity import identifier_for_public_key, public_key_bytes
 from p2pnet_tx.network import PeerNetwork
 from p2pnet_tx.network.security import resolve_transport, security_warnings
@@ -132,8 +133,9 @@ class TLSNetworkTests(SynchronousTestCase):
     def test_dialled_identifier_not_proven(self) -> None:
         """
         A dial to a known identifier, answered by a node with another key (whoever listens at
-        that address now), fails with IdentityMismatch: the key is refused at the handshake,
-        counted, and the address discouraged.
+        that address now), fails with IdentityMismatch: the key is refused at the handshake and
+        counted.  The address is not discouraged: the expectation may have come from a lying
+        peer list, and the node that answered did nothing wrong.
         """
         expected = identifier_for_public_key(Ed25519PrivateKey.generate())
         d, _ = self.nodes.dial(self.client, self.server, expected)
@@ -141,7 +143,7 @@ class TLSNetworkTests(SynchronousTestCase):
         self.assertEqual(error.claimed, expected)
         self.assertEqual(error.derived, self.server.identifier)
         self.assertEqual(self.client.counters["tls_keys_refused"], 1)
-        self.assertIn("127.0.0.1", self.client.discouraged_ips)
+        self.assertNotIn("127.0.0.1", self.client.discouraged_ips)
         self.assertEqual(self.client.active_peer_channels, [])
         self.assertEqual(self.server.trusted_peer_channels, [])
 
@@ -240,6 +242,17 @@ class TLSNetworkTests(SynchronousTestCase):
         self.nodes.reactor.advance(0.1)
         self.assertTrue(transport.disconnecting)
         self.assertNotIn("10.0.0.66", self.server.discouraged_ips)
+
+    def test_silent_server_dropped_at_deadline(self) -> None:
+        """A dial answered by a server that never speaks TLS ends at the handshake deadline."""
+        d = self.client.connect(GenericPeer("10.0.0.5", 9999))
+        factory = self.nodes.reactor.tcpClients[-1][2]
+        client_side = factory.buildProtocol(address("10.0.0.5", 9999))
+        join(Protocol(), client_side, self.nodes.reactor)
+        self.assertNoResult(d)
+        self.nodes.reactor.advance(self.client.channel_limits.handshake_timeout)
+        self.failureResultOf(d, ChannelClosed)
+        self.assertEqual(self.client.active_peer_channels, [])
 
     def test_tls_to_plaintext_node_fails(self) -> None:
         """A TLS node dialling a plaintext node gets no channel; neither side trusts."""

@@ -22,7 +22,14 @@ from twisted.python.failure import Failure
 
 from p2pnet_tx._observer import Observers, OneShotObserver
 from p2pnet_tx.channel import TrustProtocol
-from p2pnet_tx.errors import ChannelClosed, DuplicatePeer, PeerBlocked, PeerRefused, SelfConnection
+from p2pnet_tx.errors import (
+    ChannelClosed,
+    DuplicatePeer,
+    IdentityMismatch,
+    PeerBlocked,
+    PeerRefused,
+    SelfConnection,
+)
 from p2pnet_tx.identity import sanitize_display_name
 from p2pnet_tx.inbound import InboundConnectingPeersQueue
 from p2pnet_tx.network.local import IDENTITY_MESSAGE
@@ -131,14 +138,21 @@ class Membership:
 
     def secured(self, channel: PeerChannel) -> None:
         """
-        A channel's TLS handshake is over: a peer without a usable key, or without the key of
-        the identifier it was dialled as, is dropped as misbehaving.
+        A channel's TLS handshake is over: a peer without a usable key is dropped as
+        misbehaving; one without the key of the identifier it was dialled as is dropped (it is
+        not the peer we wanted), but not held to blame.
         """
         if self._binding is None:
             return
         refusal = self._binding.secured(channel)
-        if refusal is not None:
-            self._refusals[channel] = refusal
+        if refusal is None:
+            return
+        self._refusals[channel] = refusal
+        if isinstance(refusal, IdentityMismatch):
+            # Not the peer's fault: what we expected came from elsewhere (a peer list, an old
+            # address), and discouraging it would let a gossiper get honest nodes refused.
+            channel.abort(f"not the peer dialled: {refusal}")
+        else:
             self._dropped(channel, refusal)
 
     def identity_received(self, channel: PeerChannel, packet: IdentifierPacket) -> bool:
