@@ -212,6 +212,7 @@ def _channel_json(network: PeerNetwork, channel: PeerChannel) -> dict[str, Any]:
     peer = channel.peer
     return {
         "identifier": getattr(peer, "identifier", None),
+        "display_name": channel.properties.get("display_name"),
         "address": getattr(peer, "address", None),
         "port": getattr(peer, "port", None),
         "trusted": channel.is_trusted,

@@ -194,3 +194,27 @@ class TooManyPeers(PeerRefused):
 
 class NetworkClosed(P2PNetError):
     """The network is closed and makes no more connections."""
+
+
+class InvalidPeerCertificate(PeerRefused):
+    """
+    The peer's TLS connection proved no usable key: no TLS, no certificate, or a certificate
+    whose key is not Ed25519.  A protocol violation: the peer is dropped as misbehaving.
+    """
+
+
+class IdentityMismatch(PeerRefused):
+    """
+    The peer's identifier is not the one its TLS-proven key derives: it claimed (or was dialled
+    as) an identifier it does not own.  A protocol violation: the peer is dropped as
+    misbehaving.
+
+    @ivar claimed: the identifier claimed or expected.
+    @ivar derived: the identifier the peer's key derives.
+    """
+
+    def __init__(self, message: str, peer: object = None, *, claimed: str | None = None,
+                 derived: str | None = None) -> None:
+        super().__init__(message, peer)
+        self.claimed = claimed
+        self.derived = derived

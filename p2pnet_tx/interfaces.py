@@ -91,6 +91,12 @@ class IPeerChannelOwner(Interface):
     def channel_connected(channel: object) -> None:
         """A channel's connection is made."""
 
+    def channel_secured(channel: object) -> None:
+        """
+        A channel's TLS handshake is complete: its peer proved the key of its certificate.
+        (Never called on a channel that is not TLS.)
+        """
+
     def identity_received(channel: object, packet: object) -> bool:
         """
         A channel that awaits its peer's identity received the first Identity packet.

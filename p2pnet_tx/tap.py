@@ -15,13 +15,17 @@ from twisted.python import usage
 from twisted.python.failure import Failure
 
 from p2pnet_tx.datadir import DEFAULT_DATA_DIR, DataDirError, NodeDataDir
+from p2pnet_tx.identity import MAX_DISPLAY_NAME, sanitize_display_name
 from p2pnet_tx.network import PeerNetwork, peers_from_strings
-from p2pnet_tx.peer import InvalidPeer, validate_identifier
+from p2pnet_tx.network.security import TRANSPORTS, TRUST_NAMES, resolve_transport
 from p2pnet_tx.policy import IncomingPeerTrustPolicy
 from p2pnet_tx.service import DEFAULT_CONTROL, DEFAULT_LISTEN, PeerNetworkService
 from p2pnet_tx.wire import get_codec
+from p2pnet_tx.wire_mode import get_wire_mode
 
-TRUST_CHOICES = ("key", "ping", "none")
+TRUST_CHOICES = TRUST_NAMES
+
+_log = Logger(namespace="p2pnet_tx.tap")
 
 
 class Options(usage.Options):
@@ -38,15 +42,20 @@ class Options(usage.Options):
     ]
     optParameters = [
         ["listen", "l", DEFAULT_LISTEN, "Endpoint to accept peers on (Twisted endpoint string)."],
-        ["identifier", "i", None, "This node's identifier (default: derived from its key)."],
+        ["name", None, None, ("A display name shown to peers (never what they trust; the "
+                              "identifier is derived from the node key).")],
         ["wire", "w", "p2pnet", "Wire format: p2pnet or dotnet."],
-        ["trust", "t", "key", "Trust protocol: key, ping or none."],
+        ["transport", None, None, ("tls (default for the p2pnet wire) or tcp (plaintext; the "
+                                   "only choice for the dotnet wire).")],
+        ["trust", "t", None, ("Trust protocol: key (default over tls), ping (default for "
+                              "dotnet) or none.")],
         ["data-dir", "d", DEFAULT_DATA_DIR, "Directory for the node key, token, peers, blocks."],
         ["control", "c", DEFAULT_CONTROL, "Endpoint of the control API ('none' to disable)."],
     ]
 
     def __init__(self) -> None:
         super().__init__()
+        self._identifier_warned = False
         self["peers"] = []
         self["block-ips"] = []
 
@@ -56,6 +65,16 @@ class Options(usage.Options):
             self["peers"].extend(peers_from_strings([value]))
         except ValueError as e:
             raise usage.UsageError(f"--peer: {e}") from None
+
+    def opt_identifier(self, value: str) -> None:
+        """Deprecated alias of --name: a display name, no longer the node's identifier."""
+        if not self._identifier_warned:
+            self._identifier_warned = True
+            _log.warn("--identifier is deprecated: it sets the display name only (the "
+                      "identifier is derived from the node key); use --name")
+        self["name"] = value
+
+    opt_i = opt_identifier
 
     def opt_block_ip(self, value: str) -> None:
         """An IP address to refuse (repeatable)."""
@@ -69,15 +88,30 @@ class Options(usage.Options):
 
         try:
             get_codec(self["wire"])
+            wire_mode = get_wire_mode(self["wire"])
         except ValueError as e:
             raise usage.UsageError(f"--wire: {e}") from None
+        if self["transport"] is not None and self["transport"] not in TRANSPORTS:
+            raise usage.UsageError(f"--transport must be one of {', '.join(TRANSPORTS)}")
+        try:
+            self["transport"] = resolve_transport(self["transport"], wire_mode)
+        except ValueError as e:
+            raise usage.UsageError(f"--transport: {e}") from None
+        if self["trust"] is None:
+            if self["transport"] == "tcp" and wire_mode.exchanges_identity:
+                raise usage.UsageError(
+                    "--transport tcp: choose --trust ping or none (key trust cannot be bound "
+                    "to a plaintext connection)")
+            self["trust"] = "key" if self["transport"] == "tls" else "ping"
         if self["trust"] not in TRUST_CHOICES:
             raise usage.UsageError(f"--trust must be one of {', '.join(TRUST_CHOICES)}")
-        if self["identifier"] is not None:
-            try:
-                validate_identifier(self["identifier"])
-            except InvalidPeer as e:
-                raise usage.UsageError(f"--identifier: {e}") from None
+        if self["trust"] == "key" and self["transport"] != "tls":
+            raise usage.UsageError(
+                "--trust key needs --transport tls (over plaintext tcp no key can be bound to "
+                "the connection): choose --trust ping or none")
+        if self["name"] is not None and sanitize_display_name(self["name"]) is None:
+            raise usage.UsageError(
+                f"--name: {self['name']!r} is not 1 to {MAX_DISPLAY_NAME} printable characters")
         for name in ("listen", "control"):
             if name == "control" and self["control"] == "none":
                 continue
@@ -149,10 +183,11 @@ def makeService(options: Options) -> PeerNetworkService:
     )
     network = PeerNetwork(
         reactor,
-        identifier=options["identifier"],
+        display_name=options["name"],
         private_key=private_key,
         policy=policy,
         wire=options["wire"],
+        transport=options["transport"],
         trust_protocol=options["trust"],
     )
     return _TwistdNode(

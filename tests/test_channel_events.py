@@ -33,10 +33,11 @@ class ReconnectFromWaiterTests(SynchronousTestCase):
 
     def setUp(self) -> None:
         self.reactor = MemoryReactorClock()
-        self.server = PeerNetwork(self.reactor, identifier="server", trust_protocol="none")
+        self.server = PeerNetwork(self.reactor, transport="tcp", identifier="server",
+                                  trust_protocol="none")
         self.server.listen("tcp:8051")
         # The client's handshake never decides: its channel stays untrusted until it closes.
-        self.client = PeerNetwork(self.reactor, identifier="client",
+        self.client = PeerNetwork(self.reactor, transport="tcp", identifier="client",
                                   trust_protocol=lambda channel: Deferred(),
                                   channel_limits=ChannelLimits(handshake_timeout=10.0))
         self.client.listen("tcp:8052")
@@ -139,7 +140,8 @@ class ClosingFromCallbacksTests(SynchronousTestCase):
         """An observer that closes a new outbound channel makes connect() fail, and the next
         connect() dials afresh (the dial no longer waits forever on a dead channel)."""
         reactor = MemoryReactorClock()
-        network = PeerNetwork(reactor, identifier="me", wire="dotnet", trust_protocol="none")
+        network = PeerNetwork(reactor, transport="tcp", identifier="me", wire="dotnet",
+                              trust_protocol="none")
         network.peer_added.add(lambda channel: channel.close("not wanted"))
         peer = GenericPeer("10.0.0.2", 9000)
         first = network.connect(peer)

@@ -7,15 +7,17 @@ longest identifiers and addresses there are.
 from __future__ import annotations
 
 from twisted.internet.address import IPv6Address
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
 from p2pnet_tx.channel import ChannelLimits, PeerChannel
-from p2pnet_tx.packets import IdentifierPacket, PacketType, PureMessagePacket
+from p2pnet_tx.identity import MAX_DISPLAY_NAME
+from p2pnet_tx.packets import IdentifierPacket, PacketType
 from p2pnet_tx.peer import MAX_IDENTIFIER_BYTES
 from p2pnet_tx.testing import RecordingHandler
-from p2pnet_tx.trust import key_trust, ping_trust
+from p2pnet_tx.trust import ping_trust
 from p2pnet_tx.wire import get_codec
 from tests.test_network import Nodes
 
@@ -23,6 +25,9 @@ CAP = 4096
 
 LONGEST_IDENTIFIER = "\U0001d54f" * (MAX_IDENTIFIER_BYTES // 4)
 """256 UTF-8 bytes of characters outside the BMP: 768 bytes in the dotnet format's escapes."""
+
+LONGEST_DISPLAY_NAME = "\U0001d54f" * MAX_DISPLAY_NAME
+"""The longest display name a node announces in its Identity, of four-byte characters."""
 
 LONGEST_HOST = "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255"
 
@@ -56,7 +61,7 @@ class PreTrustFrameCapTests(SynchronousTestCase):
         channel = PeerChannel(
             codec, trust_protocol=trust, clock=clock,  # type: ignore[arg-type]
             limits=ChannelLimits(handshake_timeout=100.0),
-            local_identity=(IdentifierPacket("connect", 65535, "",
+            local_identity=(IdentifierPacket(LONGEST_DISPLAY_NAME, 65535, "",
                                              source_origin_identifier=LONGEST_IDENTIFIER)
                             if codec == "p2pnet" else None),
             local_identifier=LONGEST_IDENTIFIER,
@@ -66,20 +71,18 @@ class PreTrustFrameCapTests(SynchronousTestCase):
         channel.makeConnection(transport)
         return channel, transport, clock
 
-    def test_key_handshake_fits(self) -> None:
+    def test_what_precedes_key_trust_fits(self) -> None:
         """
-        The Identity, the nonce, the proof, a keep-alive and the Disconnect of a peer dropped
-        with the longest reason all fit in 4 KiB, with the longest identifier and address.
+        Key trust says nothing of its own before trust (TLS proves the key): the Identity with
+        the longest display name, a keep-alive and the Disconnect of a peer dropped with the
+        longest reason all fit in 4 KiB, with the longest identifier and address.
         """
         for codec in ("p2pnet", "dotnet"):
-            channel, transport, clock = self.channel(codec, key_trust())
-            nonce = "p2pnet-key-trust/1 nonce " + "A" * 43 + "="
-            channel.dataReceived(get_codec(codec).encode(PureMessagePacket(
-                nonce, source_origin_identifier=LONGEST_IDENTIFIER)))
+            channel, transport, clock = self.channel(codec, lambda channel: Deferred())
             clock.advance(ChannelLimits().keepalive_interval or 0)
             channel.abort(f"misbehaving: {WORST_REASON}")
             sizes = frame_sizes(codec, transport.value())
-            self.assertEqual(len(sizes), 5 if codec == "p2pnet" else 4, (codec, sizes))
+            self.assertEqual(len(sizes), 3 if codec == "p2pnet" else 2, (codec, sizes))
             self.assertLessEqual(max(sizes), CAP, (codec, sizes))
 
     def test_ping_trust_fits(self) -> None:
@@ -94,9 +97,9 @@ class PreTrustFrameCapTests(SynchronousTestCase):
 
     def test_nodes_with_longest_identifiers_trust_each_other(self) -> None:
         """
-        Two nodes with the longest identifiers complete the key handshake under the default
-        cap, and a peer list of 7 KB reaches a newcomer: it follows the proof that makes
-        the newcomer trust the node, in stream order.
+        Two nodes with the longest identifiers trust each other under the default cap, and a
+        peer list of 7 KB reaches a newcomer: it follows, in stream order, the Identity that
+        makes the newcomer trust the node, so it is read under the trusted limit.
         """
         nodes = Nodes()
         hub = nodes.node("h" * 256, 8000)

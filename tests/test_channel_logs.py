@@ -304,9 +304,9 @@ class LogFloodTests(SynchronousTestCase):
         (over the 4 KiB pre-trust cap), a 4 KB unknown type as misbehaviour.  No handler
         runs, each address is discouraged, and each connection costs one short warning.
         """
-        logs = LogBytes(self)
         clock = Clock()
-        network = PeerNetwork(clock, identifier="node", trust_protocol=always_trust)
+        network = PeerNetwork(clock, identifier="node", transport="tcp", trust_protocol=always_trust)
+        logs = LogBytes(self)  # after the network's one warning about plaintext
         recorder = RecordingHandler()
         for kind in PacketType:
             network.handlers.set_handler(kind, recorder)

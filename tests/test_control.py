@@ -31,18 +31,20 @@ class ControlAPITests(SynchronousTestCase):
 
     def setUp(self) -> None:
         self.reactor = MemoryReactorClock()
-        self.network = PeerNetwork(self.reactor, identifier="node", trust_protocol=always_trust)
+        self.network = PeerNetwork(self.reactor, transport="tcp", identifier="node",
+                                   trust_protocol=always_trust)
         self.messages = MessageLog(self.reactor)
         self.messages.install(self.network)
         self.api = ControlAPI(self.network, TOKEN, self.messages, "tcp:8051")
         self.http = StubTreq(self.api)
 
-    def add_peer(self, host: str, identifier: str, port: int = 9000) -> Any:
+    def add_peer(self, host: str, identifier: str, port: int = 9000,
+                 name: str = "connect") -> Any:
         channel = self.network.make_channel(outbound=False)
         transport = StringTransport(peerAddress=IPv4Address("TCP", host, 40000))
         channel.makeConnection(transport)
         channel.dataReceived(get_codec("p2pnet").encode(IdentifierPacket(
-            "connect", port, "", source_origin_identifier=identifier)))
+            name, port, "", source_origin_identifier=identifier)))
         return channel
 
     def call(self, method: str, path: str, body: Any = None, headers: Any = AUTH,
@@ -88,12 +90,12 @@ class ControlAPITests(SynchronousTestCase):
 
     def test_peers(self) -> None:
         """Peers lists the connected peers and the known ones."""
-        self.add_peer("10.0.0.7", "peer-a", 9001)
+        self.add_peer("10.0.0.7", "peer-a", 9001, name="alice")
         code, body = self.call("GET", "/api/peers")
         self.assertEqual(code, 200)
         self.assertEqual(body["connected"], [{
-            "identifier": "peer-a", "address": "10.0.0.7", "port": 9001, "trusted": True,
-            "direction": "inbound"}])
+            "identifier": "peer-a", "display_name": "alice", "address": "10.0.0.7",
+            "port": 9001, "trusted": True, "direction": "inbound"}])
         self.assertEqual(body["known"], [
             {"identifier": "peer-a", "address": "10.0.0.7", "port": 9001}])
 
@@ -214,7 +216,8 @@ class ControlSiteTests(SynchronousTestCase):
 
     def setUp(self) -> None:
         self.reactor = MemoryReactorClock()
-        self.network = PeerNetwork(self.reactor, identifier="node", trust_protocol=always_trust)
+        self.network = PeerNetwork(self.reactor, transport="tcp", identifier="node",
+                                   trust_protocol=always_trust)
         api = ControlAPI(self.network, TOKEN, MessageLog(self.reactor), "tcp:8051")
         RecordingRequest.chunks = []
         self.site = Site(api, requestFactory=RecordingRequest, reactor=self.reactor)

@@ -6,7 +6,7 @@ peer lists and closing, all in memory on a L{MemoryReactorClock}.
 from __future__ import annotations
 
 from twisted.internet.address import IPv4Address
-from twisted.internet.defer import CancelledError
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.error import ConnectingCancelledError
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.trial.unittest import SynchronousTestCase
@@ -47,7 +47,11 @@ class Nodes:
         self.ports: dict[str, int] = {}
 
     def node(self, identifier: str, port: int, **kwargs: object) -> PeerNetwork:
-        network = PeerNetwork(self.reactor, identifier=identifier, **kwargs)  # type: ignore
+        # Plaintext, for identifiers chosen by the tests (tests/test_network_security.py has
+        # the same over TLS).
+        options: dict[str, object] = {"transport": "tcp", "trust_protocol": always_trust}
+        network = PeerNetwork(self.reactor, identifier=identifier,
+                              **{**options, **kwargs})  # type: ignore[arg-type]
         network.listen(f"tcp:{port}")
         return network
 
@@ -86,18 +90,6 @@ class PeerNetworkIdentityTests(SynchronousTestCase):
         self.assertIn(("127.0.0.1", 8052), self.server.known_peers)
         self.assertTrue(self.server.is_outbound(inbound) is False)
         self.assertTrue(self.client.is_outbound(channel))
-
-    def test_key_trust_by_default(self) -> None:
-        """Networks run the key handshake by default, and trust each other after it."""
-        trusted: list[PeerChannel] = []
-        self.server.peer_trusted.add(trusted.append)
-        d, _ = self.nodes.dial(self.client, self.server)
-        channel = self.successResultOf(d)
-        self.assertTrue(channel.is_trusted)
-        self.assertEqual(len(trusted), 1)
-        self.assertEqual(self.server.trusted_peer_channels, trusted)
-        self.assertEqual(self.server.counters["handshakes_ok"], 1)
-        self.assertIn("public_key", channel.properties)
 
     def test_trusted_peer_receives_peer_list(self) -> None:
         """Once it trusts a peer, a node sends it the peers it already trusts."""
@@ -298,7 +290,7 @@ class PeerChannelFactoryTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.reactor = MemoryReactorClock()
         self.network = PeerNetwork(
-            self.reactor, identifier="server", trust_protocol="none",
+            self.reactor, transport="tcp", identifier="server", trust_protocol="none",
             limits=NetworkLimits(max_inbound=4, max_pending=3, max_per_ip=2),
         )
 
@@ -388,7 +380,7 @@ class PeerListTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.reactor = MemoryReactorClock()
         self.network = PeerNetwork(
-            self.reactor, identifier="me", trust_protocol=always_trust,
+            self.reactor, transport="tcp", identifier="me", trust_protocol=always_trust,
             limits=NetworkLimits(dial_burst=3, dial_rate=0.1),
         )
         self.channel = self.network.make_channel(outbound=False)
@@ -426,7 +418,8 @@ class PeerNetworkLifecycleTests(SynchronousTestCase):
 
     def setUp(self) -> None:
         self.reactor = MemoryReactorClock()
-        self.network = PeerNetwork(self.reactor, identifier="me")
+        self.network = PeerNetwork(self.reactor, transport="tcp", trust_protocol=always_trust,
+                                   identifier="me")
 
     def test_connect_rejects_non_peer(self) -> None:
         """connect() needs an IPeer; it fails, never raises."""
@@ -446,7 +439,8 @@ class PeerNetworkLifecycleTests(SynchronousTestCase):
 
     def test_outbound_limit(self) -> None:
         """No more than max_outbound outbound attempts."""
-        network = PeerNetwork(self.reactor, identifier="x", limits=NetworkLimits(max_outbound=0))
+        network = PeerNetwork(self.reactor, transport="tcp", trust_protocol=always_trust,
+                              identifier="x", limits=NetworkLimits(max_outbound=0))
         self.failureResultOf(network.connect(GenericPeer("10.0.0.7", 1)), TooManyPeers)
 
     def test_cancel_connect(self) -> None:
@@ -564,7 +558,8 @@ class ProcessPeerListTests(SynchronousTestCase):
     def test_application_call(self) -> None:
         """process_peer_list(packet) remembers and dials, and takes at most max_peer_list."""
         reactor = MemoryReactorClock()
-        network = PeerNetwork(reactor, identifier="me", limits=NetworkLimits(max_peer_list=2))
+        network = PeerNetwork(reactor, transport="tcp", trust_protocol=always_trust,
+                              identifier="me", limits=NetworkLimits(max_peer_list=2))
         network.process_peer_list(CollectionSharePacket(100, [
             GenericPeer("10.0.0.1", 1), GenericPeer("10.0.0.2", 2), GenericPeer("10.0.0.3", 3)]))
         self.assertEqual(list(network.known_peers), [("10.0.0.1", 1), ("10.0.0.2", 2)])
@@ -577,7 +572,8 @@ class HostileIdentityTests(SynchronousTestCase):
 
     def setUp(self) -> None:
         self.reactor = MemoryReactorClock()
-        self.network = PeerNetwork(self.reactor, identifier="me", trust_protocol="none")
+        self.network = PeerNetwork(self.reactor, transport="tcp", identifier="me",
+                                   trust_protocol="none")
 
     def arrive(self, host: str, identifier: str, port: int = 9000) -> PeerChannel:
         channel = self.network.factory.buildProtocol(address(host))
@@ -616,24 +612,13 @@ class HostileIdentityTests(SynchronousTestCase):
 
 
 class RefusedHandshakeTests(SynchronousTestCase):
-    """A peer whose handshake is refused is discouraged; a silent one is not."""
-
-    def test_wrong_key_discourages(self) -> None:
-        """A peer whose key is not allowed is dropped and its address discouraged."""
-        from p2pnet_tx.trust import key_trust
-
-        nodes = Nodes()
-        server = nodes.node("server", 8051, trust_protocol=key_trust(known_keys=[b"\0" * 32]))
-        client = nodes.node("client", 8052)
-        d, _ = nodes.dial(client, server, source="10.0.0.7")
-        self.assertTrue(self.successResultOf(d).is_closed)
-        self.assertIn("10.0.0.7", server.discouraged_ips)
-        self.assertEqual(server.counters["misbehaving_peers"], 1)
+    """A silent peer is not discouraged (a refused key is: tests/test_network_security.py)."""
 
     def test_timeout_does_not_discourage(self) -> None:
         """A handshake that merely times out is not misbehaviour."""
         reactor = MemoryReactorClock()
-        network = PeerNetwork(reactor, identifier="me")
+        network = PeerNetwork(reactor, transport="tcp", trust_protocol=always_trust,
+                              identifier="me")
         channel = network.factory.buildProtocol(address("10.0.0.7"))
         channel.makeConnection(StringTransport(peerAddress=address("10.0.0.7")))
         reactor.advance(network.channel_limits.handshake_timeout)
@@ -647,7 +632,8 @@ class DialKnownPeersTests(SynchronousTestCase):
     def test_dials_unconnected_known_peers(self) -> None:
         """Known peers that are not connected, blocked or this node are dialled once each."""
         reactor = MemoryReactorClock()
-        network = PeerNetwork(reactor, identifier="me", limits=NetworkLimits(dial_burst=2))
+        network = PeerNetwork(reactor, transport="tcp", trust_protocol=always_trust,
+                              identifier="me", limits=NetworkLimits(dial_burst=2))
         for peer in (GenericPeer("10.0.0.1", 1), GenericPeer("10.0.0.2", 2, "me"),
                      GenericPeer("10.0.0.3", 3), GenericPeer("10.0.0.4", 4),
                      GenericPeer("10.0.0.5", 5)):
@@ -700,7 +686,8 @@ class ReviewFindingsTests(SynchronousTestCase):
     def test_cancelling_one_caller_leaves_the_dial(self) -> None:
         """Two connect() callers share a dial; one cancelling does not fail the other."""
         reactor = MemoryReactorClock()
-        network = PeerNetwork(reactor, identifier="me")
+        network = PeerNetwork(reactor, transport="tcp", trust_protocol=always_trust,
+                              identifier="me")
         first = network.connect(GenericPeer("10.0.0.7", 1))
         second = network.connect(GenericPeer("10.0.0.7", 1))
         first.cancel()
@@ -712,7 +699,8 @@ class ReviewFindingsTests(SynchronousTestCase):
     def test_ipv4_mapped_addresses_are_one_host(self) -> None:
         """Through a dual-stack listener ::ffff:a.b.c.d counts (and is blocked) as a.b.c.d."""
         reactor = MemoryReactorClock()
-        network = PeerNetwork(reactor, identifier="me",
+        network = PeerNetwork(reactor, transport="tcp", trust_protocol=always_trust,
+                              identifier="me",
                               limits=NetworkLimits(max_per_ip=2, max_pending=100))
         mapped = IPv4Address("TCP", "::ffff:10.1.2.3", 40000)
         channels = []
@@ -728,7 +716,8 @@ class ReviewFindingsTests(SynchronousTestCase):
     def test_gossip_cannot_flush_known_peers(self) -> None:
         """Shared lists add new addresses at the gossip rate only."""
         reactor = MemoryReactorClock()
-        network = PeerNetwork(reactor, identifier="me", trust_protocol=always_trust,
+        network = PeerNetwork(reactor, transport="tcp", identifier="me",
+                              trust_protocol=always_trust,
                               limits=NetworkLimits(gossip_burst=5, dial_burst=0))
         for n in range(3):
             network.process_peer_list(CollectionSharePacket(100, [
@@ -739,7 +728,7 @@ class ReviewFindingsTests(SynchronousTestCase):
     def test_untrusted_inbound_peer_not_remembered(self) -> None:
         """An inbound peer's claimed address is kept only once it is trusted."""
         reactor = MemoryReactorClock()
-        network = PeerNetwork(reactor, identifier="me", trust_protocol="none")
+        network = PeerNetwork(reactor, transport="tcp", identifier="me", trust_protocol="none")
         channel = network.factory.buildProtocol(address("10.0.0.9"))
         channel.makeConnection(StringTransport(peerAddress=address("10.0.0.9")))
         channel.dataReceived(get_codec("p2pnet").encode(IdentifierPacket(
@@ -762,7 +751,8 @@ class AcceptLimitsTests(SynchronousTestCase):
     def test_connection_rate_per_address(self) -> None:
         """One address gets accept_burst connections at once, then accept_rate a second."""
         reactor = MemoryReactorClock()
-        network = PeerNetwork(reactor, identifier="me",
+        network = PeerNetwork(reactor, transport="tcp", trust_protocol=always_trust,
+                              identifier="me",
                               limits=NetworkLimits(accept_burst=3, accept_rate=0.2))
         for _ in range(3):
             channel = self.connect(network, "10.0.0.7")
@@ -776,7 +766,9 @@ class AcceptLimitsTests(SynchronousTestCase):
     def test_untrusted_channels_are_pending(self) -> None:
         """A peer that said who it is but is not trusted yet still holds a pending slot."""
         reactor = MemoryReactorClock()
-        network = PeerNetwork(reactor, identifier="me", limits=NetworkLimits(max_pending=2))
+        network = PeerNetwork(reactor, transport="tcp", identifier="me",
+                              trust_protocol=lambda channel: Deferred(),
+                              limits=NetworkLimits(max_pending=2))
         for n in range(2):
             channel = self.connect(network, f"10.0.0.{n + 1}")
             channel.dataReceived(get_codec("p2pnet").encode(IdentifierPacket(
@@ -795,7 +787,8 @@ class NonListeningPeerTests(SynchronousTestCase):
     def test_not_remembered_or_shared(self) -> None:
         """Its connection port is not a place to dial: not in known_peers, not in peer lists."""
         reactor = MemoryReactorClock()
-        network = PeerNetwork(reactor, identifier="me", trust_protocol=always_trust)
+        network = PeerNetwork(reactor, transport="tcp", identifier="me",
+                              trust_protocol=always_trust)
         codec = get_codec("p2pnet")
         transports = []
         for n, port in enumerate((0, 9000)):

@@ -49,7 +49,8 @@ class FakePort:
 class FacadeTestCase(SynchronousTestCase):
     def setUp(self) -> None:
         self.reactor = MemoryReactorClock()
-        self.network = PeerNetwork(self.reactor, identifier="me", trust_protocol=always_trust,
+        self.network = PeerNetwork(self.reactor, transport="tcp", identifier="me",
+                                   trust_protocol=always_trust,
                                    limits=NetworkLimits(dial_burst=1, dial_rate=0.1))
 
     def join(self, identifier: str, host: str = "10.0.0.1", port: int = 9000,
@@ -88,13 +89,16 @@ class WireModeTests(SynchronousTestCase):
     def test_modes(self) -> None:
         """Strings and WireMode instances are accepted; unknown names are not."""
         reactor = MemoryReactorClock()
-        dotnet = PeerNetwork(reactor, identifier="me", wire="dotnet", trust_protocol="ping")
+        dotnet = PeerNetwork(reactor, transport="tcp", identifier="me", wire="dotnet",
+                             trust_protocol="ping")
         self.assertEqual((dotnet.wire, dotnet.wire_mode), ("dotnet", DOTNET))
         self.assertIsNone(dotnet.local_identity())
-        native = PeerNetwork(reactor, identifier="me", wire=P2PNET)
+        native = PeerNetwork(reactor, transport="tcp", trust_protocol=always_trust, identifier="me",
+                             wire=P2PNET)
         self.assertEqual((native.wire, native.wire_mode), ("p2pnet", P2PNET))
         with self.assertRaises(ValueError) as caught:
-            PeerNetwork(reactor, identifier="me", wire="json")
+            PeerNetwork(reactor, transport="tcp", trust_protocol=always_trust, identifier="me",
+                        wire="json")
         self.assertIn("'json'", str(caught.exception))
 
 
@@ -131,7 +135,8 @@ class PortTests(FacadeTestCase):
     def test_close_stops_own_ports_only(self) -> None:
         """close() stops the ports listen() opened; a reported port is its opener's to stop."""
         reactor = RecordingPortsReactor()
-        network = PeerNetwork(reactor, identifier="me")
+        network = PeerNetwork(reactor, transport="tcp", trust_protocol=always_trust,
+                              identifier="me")
         own = self.successResultOf(network.listen("tcp:8051"))
         reported = FakePort(8052)
         network.port_opened(reported)
@@ -244,7 +249,8 @@ class ChannelClosedTests(FacadeTestCase):
     def test_reconnect_from_dial_errback(self) -> None:
         """A connect() caller whose dial ends in a close, and who reconnects, dials again: the
         dying channel no longer holds the only outbound slot."""
-        self.network = PeerNetwork(self.reactor, identifier="me",
+        self.network = PeerNetwork(self.reactor, transport="tcp", trust_protocol=always_trust,
+                                   identifier="me",
                                    limits=NetworkLimits(max_outbound=1))
         peer = GenericPeer("10.0.0.9", 9000)
         attempts: list[Deferred[Any]] = []

@@ -7,7 +7,6 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
@@ -24,7 +23,7 @@ from p2pnet_tx.network.local import LocalNode
 from p2pnet_tx.network.table import PeerTable
 from p2pnet_tx.peer import GenericPeer
 from p2pnet_tx.policy import IncomingPeerTrustPolicy
-from p2pnet_tx.trust import always_trust, ping_trust
+from p2pnet_tx.trust import KeyTrust, always_trust, ping_trust
 from p2pnet_tx.wire_mode import DOTNET, P2PNET, WireMode
 
 
@@ -101,13 +100,16 @@ class ResolveTrustProtocolTests(SynchronousTestCase):
 
     def test_resolve(self) -> None:
         """key, ping, none, a callable, the policy's, and a ValueError for the rest."""
-        key = Ed25519PrivateKey.generate()
         policy = IncomingPeerTrustPolicy()
-        self.assertIs(resolve_trust_protocol("ping", policy, key), ping_trust)
-        self.assertIsNone(resolve_trust_protocol("none", policy, key))
-        self.assertIs(resolve_trust_protocol(always_trust, policy, key), always_trust)
-        self.assertTrue(callable(resolve_trust_protocol("key", policy, key)))
+        self.assertIs(resolve_trust_protocol("ping", policy, "tls", P2PNET), ping_trust)
+        self.assertIsNone(resolve_trust_protocol("none", policy, "tls", P2PNET))
+        self.assertIs(resolve_trust_protocol(always_trust, policy, "tcp", P2PNET), always_trust)
+        self.assertIsInstance(resolve_trust_protocol("key", policy, "tls", P2PNET), KeyTrust)
+        self.assertIsInstance(resolve_trust_protocol(None, policy, "tls", P2PNET), KeyTrust)
+        self.assertIs(resolve_trust_protocol(None, policy, "tcp", DOTNET), ping_trust)
         mine: Any = lambda channel: None  # noqa: E731
         self.assertIs(resolve_trust_protocol(
-            "ping", IncomingPeerTrustPolicy(default_trust_protocol=mine), key), mine)
-        self.assertRaises(ValueError, resolve_trust_protocol, "magic", policy, key)
+            "ping", IncomingPeerTrustPolicy(default_trust_protocol=mine), "tls", P2PNET), mine)
+        self.assertRaises(ValueError, resolve_trust_protocol, "magic", policy, "tls", P2PNET)
+        self.assertRaises(ValueError, resolve_trust_protocol, "key", policy, "tcp", P2PNET)
+        self.assertRaises(ValueError, resolve_trust_protocol, None, policy, "tcp", P2PNET)

@@ -35,6 +35,7 @@ from p2pnet_tx.service import (
     doubling_backoff,
 )
 from p2pnet_tx.testing import complete_tcp_connection
+from p2pnet_tx.trust import always_trust
 
 PEER = GenericPeer("10.0.0.9", 8051)
 
@@ -301,7 +302,7 @@ class DeprecatedPeerKeeperTests(SynchronousTestCase):
         """PeerKeeper(network, peer, ...) warns and is a PeerConnectionService on the
         network's reactor."""
         reactor = MemoryReactorClock()
-        network = PeerNetwork(reactor, identifier="me")
+        network = PeerNetwork(reactor, display_name="me")
         keeper = PeerKeeper(network, PEER, max_delay=4.0)
         [warning] = self.flushWarnings([self.test_deprecated_alias])
         self.assertIs(warning["category"], DeprecationWarning)
@@ -315,7 +316,7 @@ class PeerConnectionServiceNetworkTests(SynchronousTestCase):
 
     def setUp(self) -> None:
         self.reactor = MemoryReactorClock()
-        self.network = PeerNetwork(self.reactor, identifier="me")
+        self.network = PeerNetwork(self.reactor, display_name="me")
 
     def attempts(self) -> list[tuple[str, int]]:
         return [(host, port) for host, port, *_ in self.reactor.tcpClients]
@@ -338,7 +339,7 @@ class PeerConnectionServiceNetworkTests(SynchronousTestCase):
 
     def test_reconnects_after_loss(self) -> None:
         """A kept peer whose channel closes is dialled again after the initial delay."""
-        server = PeerNetwork(self.reactor, identifier="server")
+        server = PeerNetwork(self.reactor, display_name="server")
         server.listen("tcp:8051")
         keeper = PeerConnectionService(self.network, PEER, self.reactor)
         keeper.startService()
@@ -358,9 +359,10 @@ class PeerConnectionServiceNetworkTests(SynchronousTestCase):
 
     def test_untrusted_connection_does_not_reset_backoff(self) -> None:
         """A peer that accepts the connection but never trusts us is redialled ever slower."""
-        server = PeerNetwork(self.reactor, identifier="server", trust_protocol="none")
+        server = PeerNetwork(self.reactor, transport="tcp", identifier="server",
+                             trust_protocol="none")
         server.listen("tcp:8051")
-        network = PeerNetwork(self.reactor, identifier="me", trust_protocol="none")
+        network = PeerNetwork(self.reactor, transport="tcp", identifier="me", trust_protocol="none")
         keeper = PeerConnectionService(network, PEER, self.reactor)
         keeper.startService()
         for delay in (1.0, 2.0, 4.0):
@@ -376,8 +378,8 @@ class PeerConnectionServiceNetworkTests(SynchronousTestCase):
 
     def test_gives_up_on_self(self) -> None:
         """A kept peer that is this node is not dialled, nor retried."""
-        keeper = PeerConnectionService(self.network, GenericPeer("10.0.0.1", 1, "me"),
-                                       self.reactor)
+        keeper = PeerConnectionService(
+            self.network, GenericPeer("10.0.0.1", 1, self.network.identifier), self.reactor)
         keeper.startService()
         self.assertEqual(self.reactor.getDelayedCalls(), [])
         self.assertEqual(self.attempts(), [])
@@ -425,7 +427,8 @@ class PeerListenerServiceTests(SynchronousTestCase):
     """The peer listener is a restartable StreamServerEndpointService that fails loudly."""
 
     def setUp(self) -> None:
-        self.network = PeerNetwork(MemoryReactorClock(), identifier="node")
+        self.network = PeerNetwork(MemoryReactorClock(), transport="tcp",
+                                   trust_protocol=always_trust, identifier="node")
         self.logged = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
 
     def test_is_a_stream_server_endpoint_service(self) -> None:
@@ -510,7 +513,7 @@ class ControlServiceTests(SynchronousTestCase):
         from p2pnet_tx.control import ControlAPI, MessageLog
 
         data_dir = NodeDataDir(self.mktemp()).ensure()
-        network = PeerNetwork(reactor, identifier="node")
+        network = PeerNetwork(reactor, display_name="node")
         api = ControlAPI(network, "t", MessageLog(reactor))
         return ControlService(reactor, "tcp:8765:interface=127.0.0.1", api, data_dir,
                               fallback), data_dir
@@ -577,7 +580,7 @@ class PeerNetworkServiceTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.reactor = MemoryReactorClock()
         self.data_dir = NodeDataDir(self.mktemp()).ensure()
-        self.network = PeerNetwork(self.reactor, identifier="node")
+        self.network = PeerNetwork(self.reactor, display_name="node")
 
     def service(self, **kwargs: object) -> PeerNetworkService:
         return PeerNetworkService(self.network, listen="tcp:8051", data_dir=self.data_dir,
@@ -626,7 +629,7 @@ class PeerNetworkServiceTests(SynchronousTestCase):
         again: it listens, and a peer connects and is trusted again."""
         service = self.service()
         service.startService()
-        peer = PeerNetwork(self.reactor, identifier="peer")
+        peer = PeerNetwork(self.reactor, display_name="peer")
         for round_ in range(2):
             self.assertEqual(self.network.listening_port, 8051)
             dialled = peer.connect(GenericPeer("127.0.0.1", 8051))
@@ -683,7 +686,7 @@ class SaveDebounceTests(SynchronousTestCase):
         """Many trusted peers within a second make one pending save; stop saves at once."""
         reactor = MemoryReactorClock()
         data_dir = NodeDataDir(self.mktemp()).ensure()
-        network = PeerNetwork(reactor, identifier="node")
+        network = PeerNetwork(reactor, display_name="node")
         service = PeerNetworkService(network, listen="tcp:8051", data_dir=data_dir)
         service.startService()
         for n in range(1, 4):

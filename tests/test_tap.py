@@ -83,11 +83,13 @@ class OptionsTests(SynchronousTestCase):
         return options
 
     def test_defaults(self) -> None:
-        """The defaults start a key-trusting p2pnet node on tcp:8051."""
+        """The defaults start a key-trusting p2pnet node over TLS on tcp:8051."""
         options = self.parse()
         self.assertEqual(options["listen"], "tcp:8051")
         self.assertEqual(options["trust"], "key")
+        self.assertEqual(options["transport"], "tls")
         self.assertEqual(options["wire"], "p2pnet")
+        self.assertIsNone(options["name"])
         self.assertEqual(options["control"], "tcp:8765:interface=127.0.0.1")
         self.assertEqual(options["peers"], [])
 
@@ -106,7 +108,8 @@ class OptionsTests(SynchronousTestCase):
             "--block-ip": ["--block-ip", "999.1.1.1"],
             "--wire": ["--wire", "morse"],
             "--trust": ["--trust", "blind"],
-            "--identifier": ["--identifier", "x" * 300],
+            "--name": ["--name", "x" * 300],
+            "--transport": ["--transport", "carrier-pigeon"],
             "--listen": ["--listen", "nonsense:1"],
             "--control": ["--control", "tcp:notaport"],
         }
@@ -114,6 +117,34 @@ class OptionsTests(SynchronousTestCase):
             with self.assertRaises(UsageError) as caught:
                 self.parse(*argv)
             self.assertIn(option, str(caught.exception))
+
+    def test_transport_defaults(self) -> None:
+        """The dotnet wire defaults to tcp and ping trust; tcp with p2pnet takes ping or none."""
+        options = self.parse("--wire", "dotnet")
+        self.assertEqual((options["transport"], options["trust"]), ("tcp", "ping"))
+        options = self.parse("--transport", "tcp", "--trust", "none")
+        self.assertEqual((options["transport"], options["trust"]), ("tcp", "none"))
+
+    def test_insecure_combinations(self) -> None:
+        """Key trust over tcp, TLS with dotnet, tcp without a trust choice: clear errors."""
+        cases = [
+            (["--transport", "tcp", "--trust", "key"], "--trust ping or none"),
+            (["--transport", "tcp"], "--trust ping or none"),
+            (["--wire", "dotnet", "--transport", "tls"], "no TLS"),
+        ]
+        for argv, message in cases:
+            with self.assertRaises(UsageError) as caught:
+                self.parse(*argv)
+            self.assertIn(message, str(caught.exception))
+
+    def test_identifier_is_deprecated_alias_of_name(self) -> None:
+        """--identifier sets the display name, with one warning however often it is given."""
+        logged = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        options = self.parse("--identifier", "alpha", "-i", "beta")
+        self.assertEqual(options["name"], "beta")
+        warnings = [e for e in logged if e["log_level"] == LogLevel.warn]
+        self.assertEqual(len(warnings), 1)
+        self.assertIn("--name", warnings[0]["log_format"])
 
 
 class MakeServiceTests(SynchronousTestCase):
@@ -123,15 +154,16 @@ class MakeServiceTests(SynchronousTestCase):
         """The options become a PeerNetworkService whose network follows them."""
         data_dir = self.mktemp()
         options = tap.Options()
-        options.parseOptions(["--data-dir", data_dir, "--identifier", "alpha",
+        options.parseOptions(["--data-dir", data_dir, "--name", "alpha",
                               "--peer", "127.0.0.1:8052", "--allow-enhanced",
                               "--block-ip", "10.0.0.7", "--wire", "dotnet", "--trust", "ping"])
         service = tap.makeService(options)
         self.assertIsInstance(service, PeerNetworkService)
         network = service.network
         self.assertIsInstance(network, PeerNetwork)
-        self.assertEqual(network.identifier, "alpha")
+        self.assertEqual(network.display_name, "alpha")
         self.assertEqual(network.wire, "dotnet")
+        self.assertEqual(network.transport, "tcp")
         self.assertTrue(network.policy.allow_enhanced_packet_exchange)
         self.assertTrue(network.policy.is_blocked_ip("10.0.0.7"))
         self.assertEqual([k.peer for k in service.keepers], [GenericPeer("127.0.0.1", 8052)])
@@ -139,14 +171,17 @@ class MakeServiceTests(SynchronousTestCase):
         self.assertEqual(os.stat(os.path.join(data_dir, "control.token")).st_mode & 0o777, 0o600)
 
     def test_key_is_kept(self) -> None:
-        """A second start from the same data directory has the same identity."""
+        """A second start from the same data directory has the same identity, over TLS."""
         data_dir = self.mktemp()
         identifiers = []
         for _ in range(2):
             options = tap.Options()
-            options.parseOptions(["--data-dir", data_dir])
-            identifiers.append(tap.makeService(options).network.identifier)
+            options.parseOptions(["--data-dir", data_dir, "--name", "alpha"])
+            network = tap.makeService(options).network
+            self.assertEqual((network.transport, network.display_name), ("tls", "alpha"))
+            identifiers.append(network.identifier)
         self.assertEqual(identifiers[0], identifiers[1])
+        self.assertTrue(identifiers[0].startswith("bciq"))
 
     def test_unusable_data_dir(self) -> None:
         """A data directory that cannot be created is a UsageError, not a traceback."""

@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.error import ConnectionDone
+from twisted.internet.protocol import Factory
 from twisted.internet.task import Clock
 from twisted.internet.testing import EventLoggingObserver, StringTransport
 from twisted.logger import globalLogPublisher
@@ -26,15 +27,14 @@ from p2pnet_tx.channel import ChannelLimits, PeerChannel
 from p2pnet_tx.errors import ChannelClosed, HandshakeTimeout, TrustRefused
 from p2pnet_tx.handlers import PacketHandleProtocol
 from p2pnet_tx.packets import (
-    DataPayloadFormat,
-    DataTransmissionPacket,
     DisconnectPacket,
+    IdentifierPacket,
     Packet,
     PacketType,
     PureMessagePacket,
 )
-from p2pnet_tx.peer import GenericPeer
 from p2pnet_tx.testing import RecordingHandler, connected_channels
+from p2pnet_tx.tls import NodeTLS
 from p2pnet_tx.trust import (
     KeyTrust,
     PingCore,
@@ -47,6 +47,7 @@ from p2pnet_tx.trust import (
     public_key_bytes,
 )
 from p2pnet_tx.wire import get_codec
+from tests.tls_support import join, tls_client
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "docs" / "examples" / "custom_trust.py"
 PEER_ADDRESS = IPv4Address("TCP", "10.0.0.7", 40001)
@@ -450,200 +451,129 @@ class PingTrustTests(SynchronousTestCase):
 
 
 class KeyTrustTests(SynchronousTestCase):
-    """The Ed25519 challenge-response handshake."""
+    """
+    Key trust: the verdict on the Ed25519 key the peer's TLS handshake proved on this
+    connection, two bare channels joined over TLS in memory.
+    """
 
     def setUp(self) -> None:
+        self.clock = Clock()
         self.server_key = Ed25519PrivateKey.generate()
         self.client_key = Ed25519PrivateKey.generate()
         self.logged = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
 
     def reasons(self) -> list[str]:
-        """The reasons the key handshakes logged for failing."""
+        """The reasons key trust logged for refusing."""
         return [event["why"] for event in self.logged if "why" in event]
 
-    def test_success(self) -> None:
-        """Two channels with key trust trust each other and learn each other's key."""
-        pair = Pair(KeyTrust(self.server_key), KeyTrust(self.client_key))
-        self.assertIs(self.successResultOf(pair.server_trusted), pair.server)
-        self.assertIs(self.successResultOf(pair.client_trusted), pair.client)
-        self.assertEqual(pair.server.properties["public_key"], public_key_bytes(self.client_key))
-        self.assertEqual(pair.client.properties["public_key"], public_key_bytes(self.server_key))
-        self.assertEqual(pair.recorder.calls, [])  # handshake packets are consumed
-        self.assertEqual(len(pair.server.on_data_received), 0)
+    def channel(self, trust: Any, identifier: str, port: int) -> PeerChannel:
+        return PeerChannel(
+            "p2pnet", None, trust, clock=self.clock, await_identity=True,
+            local_identity=IdentifierPacket("connect", port, "",
+                                            source_origin_identifier=identifier),
+        )
 
-    def test_success_dotnet(self) -> None:
-        """The key handshake also runs over the dotnet format."""
-        pair = Pair(key_trust(self.server_key), key_trust(self.client_key), codec="dotnet")
-        self.successResultOf(pair.server_trusted)
-        self.successResultOf(pair.client_trusted)
+    def pair(
+        self, server_trust: Any, client_trust: Any, client_claims: str | None = None,
+        client_key: Ed25519PrivateKey | None = None,
+    ) -> tuple[PeerChannel, PeerChannel, list[Deferred[PeerChannel]]]:
+        """
+        A server channel with the server key and a client channel with the client key (or
+        C{client_key}), claiming their derived identifiers (or C{client_claims}), joined over
+        TLS.
+
+        @return: the two channels and their when_trusted() Deferreds.
+        """
+        client_key = self.client_key if client_key is None else client_key
+        server = self.channel(server_trust, identifier_for_public_key(self.server_key), 8051)
+        client = self.channel(
+            client_trust, client_claims or identifier_for_public_key(client_key), 40001)
+        trusted = [server.when_trusted(), client.when_trusted()]
+        server_side = NodeTLS(self.server_key, self.clock).server_factory(
+            Factory.forProtocol(lambda: server)).buildProtocol(PEER_ADDRESS)
+        join(server_side, tls_client(client, NodeTLS(client_key, self.clock), self.clock),
+             self.clock, "10.0.0.7", 40001)
+        return server, client, trusted
+
+    def test_success(self) -> None:
+        """Both sides trust each other and keep the key the other's TLS handshake proved."""
+        server, client, (server_trusted, client_trusted) = self.pair(key_trust(), key_trust())
+        self.assertIs(self.successResultOf(server_trusted), server)
+        self.assertIs(self.successResultOf(client_trusted), client)
+        self.assertEqual(server.properties["public_key"], public_key_bytes(self.client_key))
+        self.assertEqual(client.properties["public_key"], public_key_bytes(self.server_key))
 
     def test_known_keys(self) -> None:
         """Peers whose key is in known_keys are trusted."""
-        pair = Pair(key_trust(self.server_key, [public_key_bytes(self.client_key)]),
-                    key_trust(self.client_key, [public_key_bytes(self.server_key)]))
-        self.successResultOf(pair.server_trusted)
-        self.successResultOf(pair.client_trusted)
+        _, _, trusted = self.pair(key_trust([public_key_bytes(self.client_key)]),
+                                  KeyTrust([public_key_bytes(self.server_key)]))
+        for d in trusted:
+            self.successResultOf(d)
 
-    def test_wrong_key(self) -> None:
-        """A peer whose key is not in known_keys is refused and dropped."""
-        stranger = public_key_bytes(Ed25519PrivateKey.generate())
-        pair = Pair(key_trust(self.server_key, [stranger]), key_trust(self.client_key))
-        self.failureResultOf(pair.server_trusted, TrustRefused)
-        self.successResultOf(pair.client_trusted)  # the client had no key list
-        self.assertFalse(pair.server.is_trusted)
-        self.assertFalse(pair.client.is_trusted)
-        self.assertTrue(pair.server.is_closed)
-        self.assertTrue(pair.client.is_closed)
-        self.assertEqual(pair.server.counters["handshakes_failed"], 1)
+    def test_unknown_key(self) -> None:
+        """A peer whose proven key is not in known_keys is refused and dropped."""
+        server, client, (server_trusted, _) = self.pair(
+            key_trust([public_key_bytes(Ed25519PrivateKey.generate())]), key_trust())
+        self.failureResultOf(server_trusted, TrustRefused)
+        self.assertFalse(server.is_trusted)
+        self.assertTrue(server.is_closed)
+        self.assertTrue(client.is_closed)
+        self.assertEqual(server.counters["handshakes_failed"], 1)
         self.assertEqual(self.reasons(), ["unknown public key"])
-        self.assertEqual(pair.clock.getDelayedCalls(), [])
+        self.assertNotIn("public_key", server.properties)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
 
-    def test_bound_identifiers(self) -> None:
-        """With bind_identifier, peers whose identifiers derive from their keys are trusted."""
-        server_id = identifier_for_public_key(self.server_key)
-        client_id = identifier_for_public_key(self.client_key)
-        pair = Pair(
-            key_trust(self.server_key, bind_identifier=True),
-            key_trust(self.client_key, bind_identifier=True),
-            server_kwargs={"local_identifier": server_id,
-                           "peer": GenericPeer("127.0.0.2", 40001, client_id)},
-            client_kwargs={"local_identifier": client_id,
-                           "peer": GenericPeer("127.0.0.1", 8051, server_id)},
-        )
-        self.successResultOf(pair.server_trusted)
-        self.successResultOf(pair.client_trusted)
-
-    def test_unbound_identifier(self) -> None:
-        """With bind_identifier, an identifier not derived from the peer's key is refused."""
-        pair = Pair(
-            key_trust(self.server_key, bind_identifier=True),
-            key_trust(self.client_key),
-            server_kwargs={"local_identifier": "server",
-                           "peer": GenericPeer("127.0.0.2", 40001, "impostor")},
-            client_kwargs={"local_identifier": "impostor",
-                           "peer": GenericPeer("127.0.0.1", 8051, "server")},
-        )
-        self.failureResultOf(pair.server_trusted, TrustRefused)
-        self.successResultOf(pair.client_trusted)
-        self.assertEqual(self.reasons(), ["identifier does not match the public key"])
-
-    def record_session(self) -> list[Packet]:
+    def test_identifier_not_derived(self) -> None:
         """
-        Run an honest session between the two keys; return what the client sent the server,
-        as an eavesdropper would see it.
+        Identifier theft: a fresh key claiming another node's identifier is refused, whatever
+        the channel's owner: key trust always binds the identifier to the proven key.
         """
-        sent: list[Packet] = []
-        clock = Clock()
+        stolen = identifier_for_public_key(Ed25519PrivateKey.generate())
+        server, _, (server_trusted, _) = self.pair(key_trust(), key_trust(), client_claims=stolen)
+        self.failureResultOf(server_trusted, TrustRefused)
+        self.assertTrue(server.is_closed)
+        [reason] = self.reasons()
+        self.assertIn("is not the one its key derives", reason)
 
-        def make_server() -> PeerChannel:
-            channel = PeerChannel("p2pnet", None, key_trust(self.server_key), clock=clock)
-            decoder, original = get_codec("p2pnet").decoder(), channel.dataReceived
-
-            def eavesdrop(data: bytes) -> None:
-                sent.extend(decoder.feed(data))
-                original(data)
-
-            channel.dataReceived = eavesdrop  # type: ignore[method-assign]
-            return channel
-
-        server, _, _ = connected_channels(
-            make_server,
-            lambda: PeerChannel("p2pnet", None, key_trust(self.client_key), clock=clock),
-            clock,
-        )
-        self.assertTrue(server.is_trusted)
-        return sent
-
-    def test_replayed_proof(self) -> None:
+    def test_relayed_identity(self) -> None:
         """
-        A proof recorded from one session and replayed into a new one signs the old nonces:
-        the new session does not trust it and aborts.
+        Relay: an attacker with its own TLS session forwards C's Identity (C's identifier,
+        even C's listening port): the key this connection proved is the attacker's, so it is
+        not trusted as C.
         """
-        recorded = self.record_session()
-        nonce, proof = recorded
-        self.assertIsInstance(nonce, PureMessagePacket)
-        self.assertIsInstance(proof, DataTransmissionPacket)
-        trust = key_trust(self.server_key, [public_key_bytes(self.client_key)])
-        channel, transport, clock = connect(trust)
-        trusted = channel.when_trusted()
-        channel.dataReceived(frame(nonce) + frame(proof))
-        self.failureResultOf(trusted, TrustRefused)
-        self.assertTrue(transport.aborted)
-        self.assertEqual(self.reasons(), ["bad signature"])
-        lose(channel)
-        self.assertEqual(clock.getDelayedCalls(), [])
+        c_key = Ed25519PrivateKey.generate()
+        server, _, (server_trusted, _) = self.pair(
+            key_trust([public_key_bytes(c_key)]), key_trust(),
+            client_claims=identifier_for_public_key(c_key))
+        self.failureResultOf(server_trusted, TrustRefused)
+        self.assertFalse(server.is_trusted)
 
-    def test_proof_before_nonce(self) -> None:
-        """A proof that arrives before the peer's nonce is refused."""
-        _, proof = self.record_session()
-        channel, transport, _ = connect(key_trust(self.server_key))
-        channel.dataReceived(frame(proof))
+    def test_not_tls(self) -> None:
+        """Over a plaintext transport key trust refuses every peer."""
+        channel, transport, _ = connect(key_trust(), await_identity=True)
+        identifier = identifier_for_public_key(self.client_key)
+        channel.dataReceived(frame(IdentifierPacket("connect", 40001, "",
+                                                    source_origin_identifier=identifier)))
         self.failureResultOf(channel.when_trusted(), TrustRefused)
         self.assertTrue(transport.aborted)
-        self.assertEqual(self.reasons(), ["proof before nonce"])
-
-    def test_forged_signature(self) -> None:
-        """A proof with the right key but a made-up signature is refused."""
-        import base64
-        import json
-
-        nonce, _ = self.record_session()
-        forged = json.dumps({
-            "PublicKey": base64.b64encode(public_key_bytes(self.client_key)).decode(),
-            "Signature": base64.b64encode(b"\x00" * 64).decode(),
-        }).encode()
-        channel, transport, _ = connect(key_trust(self.server_key))
-        channel.dataReceived(frame(nonce) + frame(DataTransmissionPacket(
-            b"p2pnet-key-trust/1 proof " + forged, DataPayloadFormat.MISC_DATA)))
-        self.failureResultOf(channel.when_trusted(), TrustRefused)
-        self.assertEqual(self.reasons(), ["bad signature"])
-
-    def test_malformed_proof(self) -> None:
-        """A proof that is not the JSON of a key and a signature is refused, not raised."""
-        nonce, _ = self.record_session()
-        channel, _, _ = connect(key_trust(self.server_key))
-        channel.dataReceived(frame(nonce) + frame(DataTransmissionPacket(
-            b"p2pnet-key-trust/1 proof {nope", DataPayloadFormat.MISC_DATA)))
-        self.failureResultOf(channel.when_trusted(), TrustRefused)
-        self.assertEqual(self.reasons(), ["malformed proof"])
-
-    def test_reflected_nonce(self) -> None:
-        """A peer that sends our own nonce back is refused."""
-        channel, transport, _ = connect(key_trust(self.server_key))
-        [our_nonce] = sent_packets(transport)
-        channel.dataReceived(frame(our_nonce))
-        self.failureResultOf(channel.when_trusted(), TrustRefused)
-        self.assertEqual(self.reasons(), ["our own nonce reflected"])
-
-    def test_bad_nonce(self) -> None:
-        """A nonce that is not 32 bytes of base64 is refused."""
-        channel, _, _ = connect(key_trust(self.server_key))
-        channel.dataReceived(frame(PureMessagePacket("p2pnet-key-trust/1 nonce !!")))
-        self.failureResultOf(channel.when_trusted(), TrustRefused)
-        self.assertEqual(self.reasons(), ["bad nonce"])
+        self.assertEqual(self.reasons(), ["the connection is not TLS"])
 
     def test_silence(self) -> None:
-        """A peer that never answers is dropped at the deadline; the handshake is undone."""
-        channel, transport, clock = connect(key_trust(self.server_key))
-        clock.advance(10)
-        self.failureResultOf(channel.when_trusted(), HandshakeTimeout)
+        """A TLS peer that never answers is dropped at the deadline; nothing is left behind."""
+        server = self.channel(key_trust(), identifier_for_public_key(self.server_key), 8051)
+        server_side = NodeTLS(self.server_key, self.clock).server_factory(
+            Factory.forProtocol(lambda: server)).buildProtocol(PEER_ADDRESS)
+        transport = AbortableTransport(hostAddress=HOST_ADDRESS, peerAddress=PEER_ADDRESS)
+        server_side.makeConnection(transport)
+        self.clock.advance(10)
+        self.failureResultOf(server.when_trusted(), HandshakeTimeout)
         self.assertTrue(transport.aborted)
-        self.assertEqual(len(channel.on_data_received), 0)
-        self.assertEqual(clock.getDelayedCalls(), [])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
 
-    def test_disconnect_mid_handshake(self) -> None:
-        """A connection lost mid-handshake fails when_trusted with ChannelClosed."""
-        channel, _, clock = connect(key_trust(self.server_key))
-        trusted = channel.when_trusted()
-        lose(channel)
-        self.failureResultOf(trusted, ChannelClosed)
-        self.assertEqual(clock.getDelayedCalls(), [])
-        self.assertEqual(len(channel.on_data_received), 0)
-
-    def test_fresh_key(self) -> None:
-        """key_trust() without a key makes a fresh one each time."""
-        self.assertNotEqual(key_trust().public_key, key_trust().public_key)
-        self.assertEqual(len(key_trust().public_key), 32)
+    def test_fresh(self) -> None:
+        """key_trust() trusts any proven key; known_keys restricts it."""
+        self.assertIsNone(key_trust().known_keys)
+        self.assertEqual(key_trust([bytes(32)]).known_keys, frozenset([bytes(32)]))
 
 
 class CustomTrustExampleTests(SynchronousTestCase):

@@ -23,11 +23,14 @@ log = Logger(namespace="example")
 
 
 def make_node(
-    reactor: Any, identifier: str | None = None, listen: str = "tcp:8051",
+    reactor: Any, name: str | None = None, listen: str = "tcp:8051",
     peers: Iterable[GenericPeer] = (),
 ) -> PeerNetworkService:
-    """Return a node service: attach it to an Application, or start it yourself."""
-    network = PeerNetwork(reactor, identifier=identifier)
+    """
+    Return a node service: attach it to an Application, or start it yourself.  Its peers
+    connect over TLS and know it by its key; C{name} is only what it shows them.
+    """
+    network = PeerNetwork(reactor, display_name=name)
     received: list[str] = []
 
     def on_message(channel: PeerChannel, packet: PureMessagePacket) -> None:
@@ -35,7 +38,7 @@ def make_node(
         log.info("{peer} says {text}", peer=channel.peer, text=packet.message)
 
     def greet(channel: PeerChannel) -> None:
-        channel.send_message(f"hello from {network.identifier}")
+        channel.send_message(f"hello from {network.display_name or network.identifier}")
 
     network.handlers.set_handler(PacketType.MESSAGE, on_message)
     network.peer_trusted.add(greet)

@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from twisted.internet.defer import Deferred, fail, succeed
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IHandshakeListener, IReactorTime
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
@@ -77,6 +77,9 @@ class ChannelOwner:
     def channel_connected(self, channel: PeerChannel) -> None:
         """Nothing to do."""
 
+    def channel_secured(self, channel: PeerChannel) -> None:
+        """Nothing to do: a trust protocol (L{p2pnet_tx.trust.KeyTrust}) may check the key."""
+
     def identity_received(self, channel: PeerChannel, packet: IdentifierPacket) -> bool:
         """Accept every peer."""
         return True
@@ -100,9 +103,12 @@ def _peer_from_address(address: Any) -> GenericPeer | None:
         return None
 
 
+@implementer(IHandshakeListener)
 class PeerChannel(Protocol):
     """
-    One connection to a peer, as a Twisted L{Protocol}.
+    One connection to a peer, as a Twisted L{Protocol}.  Over TLS, it tells its owner when
+    the handshake is complete (L{IHandshakeListener}); the TLS layer holds back what it sends
+    and receives until then.
 
     @param codec: the wire format (an L{ICodec}, or its name: C{"p2pnet"}, C{"dotnet"}).
     @param handlers: the network's handler registry.
@@ -436,6 +442,11 @@ class PeerChannel(Protocol):
             self._lifecycle.expect_identity()
         elif self._trust_protocol is not None and self.policy.run_default_trust_protocol:
             self._lifecycle.start_handshake()
+
+    def handshakeCompleted(self) -> None:
+        """The TLS handshake is over (L{IHandshakeListener}): tell the owner."""
+        if self._open:
+            self.owner.channel_secured(self)
 
     def dataReceived(self, data: bytes) -> None:
         if self._open:

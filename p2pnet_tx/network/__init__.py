@@ -28,6 +28,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from twisted.internet.defer import Deferred, DeferredList, fail, maybeDeferred
 from twisted.internet.interfaces import IListeningPort
+from twisted.internet.protocol import Factory
 from twisted.logger import Logger, LogLevel
 from zope.interface import implementer
 
@@ -35,25 +36,27 @@ from p2pnet_tx._observer import Observers
 from p2pnet_tx.channel import ChannelLimits, ChannelOwner, PeerChannel, TrustProtocol
 from p2pnet_tx.errors import NetworkClosed, SendBufferFull
 from p2pnet_tx.handlers import PacketHandleProtocol
+from p2pnet_tx.identity import identifier_for_public_key, sanitize_display_name
 from p2pnet_tx.inbound import InboundConnectingPeersQueue
 from p2pnet_tx.interfaces import IPeer, IPeerChannelOwner
 from p2pnet_tx.network.admission import MAX_RATE_TRACKED_HOSTS, Admission, TokenBucket
 from p2pnet_tx.network.dialer import Dialer
-from p2pnet_tx.network.factory import (
-    ChannelMaker,
-    OutboundChannelFactory,
-    PeerChannelFactory,
-    resolve_trust_protocol,
-)
+from p2pnet_tx.network.factory import ChannelMaker, OutboundChannelFactory, PeerChannelFactory
 from p2pnet_tx.network.gossip import Gossip
 from p2pnet_tx.network.limits import NetworkLimits
 from p2pnet_tx.network.local import DEFAULT_BACKLOG, IDENTITY_MESSAGE, LocalNode
 from p2pnet_tx.network.membership import Membership
+from p2pnet_tx.network.security import (
+    KeyBinding,
+    resolve_transport,
+    resolve_trust_protocol,
+    security_warnings,
+)
 from p2pnet_tx.network.table import PeerTable, host_of
 from p2pnet_tx.packets import CollectionSharePacket, IdentifierPacket, Packet, PacketType
 from p2pnet_tx.peer import GenericPeer
 from p2pnet_tx.policy import IncomingPeerTrustPolicy
-from p2pnet_tx.trust import identifier_for_public_key
+from p2pnet_tx.tls import NodeTLS
 from p2pnet_tx.wire_mode import WireMode, get_wire_mode
 
 __all__ = [
@@ -68,21 +71,41 @@ class PeerNetwork(ChannelOwner):
     A node's view of the network: its identity, its peers and channels, and its policies.
 
     @param reactor: provides TCP, time and name resolution; every timer runs on it.
-    @param identifier: this node's identifier; by default derived from C{private_key}.
-    @param private_key: this node's Ed25519 key; a fresh one by default.
+    @param private_key: this node's Ed25519 key, its identity; a fresh one by default.  The
+        node's identifier is derived from it (L{identifier_for_public_key
+        <p2pnet_tx.identity.identifier_for_public_key>}).
+    @param display_name: a name to show peers (at most 64 printable characters), sent in the
+        Identity packet; never what a peer is trusted for.
+    @param identifier: a chosen identifier instead of the derived one: only with transport
+        C{"tcp"}, where nothing binds identifiers to keys.
     @param policy: the trust policy.
     @param wire: C{"p2pnet"} (default) or C{"dotnet"}, or a L{WireMode}.
-    @param trust_protocol: C{"key"} (default), C{"ping"}, C{"none"} (peers stay untrusted
-        unless the application trusts them) or a trust protocol callable.
+    @param transport: C{"tls"} (the default for the p2pnet wire: TLS 1.3, mutual, each side
+        proving its node key) or C{"tcp"} (plaintext: the default, and the only choice, for
+        the dotnet wire).
+    @param trust_protocol: C{"key"} (the default over TLS: the verdict on the key TLS
+        proved), C{"ping"} (the default on the dotnet wire), C{"none"} (peers stay untrusted
+        unless the application trusts them) or a trust protocol callable.  Over plaintext TCP
+        with the p2pnet wire it must be chosen, and cannot be key trust.
     @param limits: the network's limits; C{channel_limits}, each channel's.
+    @raise ValueError: for an unknown wire, transport or trust protocol; for TLS with the
+        dotnet wire; for key trust over TCP; for C{identifier} over TLS; for a display name
+        unfit to show.
 
+    @ivar identifier: this node's identifier.
+    @ivar display_name: this node's display name, or C{None}.
+    @ivar transport: C{"tls"} or C{"tcp"}.
+    @ivar tls: the node's L{NodeTLS<p2pnet_tx.tls.NodeTLS>} (certificate, contexts), or C{None}
+        over TCP.
     @ivar wire: the wire mode's name; C{wire_mode}, the L{WireMode} itself.
     @ivar known_peers: peers heard of (connected or named in peer lists), by address and port,
         oldest first, at most C{limits.max_known_peers}.
     @ivar discouraged_ips: addresses that misbehaved, refused for a while when half full.
     @ivar inbound: the queue of new inbound peers (see C{incoming_peer_placement}).
     @ivar handlers: the packet handler registry every channel of this network uses.
-    @ivar factory: the server factory to listen with.
+    @ivar factory: the server factory to listen with (with any stream endpoint): over TLS it
+        wraps C{channel_factory} in TLS.
+    @ivar channel_factory: the factory of inbound channels, without TLS.
     @ivar incoming_peer_connection_attempt: observers C{(peer, channel)} of new inbound peers.
     @ivar peer_added: observers C{(channel)} of channels whose peer was accepted.
     @ivar peer_removed: observers C{(channel)} of accepted channels that closed.
@@ -97,24 +120,40 @@ class PeerNetwork(ChannelOwner):
         self,
         reactor: Any,
         *,
-        identifier: str | None = None,
         private_key: Ed25519PrivateKey | None = None,
+        display_name: str | None = None,
+        identifier: str | None = None,
         policy: IncomingPeerTrustPolicy | None = None,
         wire: str | WireMode = "p2pnet",
-        trust_protocol: TrustProtocol | str = "key",
+        transport: str | None = None,
+        trust_protocol: TrustProtocol | str | None = None,
         limits: NetworkLimits | None = None,
         channel_limits: ChannelLimits | None = None,
     ) -> None:
         self.reactor = reactor
+        self.wire_mode = get_wire_mode(wire)
+        self.wire = self.wire_mode.name
+        self.transport = resolve_transport(transport, self.wire_mode)
+        if identifier is not None and self.transport == "tls":
+            raise ValueError(
+                "over TLS a node's identifier is derived from its key and cannot be chosen: "
+                "use display_name= for a name (identifier= works only with transport 'tcp')"
+            )
+        if display_name is not None and sanitize_display_name(display_name) is None:
+            raise ValueError(
+                f"display name {display_name!r} is not 1 to 64 printable characters"
+            )
+        self.display_name = display_name
         self.private_key = Ed25519PrivateKey.generate() if private_key is None else private_key
         self.identifier = identifier or identifier_for_public_key(self.private_key)
         GenericPeer("127.0.0.1", 1, self.identifier)  # validates the identifier
         self.policy = IncomingPeerTrustPolicy() if policy is None else policy
-        self.wire_mode = get_wire_mode(wire)
-        self.wire = self.wire_mode.name
         self.limits = NetworkLimits() if limits is None else limits
         self.channel_limits = ChannelLimits() if channel_limits is None else channel_limits
-        self.trust_protocol = resolve_trust_protocol(trust_protocol, self.policy, self.private_key)
+        self.trust_protocol = resolve_trust_protocol(
+            trust_protocol, self.policy, self.transport, self.wire_mode
+        )
+        self.tls = NodeTLS(self.private_key, reactor) if self.transport == "tls" else None
         self.handlers = PacketHandleProtocol(defaults={
             PacketType.IDENTITY: self.add_peer,
             PacketType.PEER_GROUP: self.process_peer_list,
@@ -129,11 +168,15 @@ class PeerNetwork(ChannelOwner):
         self.peer_blocked = Observers("peer blocked")
         self._closed = False
         self._build_parts()
+        for warning in security_warnings(self.wire_mode, self.transport, self.trust_protocol,
+                                         self.policy):
+            self.log.warn("insecure node {identifier}: {warning}", identifier=self.identifier,
+                          warning=warning)
 
     def _build_parts(self) -> None:
         # Each part gets what it needs, by name; the facade itself only as channel owner.
         self._table = PeerTable(self.limits.max_known_peers)
-        self._local = LocalNode(self.reactor, self.identifier, self.wire_mode)
+        self._local = LocalNode(self.reactor, self.identifier, self.wire_mode, self.display_name)
         self._admission = Admission(self.reactor, self.policy, self.limits, self._table,
                                     self.counters)
         self._channels = ChannelMaker(
@@ -147,18 +190,25 @@ class PeerNetwork(ChannelOwner):
             counters=self.counters, incoming_peer_connection_attempt=(
                 self.incoming_peer_connection_attempt), peer_added=self.peer_added,
             peer_removed=self.peer_removed,
+            binding=KeyBinding(self.counters) if self.tls is not None else None,
+            drop=self._drop_misbehaving,
         )
         self._dialer = Dialer(
             self.reactor, limits=self.limits, policy=self.policy, local=self._local,
             table=self._table, membership=self._membership, channels=self._channels,
             counters=self.counters,
+            wrap_endpoint=self.tls.client_endpoint if self.tls is not None else None,
         )
         self._gossip = Gossip(
             self.reactor, limits=self.limits, table=self._table, dialer=self._dialer,
             admission=self._admission, counters=self.counters, identifier=self.identifier,
             wire_mode=self.wire_mode,
         )
-        self.factory = PeerChannelFactory(self._admission, self._channels, self.counters)
+        self.channel_factory = PeerChannelFactory(self._admission, self._channels, self.counters)
+        self.factory: Factory = (
+            self.tls.server_factory(self.channel_factory) if self.tls is not None
+            else self.channel_factory
+        )
         self.known_peers = self._table.known_peers
         self.discouraged_ips = self._admission.discouraged_ips
 
@@ -364,8 +414,12 @@ class PeerNetwork(ChannelOwner):
         """Track a new connection; a mode without Identity accepts its peer at once."""
         self._membership.connected(channel)
 
+    def channel_secured(self, channel: PeerChannel) -> None:
+        """A channel's TLS handshake is over: hold its peer to the key it proved."""
+        self._membership.secured(channel)
+
     def identity_received(self, channel: PeerChannel, packet: IdentifierPacket) -> bool:
-        """Decide on a peer that said who it is: blocked, self, duplicate or welcome."""
+        """Decide on a peer that said who it is: unbound, blocked, self, duplicate or welcome."""
         return self._membership.identity_received(channel, packet)
 
     def channel_trusted(self, channel: PeerChannel) -> None:
@@ -382,6 +436,12 @@ class PeerNetwork(ChannelOwner):
     def peer_misbehaved(self, channel: PeerChannel, error: object) -> None:
         """Discourage the offender's address."""
         self._admission.misbehaved(host_of(channel))
+
+    def _drop_misbehaving(self, channel: PeerChannel, error: Exception) -> None:
+        self.log.warn("dropping misbehaving peer {peer}: {error}", peer=channel.peer,
+                      error=str(error))
+        self.peer_misbehaved(channel, error)
+        channel.abort(f"misbehaving: {error}")
 
     def channel_closed(self, channel: PeerChannel, reason: str) -> None:
         """

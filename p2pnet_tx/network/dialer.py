@@ -11,13 +11,13 @@ by one timer, set for when the bucket will next hold a token, or when an outboun
 from __future__ import annotations
 
 from collections import Counter, OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import attrs
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint
-from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.interfaces import IDelayedCall, IStreamClientEndpoint
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -46,6 +46,8 @@ class Dialer:
     @param table: the connected peers and the count of outbound channels.
     @param membership: tells when a dialled channel's peer is accepted.
     @param channels: builds the dialled channels.
+    @param wrap_endpoint: applied to each TCP endpoint before it connects (the network's TLS,
+        L{NodeTLS.client_endpoint<p2pnet_tx.tls.NodeTLS.client_endpoint>}), if given.
     @param counters: the network's counters: C{dials_deferred}, C{dials_retried},
         C{dials_failed}, C{deferred_dials_dropped}.
     """
@@ -63,6 +65,7 @@ class Dialer:
         membership: Membership,
         channels: ChannelMaker,
         counters: Counter[str],
+        wrap_endpoint: Callable[[IStreamClientEndpoint], IStreamClientEndpoint] | None = None,
     ) -> None:
         self._reactor = reactor
         self._limits = limits
@@ -72,6 +75,7 @@ class Dialer:
         self._membership = membership
         self._channels = channels
         self._counters = counters
+        self._wrap_endpoint = wrap_endpoint
         self._budget = TokenBucket(reactor, limits.dial_rate, limits.dial_burst)
         self._dialing: dict[tuple[str, int], _Dial] = {}
         self._put_off: OrderedDict[tuple[str, int], IPeer] = OrderedDict()
@@ -184,10 +188,12 @@ class Dialer:
 
     def _start(self, key: tuple[str, int], peer: IPeer, timeout: float | None) -> Deferred[Any]:
         endpoint_type = TCP6ClientEndpoint if ":" in peer.address else TCP4ClientEndpoint
-        endpoint = endpoint_type(
+        endpoint: IStreamClientEndpoint = endpoint_type(
             self._reactor, peer.address, peer.port,
             timeout=self._limits.connect_timeout if timeout is None else timeout,
         )
+        if self._wrap_endpoint is not None:
+            endpoint = self._wrap_endpoint(endpoint)
         dial: _Dial
 
         def arrived(channel: PeerChannel) -> Deferred[PeerChannel]:

@@ -1,6 +1,7 @@
 # -*- test-case-name: tests.test_network_factory -*-
 """
-How a network's channels are made: L{ChannelMaker} builds each L{PeerChannel} with what the
+How a network's channels are made (L{resolve_trust_protocol} is re-exported from
+L{p2pnet_tx.network.security}): L{ChannelMaker} builds each L{PeerChannel} with what the
 network configured, L{PeerChannelFactory} is the server factory that refuses or builds inbound
 channels, and L{OutboundChannelFactory} builds the one channel of a dial.
 """
@@ -11,7 +12,6 @@ from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from twisted.internet.interfaces import IAddress, IReactorTime
 from twisted.internet.protocol import ClientFactory, ServerFactory
 from twisted.logger import Logger
@@ -19,40 +19,14 @@ from twisted.logger import Logger
 from p2pnet_tx.channel import ChannelLimits, DeadlineQueue, PeerChannel, TrustProtocol
 from p2pnet_tx.handlers import PacketHandleProtocol
 from p2pnet_tx.interfaces import IPeer, IPeerChannelOwner
+from p2pnet_tx.network.security import resolve_trust_protocol  # noqa: F401 (re-exported)
 from p2pnet_tx.policy import IncomingPeerTrustPolicy
-from p2pnet_tx.trust import key_trust, ping_trust
 from p2pnet_tx.wire_mode import WireMode
 
 if TYPE_CHECKING:
     from p2pnet_tx.network.admission import Admission
     from p2pnet_tx.network.local import LocalNode
     from p2pnet_tx.network.table import PeerTable
-
-
-def resolve_trust_protocol(
-    value: TrustProtocol | str,
-    policy: IncomingPeerTrustPolicy,
-    private_key: Ed25519PrivateKey,
-) -> TrustProtocol | None:
-    """
-    The trust protocol a network runs: the policy's if it names one, else C{value}.
-
-    @param value: C{"key"}, C{"ping"}, C{"none"} or a trust protocol callable.
-    @param private_key: the node's key, for C{"key"}.
-    @return: the protocol, or C{None} for C{"none"}.
-    @raise ValueError: for an unknown name.
-    """
-    if policy.default_trust_protocol is not None:
-        return policy.default_trust_protocol
-    if callable(value):
-        return value
-    if value == "key":
-        return key_trust(private_key)
-    if value == "ping":
-        return ping_trust
-    if value == "none":
-        return None
-    raise ValueError(f"unknown trust protocol {value!r}; choose key, ping or none")
 
 
 class ChannelMaker:

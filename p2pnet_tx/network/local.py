@@ -23,7 +23,8 @@ DEFAULT_BACKLOG = 1024
 """The listen backlog used unless the endpoint string gives one."""
 
 IDENTITY_MESSAGE = "connect"
-"""The C{message} of the Identity packet a channel opens with."""
+"""The C{message} of the Identity packet a channel opens with, when the node has no display
+name (else the message is the display name)."""
 
 
 class LocalNode:
@@ -33,14 +34,18 @@ class LocalNode:
     @param reactor: where it listens.
     @param identifier: this node's identifier.
     @param wire_mode: says whether the node introduces itself with an Identity packet.
+    @param display_name: the name the node announces in its Identity packet, if any.
 
     @ivar listening_port: the port announced to peers: that of the first port still open, or 0.
     """
 
-    def __init__(self, reactor: Any, identifier: str, wire_mode: WireMode) -> None:
+    def __init__(
+        self, reactor: Any, identifier: str, wire_mode: WireMode, display_name: str | None = None
+    ) -> None:
         self._reactor = reactor
         self.identifier = identifier
         self.wire_mode = wire_mode
+        self.display_name = display_name
         # Each port with the (host, port number) it listened on: a closed Twisted port can no
         # longer say where it was.
         self._ports: dict[IListeningPort, tuple[str | None, int]] = {}
@@ -110,7 +115,8 @@ class LocalNode:
         # Packets are immutable: every channel may share one until the port changes.
         if self._identity is None or self._identity.data != self.listening_port:
             self._identity = IdentifierPacket(
-                IDENTITY_MESSAGE, self.listening_port, "", source_origin_identifier=self.identifier
+                self.display_name or IDENTITY_MESSAGE, self.listening_port, "",
+                source_origin_identifier=self.identifier,
             )
         return self._identity
 

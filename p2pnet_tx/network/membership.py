@@ -3,7 +3,8 @@
 L{Membership}: who joins a network's active peers.
 
 A channel's peer is accepted on connection (in a wire mode without Identity packets) or when
-it says who it is: refused if blocked, this node, or a duplicate of a connected peer, where the
+it says who it is: refused if, over TLS, the identifier it claims is not the one its key derives
+(dropped as misbehaving), if blocked, this node, or a duplicate of a connected peer, where the
 simultaneous-dial tie-break decides which of two connections both nodes keep.  Accepted peers
 are placed on the inbound queue and/or announced, per the policy.  The callers of C{connect()}
 wait here for their channel's peer to be accepted.
@@ -12,6 +13,7 @@ wait here for their channel's peer to be accepted.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from twisted.internet.defer import Deferred, fail
@@ -20,9 +22,18 @@ from twisted.python.failure import Failure
 
 from p2pnet_tx._observer import Observers, OneShotObserver
 from p2pnet_tx.channel import TrustProtocol
-from p2pnet_tx.errors import ChannelClosed, DuplicatePeer, PeerBlocked, PeerRefused, SelfConnection
+from p2pnet_tx.errors import (
+    ChannelClosed,
+    DuplicatePeer,
+    IdentityMismatch,
+    PeerBlocked,
+    PeerRefused,
+    SelfConnection,
+)
+from p2pnet_tx.identity import sanitize_display_name
 from p2pnet_tx.inbound import InboundConnectingPeersQueue
 from p2pnet_tx.logtext import REASON_TEXT_LIMIT, peer_text
+from p2pnet_tx.network.local import IDENTITY_MESSAGE
 from p2pnet_tx.network.table import PeerTable, host_of
 from p2pnet_tx.packets import IdentifierPacket
 from p2pnet_tx.peer import GenericPeer
@@ -31,6 +42,18 @@ from p2pnet_tx.wire_mode import WireMode
 
 if TYPE_CHECKING:
     from p2pnet_tx.channel import PeerChannel
+    from p2pnet_tx.network.security import KeyBinding
+
+
+def display_name_of(packet: IdentifierPacket) -> str | None:
+    """
+    The display name a peer announced in its Identity packet's message: C{None} for the plain
+    C{"connect"}, and for a name unfit to show (L{sanitize_display_name}).
+    """
+    message = packet.message
+    if message == IDENTITY_MESSAGE:
+        return None
+    return sanitize_display_name(message)
 
 
 class Membership:
@@ -51,6 +74,8 @@ class Membership:
     @param incoming_peer_connection_attempt: observers C{(peer, channel)} of new inbound peers.
     @param peer_added: observers C{(channel)} of accepted peers.
     @param peer_removed: observers C{(channel)} of accepted peers gone; here, those replaced.
+    @param binding: holds TLS peers to their keys (C{None} over plaintext TCP).
+    @param drop: called with a channel and the error, to drop a peer as misbehaving.
     """
 
     log = Logger()
@@ -68,6 +93,8 @@ class Membership:
         incoming_peer_connection_attempt: Observers,
         peer_added: Observers,
         peer_removed: Observers,
+        binding: KeyBinding | None = None,
+        drop: Callable[[PeerChannel, Exception], None] | None = None,
     ) -> None:
         self._table = table
         self._policy = policy
@@ -79,6 +106,8 @@ class Membership:
         self._incoming = incoming_peer_connection_attempt
         self._peer_added = peer_added
         self._peer_removed = peer_removed
+        self._binding = binding
+        self._drop = drop
         # Outbound channels only: their connect() callers wait for the outcome.
         self._arrivals: dict[PeerChannel, OneShotObserver[PeerChannel]] = {}
         self._refusals: dict[PeerChannel, PeerRefused] = {}
@@ -108,13 +137,42 @@ class Membership:
             if channel.peer is not None:
                 self._accept(channel, GenericPeer(channel.peer.address, channel.peer.port))
 
+    def secured(self, channel: PeerChannel) -> None:
+        """
+        A channel's TLS handshake is over: a peer without a usable key is dropped as
+        misbehaving; one without the key of the identifier it was dialled as is dropped (it is
+        not the peer we wanted), but not held to blame.
+        """
+        if self._binding is None:
+            return
+        refusal = self._binding.secured(channel)
+        if refusal is None:
+            return
+        self._refusals[channel] = refusal
+        if isinstance(refusal, IdentityMismatch):
+            # Not the peer's fault: what we expected came from elsewhere (a peer list, an old
+            # address), and discouraging it would let a gossiper get honest nodes refused.
+            channel.abort(f"not the peer dialled: {refusal}")
+        else:
+            self._dropped(channel, refusal)
+
     def identity_received(self, channel: PeerChannel, packet: IdentifierPacket) -> bool:
         """
-        Decide on a peer that said who it is.
+        Decide on a peer that said who it is.  Its display name, if it announced a fit one, is
+        kept in C{channel.properties["display_name"]}.
 
         @return: whether it is accepted (else the channel closes).
         """
         identifier = packet.source_origin_identifier or None
+        if self._binding is not None:
+            refusal = self._binding.claim_refusal(channel, identifier)
+            if refusal is not None:
+                self._refusals[channel] = refusal
+                self._dropped(channel, refusal)
+                return False
+        display_name = display_name_of(packet)
+        if display_name is not None:
+            channel.properties["display_name"] = display_name
         try:
             port = packet.data or getattr(channel.transport.getPeer(), "port", 0)
             peer = GenericPeer(host_of(channel), port, identifier)
@@ -171,6 +229,12 @@ class Membership:
                 return
             arrival = self._arrivals[channel] = OneShotObserver()
         arrival.fire(result)
+
+    def _dropped(self, channel: PeerChannel, error: PeerRefused) -> None:
+        if self._drop is not None:
+            self._drop(channel, error)
+        else:
+            channel.abort(f"misbehaving: {error}")
 
     def _refuse(self, channel: PeerChannel, error: PeerRefused) -> bool:
         self._refusals[channel] = error

@@ -6,14 +6,20 @@ peers are unaffected, and one address cannot take every slot.
 from __future__ import annotations
 
 import pytest_twisted
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.endpoints import (
+    TCP4ClientEndpoint,
+    connectProtocol,
+    wrapClientTLS,
+)
 from twisted.internet.protocol import Protocol
 
 from p2pnet_tx.network import PeerNetwork
 from p2pnet_tx.packets import PureMessagePacket
 from p2pnet_tx.peer import GenericPeer
+from p2pnet_tx.tls import NodeTLS
 
 from .support import eventually
 
@@ -32,16 +38,22 @@ class RawPeer(Protocol):
         self.lost.callback(None)
 
 
-async def raw_connect(port: int, source: str = "127.0.0.1") -> RawPeer:
+async def raw_connect(port: int, source: str = "127.0.0.1", tls: bool = True) -> RawPeer:
+    """
+    Connect a L{RawPeer} from C{source}; over TLS (as the nodes speak by default) with a
+    fresh key of its own: what it writes then reaches the node's channel, past TLS.
+    """
     endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port, bindAddress=(source, 0))
+    if tls:
+        endpoint = wrapClientTLS(NodeTLS(Ed25519PrivateKey.generate(), reactor), endpoint)
     return await connectProtocol(endpoint, RawPeer())
 
 
 @pytest_twisted.ensureDeferred
 async def test_oversized_frame_drops_only_the_offender() -> None:
     """A 4 GiB length prefix closes that connection at once; a trusted peer keeps talking."""
-    server = PeerNetwork(reactor, identifier="server")
-    client = PeerNetwork(reactor, identifier="client")
+    server = PeerNetwork(reactor, display_name="server")
+    client = PeerNetwork(reactor, display_name="client")
     await server.listen("tcp:0:interface=127.0.0.1")
     try:
         channel = await client.connect(GenericPeer("127.0.0.1", server.listening_port))
@@ -65,7 +77,7 @@ async def test_oversized_frame_drops_only_the_offender() -> None:
 @pytest_twisted.ensureDeferred
 async def test_one_address_cannot_take_every_slot() -> None:
     """At most 8 connections from one address are kept; another address still gets in."""
-    server = PeerNetwork(reactor, identifier="server")
+    server = PeerNetwork(reactor, display_name="server")
     await server.listen("tcp:0:interface=127.0.0.1")
     peers = []
     try:
@@ -92,12 +104,12 @@ async def test_control_api_refuses_huge_body_before_reading_it(tmp_path) -> None
     from p2pnet_tx.control import ControlAPI, MessageLog
     from p2pnet_tx.service import ControlService
 
-    network = PeerNetwork(reactor, identifier="node")
+    network = PeerNetwork(reactor, display_name="node")
     api = ControlAPI(network, "token", MessageLog(reactor))
     control = ControlService(reactor, "tcp:0:interface=127.0.0.1", api)
     control.startService()
     try:
-        client = await raw_connect(control.port.getHost().port)
+        client = await raw_connect(control.port.getHost().port, tls=False)
         client.transport.write(b"POST /api/messages HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                                b"Content-Length: 300000000\r\n\r\n" + b"x" * 1000)
         await client.lost

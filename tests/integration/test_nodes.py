@@ -1,6 +1,7 @@
 """
-Five nodes on loopback, in one process: discovery through a seed, broadcast, a node that dies
-and comes back, and the refusals (self, duplicate, blocked).
+Five nodes on loopback, in one process, over TLS (the default): discovery through a seed,
+broadcast, a node that dies and comes back, and the refusals (self, duplicate, blocked, a key
+claiming another node's identifier).  Each node is known to the tests by its display name.
 """
 
 from __future__ import annotations
@@ -25,14 +26,18 @@ LISTEN = "tcp:0:interface=127.0.0.1"
 
 
 class Node:
-    """A PeerNetworkService in this process that records the messages it receives."""
+    """
+    A PeerNetworkService in this process that records the messages it receives, by the
+    display name of their sender.
+    """
 
     def __init__(self, name: str, seed_port: int | None = None,
                  key: Ed25519PrivateKey | None = None, **network_args: object) -> None:
         self.name = name
         self.key = key or Ed25519PrivateKey.generate()
-        self.network = PeerNetwork(reactor, identifier=name, private_key=self.key,
+        self.network = PeerNetwork(reactor, display_name=name, private_key=self.key,
                                    **network_args)  # type: ignore[arg-type]
+        self.identifier = self.network.identifier
         self.received: list[tuple[str, str]] = []
         self.network.handlers.set_handler(PacketType.MESSAGE, self._record)
         peers = [GenericPeer("127.0.0.1", seed_port)] if seed_port else []
@@ -41,14 +46,14 @@ class Node:
 
     def _record(self, channel, packet) -> None:
         if packet.message != "Pinging":
-            self.received.append((channel.peer.identifier, packet.message))
+            self.received.append((channel.properties["display_name"], packet.message))
 
     @property
     def port(self) -> int:
         return self.network.listening_port
 
     def trusted(self) -> set[str]:
-        return {c.peer.identifier for c in self.network.trusted_peer_channels}
+        return {c.properties["display_name"] for c in self.network.trusted_peer_channels}
 
     async def stop(self) -> None:
         await self.service.stopService()
@@ -60,11 +65,12 @@ async def test_five_nodes_find_each_other_and_broadcast_once() -> None:
     seed = Node("node0")
     nodes = [seed] + [Node(f"node{n}", seed_port=seed.port) for n in range(1, 5)]
     names = {node.name for node in nodes}
+    identifiers = {node.identifier for node in nodes}
     try:
         await eventually(lambda: all(n.trusted() == names - {n.name} for n in nodes))
         for node in nodes:
             assert {p.identifier for p in node.network.known_peers.values()} >= (
-                names - {node.name} if node is seed else {seed.name}
+                identifiers - {node.identifier} if node is seed else {seed.identifier}
             )
         for node in nodes:
             assert node.network.broadcast(PureMessagePacket(f"hello from {node.name}")) == 4
@@ -89,7 +95,7 @@ async def test_five_nodes_find_each_other_and_broadcast_once() -> None:
 
 
 @pytest_twisted.ensureDeferred
-async def test_refusals_over_tcp() -> None:
+async def test_refusals_over_tls() -> None:
     """Connections to oneself, duplicates and blocked addresses are refused."""
     a = Node("alpha")
     b = Node("beta")
@@ -101,15 +107,15 @@ async def test_refusals_over_tcp() -> None:
         assert await channel.when_trusted() is channel
         assert await a.network.connect(GenericPeer("127.0.0.1", b.port)) is channel
 
-        # A second process claiming alpha's identity is refused by beta.
-        impostor = Node("alpha")
+        # A second process with alpha's key is a duplicate of alpha: refused by beta.
+        twin = Node("alpha", key=a.key)
         try:
-            second = await impostor.network.connect(GenericPeer("127.0.0.1", b.port))
+            second = await twin.network.connect(GenericPeer("127.0.0.1", b.port))
             await eventually(lambda: second.is_closed)
-            assert [c.peer.identifier for c in b.network.active_peer_channels] == ["alpha"]
+            assert [c.peer.identifier for c in b.network.active_peer_channels] == [a.identifier]
             assert b.network.counters["duplicates_refused"] == 1
         finally:
-            await impostor.stop()
+            await twin.stop()
 
         with pytest.raises(Exception):
             await a.network.connect(GenericPeer("127.0.0.1", blocking.port))

@@ -1,21 +1,30 @@
 """
-Sending over real sockets on loopback: a plain loop of sends reaches a peer that reads, whole
-and in order; a peer that stops reading is dropped once its writes stall, and a send past the
-queue's cap is a loud error, not a dropped peer.
+Sending over real sockets on loopback, through TLS (the default): a plain loop of sends reaches
+a peer that reads, whole and in order; a peer that stops reading is dropped once its writes
+stall, and a send past the queue's cap is a loud error, not a dropped peer.
 """
 
 from __future__ import annotations
 
 import pytest_twisted
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from twisted.internet import reactor
-from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.endpoints import (
+    TCP4ClientEndpoint,
+    connectProtocol,
+    wrapClientTLS,
+)
+from twisted.internet.interfaces import IHandshakeListener
 from twisted.internet.protocol import Protocol
+from zope.interface import implementer
 
 from p2pnet_tx.channel import ChannelLimits, PeerChannel
 from p2pnet_tx.errors import SendBufferFull
+from p2pnet_tx.identity import identifier_for_public_key
 from p2pnet_tx.network import PeerNetwork
 from p2pnet_tx.packets import IdentifierPacket, PacketType, PureMessagePacket
 from p2pnet_tx.peer import GenericPeer
+from p2pnet_tx.tls import NodeTLS
 from p2pnet_tx.wire import get_codec
 
 from .support import eventually
@@ -26,8 +35,8 @@ BURST_BYTES = 50 * 1024 * 1024
 @pytest_twisted.ensureDeferred
 async def test_plain_loop_burst_arrives_whole_and_in_order() -> None:
     """50 MiB of messages sent in one plain loop all arrive, in order; nobody is dropped."""
-    server = PeerNetwork(reactor, identifier="server")
-    client = PeerNetwork(reactor, identifier="client")
+    server = PeerNetwork(reactor, display_name="server")
+    client = PeerNetwork(reactor, display_name="client")
     await server.listen("tcp:0:interface=127.0.0.1")
     received: list[int] = []
     server.handlers.set_handler(
@@ -51,13 +60,15 @@ async def test_plain_loop_burst_arrives_whole_and_in_order() -> None:
         await server.close()
 
 
+@implementer(IHandshakeListener)
 class SilentPeer(Protocol):
-    """Says who it is, then never reads another byte."""
+    """Says who it is (over TLS, with its own key), then never reads another byte."""
 
-    def connectionMade(self) -> None:
-        self.transport.write(get_codec("p2pnet").encode(
-            IdentifierPacket("connect", 0, "", source_origin_identifier="silent")
-        ))
+    key = Ed25519PrivateKey.generate()
+
+    def handshakeCompleted(self) -> None:
+        self.transport.write(get_codec("p2pnet").encode(IdentifierPacket(
+            "connect", 0, "", source_origin_identifier=identifier_for_public_key(self.key))))
         self.transport.pauseProducing()
 
 
@@ -70,13 +81,15 @@ async def test_peer_that_stops_reading_is_dropped() -> None:
     buffers on loopback, so that data is still waiting when they are full.)
     """
     limits = ChannelLimits(max_queued_bytes=32 * 1024 * 1024, write_stall_timeout=1.0)
-    server = PeerNetwork(reactor, identifier="server", trust_protocol="none",
+    server = PeerNetwork(reactor, display_name="server", trust_protocol="none",
                          channel_limits=limits)
     await server.listen("tcp:0:interface=127.0.0.1")
     added: list[PeerChannel] = []
     server.peer_added.add(added.append)
     peer = await connectProtocol(
-        TCP4ClientEndpoint(reactor, "127.0.0.1", server.listening_port), SilentPeer()
+        wrapClientTLS(NodeTLS(SilentPeer.key, reactor),
+                      TCP4ClientEndpoint(reactor, "127.0.0.1", server.listening_port)),
+        SilentPeer(),
     )
     try:
         await eventually(lambda: added)
@@ -109,8 +122,8 @@ async def test_graceful_close_under_backpressure_is_not_aborted() -> None:
     (Before, every such close ran into close_timeout and was aborted.)
     """
     limits = ChannelLimits(close_timeout=30.0)
-    server = PeerNetwork(reactor, identifier="server", channel_limits=limits)
-    client = PeerNetwork(reactor, identifier="client", channel_limits=limits)
+    server = PeerNetwork(reactor, display_name="server", channel_limits=limits)
+    client = PeerNetwork(reactor, display_name="client", channel_limits=limits)
     await server.listen("tcp:0:interface=127.0.0.1")
     received: list[int] = []
     server.handlers.set_handler(PacketType.MESSAGE, lambda channel, packet: received.append(1))
