@@ -31,6 +31,7 @@ from p2pnet_tx.channel import PeerChannel
 from p2pnet_tx.errors import InvalidPeerCertificate, TrustRefused
 from p2pnet_tx.identity import identifier_for_public_key, public_key_bytes
 from p2pnet_tx.packets import Packet, PureMessagePacket
+from p2pnet_tx.pins import NamePins, PinMismatch
 from p2pnet_tx.tls import peer_public_key
 
 __all__ = [
@@ -194,12 +195,18 @@ class KeyTrust:
     Identity (the p2pnet wire); over any other transport it refuses every peer.
 
     @param known_keys: if given, the raw public keys allowed; others are refused.
+    @param name_pins: if given, display names are pinned to the first identity seen with them
+        (trust on first use): a peer announcing a pinned name with another key is refused
+        (L{PinMismatch<p2pnet_tx.pins.PinMismatch>}).
 
     The verified key is left in C{channel.properties["public_key"]}.
     """
 
-    def __init__(self, known_keys: Collection[bytes] | None = None) -> None:
+    def __init__(
+        self, known_keys: Collection[bytes] | None = None, name_pins: NamePins | None = None
+    ) -> None:
         self.known_keys = None if known_keys is None else frozenset(known_keys)
+        self.name_pins = name_pins
 
     def __call__(self, channel: PeerChannel) -> Deferred[bool]:
         try:
@@ -214,6 +221,15 @@ class KeyTrust:
             )
         if self.known_keys is not None and key not in self.known_keys:
             return self._refuse(channel, "unknown public key")
+        name = channel.properties.get("display_name")
+        if self.name_pins is not None and name is not None:
+            try:
+                if self.name_pins.check(name, derived):
+                    log.info("pinned the name {name} to {identifier}", name=name,
+                             identifier=derived)
+            except PinMismatch as mismatch:
+                log.error("refused {peer}: {why}", peer=channel.peer, why=str(mismatch))
+                return fail(mismatch)
         channel.properties["public_key"] = key
         return succeed(True)
 
@@ -223,9 +239,11 @@ class KeyTrust:
         return fail(TrustRefused(why))
 
 
-def key_trust(known_keys: Collection[bytes] | None = None) -> KeyTrust:
+def key_trust(
+    known_keys: Collection[bytes] | None = None, name_pins: NamePins | None = None
+) -> KeyTrust:
     """Return key trust as a trust protocol (see L{KeyTrust})."""
-    return KeyTrust(known_keys)
+    return KeyTrust(known_keys, name_pins)
 
 
 # -- Kept for benchmarks/_netbench.py only -----------------------------------------------------

@@ -19,7 +19,7 @@ from twisted.internet.error import ConnectionDone
 from twisted.internet.protocol import Factory
 from twisted.internet.task import Clock
 from twisted.internet.testing import EventLoggingObserver, StringTransport
-from twisted.logger import globalLogPublisher
+from twisted.logger import LogLevel, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -33,6 +33,7 @@ from p2pnet_tx.packets import (
     PacketType,
     PureMessagePacket,
 )
+from p2pnet_tx.pins import NamePins, PinMismatch
 from p2pnet_tx.testing import RecordingHandler, connected_channels
 from p2pnet_tx.tls import NodeTLS
 from p2pnet_tx.trust import (
@@ -475,12 +476,13 @@ class KeyTrustTests(SynchronousTestCase):
 
     def pair(
         self, server_trust: Any, client_trust: Any, client_claims: str | None = None,
-        client_key: Ed25519PrivateKey | None = None,
+        client_key: Ed25519PrivateKey | None = None, client_name: str | None = None,
     ) -> tuple[PeerChannel, PeerChannel, list[Deferred[PeerChannel]]]:
         """
         A server channel with the server key and a client channel with the client key (or
         C{client_key}), claiming their derived identifiers (or C{client_claims}), joined over
-        TLS.
+        TLS.  With C{client_name}, the server sees that display name, as a network's
+        membership would leave it when the client announces it.
 
         @return: the two channels and their when_trusted() Deferreds.
         """
@@ -488,6 +490,8 @@ class KeyTrustTests(SynchronousTestCase):
         server = self.channel(server_trust, identifier_for_public_key(self.server_key), 8051)
         client = self.channel(
             client_trust, client_claims or identifier_for_public_key(client_key), 40001)
+        if client_name is not None:
+            server.properties["display_name"] = client_name
         trusted = [server.when_trusted(), client.when_trusted()]
         server_side = NodeTLS(self.server_key, self.clock).server_factory(
             Factory.forProtocol(lambda: server)).buildProtocol(PEER_ADDRESS)
@@ -547,6 +551,45 @@ class KeyTrustTests(SynchronousTestCase):
             client_claims=identifier_for_public_key(c_key))
         self.failureResultOf(server_trusted, TrustRefused)
         self.assertFalse(server.is_trusted)
+
+    def test_name_pinned_on_first_use(self) -> None:
+        """With name pins, the first key seen under a display name is pinned to it."""
+        pins = NamePins()
+        _, _, (server_trusted, _) = self.pair(key_trust(name_pins=pins), key_trust(),
+                                              client_name="alice")
+        self.successResultOf(server_trusted)
+        self.assertEqual(pins.get("alice"), identifier_for_public_key(self.client_key))
+
+    def test_pinned_name_with_the_same_key(self) -> None:
+        """The pinned key may come back under its name as often as it likes."""
+        pins = NamePins({"alice": identifier_for_public_key(self.client_key)})
+        _, _, (server_trusted, _) = self.pair(key_trust(name_pins=pins), key_trust(),
+                                              client_name="alice")
+        self.successResultOf(server_trusted)
+
+    def test_pinned_name_with_a_new_key(self) -> None:
+        """
+        A peer announcing a pinned name with another key is refused with PinMismatch, which
+        names both identities and says how to accept a real key change; the pin stays.
+        """
+        pinned = identifier_for_public_key(Ed25519PrivateKey.generate())
+        pins = NamePins({"alice": pinned})
+        server, _, (server_trusted, _) = self.pair(key_trust(name_pins=pins), key_trust(),
+                                                   client_name="alice")
+        mismatch = self.failureResultOf(server_trusted, PinMismatch).value
+        self.assertEqual(mismatch.shown, identifier_for_public_key(self.client_key))
+        self.assertIn("remove the pin", str(mismatch))
+        self.assertTrue(server.is_closed)
+        self.assertEqual(pins.get("alice"), pinned)
+        [error] = [e for e in self.logged if e.get("log_level") == LogLevel.error]
+        self.assertIn(pinned, error["why"])
+
+    def test_no_name_no_pin(self) -> None:
+        """A peer that announces no name is trusted on its key alone, and pins nothing."""
+        pins = NamePins({"alice": "bciqsomeoneelse"})
+        _, _, (server_trusted, _) = self.pair(key_trust(name_pins=pins), key_trust())
+        self.successResultOf(server_trusted)
+        self.assertEqual(len(pins), 1)
 
     def test_not_tls(self) -> None:
         """Over a plaintext transport key trust refuses every peer."""
