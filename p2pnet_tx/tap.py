@@ -85,17 +85,20 @@ class Options(usage.Options):
                 serverFromString(reactor, self[name])
             except (ValueError, KeyError, TypeError) as e:
                 raise usage.UsageError(f"--{name}: bad endpoint {self[name]!r}: {e}") from None
-        # Open the data directory now, so that a bad one is a usage error, not a traceback.
+        # Open the data directory now, so that a bad one is a usage error, and a bad file in
+        # it one line on stderr (SystemExit), not a traceback.
         try:
-            data_dir = NodeDataDir(self["data-dir"]).ensure()
+            data_dir = NodeDataDir(self["data-dir"], reactor).ensure()
+        except DataDirError as e:
+            raise usage.UsageError(f"--data-dir: {e}") from None
+        try:
             self["private-key"] = data_dir.private_key()
             self["control-token"] = (
                 data_dir.control_token() if self["control"] != "none" else None
             )
             data_dir.blocked()
-            data_dir.known_peers()
         except DataDirError as e:
-            raise usage.UsageError(f"--data-dir: {e}") from None
+            raise SystemExit(f"twistd p2pnet: {e}") from None
         self["data-dir-object"] = data_dir
 
 
