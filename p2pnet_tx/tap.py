@@ -14,6 +14,7 @@ from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.failure import Failure
 
+from p2pnet_tx.control import DEFAULT_MAX_CONNECTIONS
 from p2pnet_tx.datadir import DEFAULT_DATA_DIR, DataDirError, NodeDataDir
 from p2pnet_tx.network import PeerNetwork, peers_from_strings
 from p2pnet_tx.peer import InvalidPeer, validate_identifier
@@ -22,6 +23,12 @@ from p2pnet_tx.service import DEFAULT_CONTROL, DEFAULT_LISTEN, PeerNetworkServic
 from p2pnet_tx.wire import get_codec
 
 TRUST_CHOICES = ("key", "ping", "none")
+
+
+def _connection_limit(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"--control-max-connections must be a whole number from 1, not {value!r}")
+    return int(value)
 
 
 class Options(usage.Options):
@@ -43,6 +50,8 @@ class Options(usage.Options):
         ["trust", "t", "key", "Trust protocol: key, ping or none."],
         ["data-dir", "d", DEFAULT_DATA_DIR, "Directory for the node key, token, peers, blocks."],
         ["control", "c", DEFAULT_CONTROL, "Endpoint of the control API ('none' to disable)."],
+        ["control-max-connections", None, DEFAULT_MAX_CONNECTIONS,
+         "Connections the control API keeps open at most.", _connection_limit],
     ]
 
     def __init__(self) -> None:
@@ -166,4 +175,5 @@ def makeService(options: Options) -> PeerNetworkService:
         control_token=token,
         data_dir=data_dir,
         control_fallback=options["control"] == DEFAULT_CONTROL,
+        control_max_connections=options["control-max-connections"],
     )

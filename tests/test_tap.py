@@ -212,6 +212,21 @@ class MakeServiceTests(SynchronousTestCase):
             self.assertIn(os.path.join(data_dir, name), message)
             self.assertIn(advice, message)
 
+    def test_control_max_connections(self) -> None:
+        """--control-max-connections sets the control API's limit (64 by default)."""
+        options = tap.Options()
+        options.parseOptions(["--data-dir", self.mktemp()])
+        self.assertEqual(options["control-max-connections"], 64)
+        options = tap.Options()
+        options.parseOptions(["--data-dir", self.mktemp(), "--control-max-connections", "5"])
+        service = tap.makeService(options)
+        self.assertEqual(service.control.site.max_connections, 5)
+        for bad in ("0", "many"):
+            with self.assertRaises(UsageError) as caught:
+                tap.Options().parseOptions(["--data-dir", self.mktemp(),
+                                            "--control-max-connections", bad])
+            self.assertIn("control-max-connections", str(caught.exception))
+
 
 @implementer(IStreamServerEndpoint)
 class _LateEndpoint:
