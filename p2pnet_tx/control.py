@@ -150,7 +150,8 @@ class ControlRequest(Request):
     loopback, a wrong token, or a declared body over C{MAX_BODY}) is answered before its body
     is read, and its connection closed; any other body is held in a L{BoundedBody}.
 
-    @ivar refused: whether this request was refused (see L{refuse_and_close}).
+    @ivar refused: whether this request was refused (answered with a JSON error and its
+        connection closed) for its caller or its declared size.
     """
 
     refused = False
@@ -175,7 +176,7 @@ class ControlRequest(Request):
         self.clientproto = b"HTTP/1.1"
         self.setHeader(b"content-type", b"application/json")
         self.setHeader(b"cache-control", b"no-store")
-        refuse_and_close(self, refusal)
+        _refuse_and_close(self, refusal)
 
     def _refusal(self, length: int | None) -> _BadRequest | None:
         api = getattr(getattr(self.channel, "site", None), "resource", None)
@@ -199,7 +200,7 @@ class ControlRequest(Request):
             super().handleContentChunk(data)
 
 
-def refuse_and_close(request: Request, refusal: _BadRequest) -> None:
+def _refuse_and_close(request: Request, refusal: _BadRequest) -> None:
     """
     Answer C{request} with C{refusal}'s status and JSON error, then close its connection
     (the client sent a request it had no business sending, or a body that is not read).
@@ -532,7 +533,7 @@ class ControlAPI(Resource):
         try:
             self._check_caller(request)
         except _BadRequest as e:
-            refuse_and_close(request, e)
+            _refuse_and_close(request, e)
             return NOT_DONE_YET
         if getattr(request.content, "overflowed", False):
             return self._error(request, 413, f"request body over {MAX_BODY} bytes")
