@@ -4,8 +4,13 @@ The control API of a node: JSON over HTTP on a loopback endpoint, for C{p2pnet-c
 dashboards.
 
 Every request needs C{Authorization: Bearer <token>} (the token is in the node's data
-directory, mode 0600) and a C{Host} header naming a loopback host, so a web page cannot reach
-the API through DNS rebinding.
+directory, mode 0600) and one C{Host} header naming a loopback host, so a web page cannot reach
+the API through DNS rebinding.  A request that fails these checks is answered with a JSON error
+and its connection closed.
+
+The API is served by a L{ControlSite}, which holds every connection to a deadline and keeps at
+most C{max_connections} of them open, so that clients that connect and say nothing cannot take
+the API (or the node's file descriptors) away from C{p2pnet-ctl}.
 """
 
 from __future__ import annotations
@@ -19,22 +24,43 @@ from typing import Any
 
 import attrs
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IAddress, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from twisted.web.http import HTTPChannel
 from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET, Request
+from twisted.web.server import NOT_DONE_YET, Request, Site
 
 from p2pnet_tx.channel import KEEPALIVE_MESSAGE, PeerChannel
+from p2pnet_tx.datadir import DataDirError
 from p2pnet_tx.errors import P2PNetError
 from p2pnet_tx.logtext import peer_text
 from p2pnet_tx.network import PeerNetwork
 from p2pnet_tx.packets import PacketType, PureMessagePacket
 from p2pnet_tx.peer import GenericPeer
 
-__all__ = ["ControlAPI", "MessageLog", "ReceivedMessage"]
+__all__ = [
+    "DEFAULT_MAX_CONNECTIONS",
+    "IDLE_TIMEOUT",
+    "ControlAPI",
+    "ControlChannel",
+    "ControlRequest",
+    "ControlSite",
+    "MessageLog",
+    "ReceivedMessage",
+]
 
 MAX_BODY = 64 * 1024
 """The largest request body the control API reads."""
+
+DEFAULT_MAX_CONNECTIONS = 64
+"""How many connections the control API keeps open at most, unless told otherwise."""
+
+IDLE_TIMEOUT = 10.0
+"""Seconds a control connection may stay open without a request in progress."""
+
+LIMIT_WARNING_INTERVAL = 60.0
+"""Seconds between two warnings of one kind (connection limit reached, requests refused)."""
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
@@ -120,41 +146,49 @@ class BoundedBody(io.BytesIO):
 
 class ControlRequest(Request):
     """
-    The requests of the control API: a declared body over C{MAX_BODY} is refused with 413
-    before it is read; any other body is held in a L{BoundedBody}.
+    The requests of the control API, checked as soon as their headers are in: a request
+    that comes with a body and is refused (more than one C{Host}, a C{Host} that is not
+    loopback, a wrong token, or a declared body over C{MAX_BODY}) is answered before its body
+    is read, and its connection closed; any other body is held in a L{BoundedBody}.
 
-    @ivar refused: whether this request was answered with 413 from its headers alone.
+    @ivar refused: whether this request was refused (answered with a JSON error and its
+        connection closed) for its caller or its declared size.
     """
 
     refused = False
 
     def gotLength(self, length: int | None) -> None:
         """
-        Prepare for a body of C{length} bytes, or refuse it: the 413 answer is written and
-        the connection closed right after the headers, so that the body is never read.
+        Prepare for a body of C{length} bytes, or refuse the request: the answer is written
+        and the connection closed right after the headers, so that the body is never read.
+        (A request without a body goes on to L{ControlAPI.render}, which checks it alike.)
 
         @param length: the declared length of the body, or C{None} (chunked).
         """
         self.content = BoundedBody()
-        if length is None or length <= MAX_BODY:
+        if length == 0:
+            return
+        refusal = self._refusal(length)
+        if refusal is None:
             return
         self.refused = True
-        body = json.dumps({"error": f"request body over {MAX_BODY} bytes"}).encode()
         # The request line is parsed, but the channel records it on the request only once
         # the body is in (requestReceived), which never happens here: answer as HTTP/1.1.
         self.clientproto = b"HTTP/1.1"
-        self.setResponseCode(413)
         self.setHeader(b"content-type", b"application/json")
-        self.setHeader(b"content-length", b"%d" % len(body))
-        self.setHeader(b"connection", b"close")
-        self.write(body)
-        channel, transport = self.channel, self.transport  # finish() lets go of the channel
-        self.finish()
-        # With the transport disconnecting, the channel parses nothing more of what the
-        # client sent (the body included), and the reactor reads no further.  (A channel
-        # that is not persistent, HTTP/1.0, has already closed itself in finish().)
-        if not transport.disconnecting:
-            channel.loseConnection()
+        self.setHeader(b"cache-control", b"no-store")
+        _refuse_and_close(self, refusal)
+
+    def _refusal(self, length: int | None) -> _BadRequest | None:
+        api = getattr(getattr(self.channel, "site", None), "resource", None)
+        if isinstance(api, ControlAPI):
+            try:
+                api._check_caller(self)
+            except _BadRequest as e:
+                return e
+        if length is not None and length > MAX_BODY:
+            return _BadRequest(413, f"request body over {MAX_BODY} bytes")
+        return None
 
     def handleContentChunk(self, data: bytes) -> None:
         """
@@ -165,6 +199,229 @@ class ControlRequest(Request):
         """
         if not self.refused:
             super().handleContentChunk(data)
+
+
+def _refuse_and_close(request: Request, refusal: _BadRequest) -> None:
+    """
+    Answer C{request} with C{refusal}'s status and JSON error, then close its connection
+    (the client sent a request it had no business sending, or a body that is not read).
+    The request is marked C{refused}, for L{ControlSite.log}.
+
+    @param request: the request, not yet finished.
+    @param refusal: the status and message.
+    """
+    body = json.dumps({"error": refusal.message}).encode()
+    request.refused = True  # type: ignore[attr-defined]
+    request.setResponseCode(refusal.code)
+    request.setHeader(b"content-length", b"%d" % len(body))
+    request.setHeader(b"connection", b"close")
+    request.write(body)
+    channel, transport = request.channel, request.transport  # finish() lets go of the channel
+    request.finish()
+    # With the transport disconnecting, the channel parses nothing more of what the client
+    # sent (a body included), and the reactor reads no further.  (A channel that is not
+    # persistent, HTTP/1.0, has already closed itself in finish().)
+    if not transport.disconnecting:
+        channel.loseConnection()
+
+
+class ControlChannel(HTTPChannel):
+    """
+    One HTTP connection to the control API, held to a deadline: it is closed C{site.timeOut}
+    seconds after it opened, or after its last response, unless a request is in progress.
+    A request is in progress from the end of its headers to the end of its response; bytes
+    that trickle in before that do not move the deadline, so a client that drips its headers
+    (slowloris) keeps its connection no longer than one that sends nothing.  The deadline is
+    the one C{DelayedCall} of L{TimeoutMixin <twisted.protocols.policies.TimeoutMixin>}.
+
+    @ivar site: the L{ControlSite} that made this channel.
+    @ivar busy: whether a request is in progress.
+    """
+
+    site: ControlSite
+    busy = False
+
+    def resetTimeout(self) -> None:
+        """
+        Leave the deadline where it is: Twisted moves it on every byte received, which would
+        let a client hold a connection by sending a byte now and then.
+        """
+
+    def allHeadersReceived(self) -> None:
+        """A request is in progress: no deadline until its response is finished."""
+        self.busy = True
+        self.setTimeout(None)
+        super().allHeadersReceived()
+
+    def requestDone(self, request: Request) -> None:
+        """
+        The response is finished: the deadline runs again, from now (before a pipelined
+        request, parsed in C{super().requestDone}, is in progress in its turn).
+
+        @param request: the finished request.
+        """
+        self.busy = False
+        self.setTimeout(self.site.timeOut)
+        super().requestDone(request)
+
+    def timeoutConnection(self) -> None:
+        """
+        The deadline has passed with no request in progress: drop the connection at once.
+        (Nothing is owed to the client, so Twisted's polite close, with its second timer for
+        a client that does not read, is not needed.)
+        """
+        self.site.connection_timed_out(self)
+        self.transport.abortConnection()
+
+    def evict(self) -> None:
+        """Drop this idle connection at once, to make room for a new one."""
+        self.transport.abortConnection()
+
+    def connectionLost(self, reason: Failure) -> None:
+        """
+        Cancel the deadline and fail the requests in progress, and give up the place in the
+        site.
+
+        @param reason: why the connection ended.
+        """
+        super().connectionLost(reason)
+        self.site.connection_closed(self)
+
+
+class ControlSite(Site):
+    """
+    The L{Site} of a control API, with a bounded set of connections.
+
+    It keeps at most C{max_connections} connections open.  When a new connection comes and
+    every place is taken, it drops the oldest connection that has no request in progress to
+    make room; only when every connection has a request in progress is the new one refused
+    (closed before a byte is read).  So clients that connect and say nothing cannot lock out
+    C{p2pnet-ctl}: each of its requests takes the place of one of them.  Every connection is
+    closed C{timeout} seconds after it opened or after its last response, unless a request is
+    in progress (see L{ControlChannel}).
+
+    Clients choose how many connections and requests they make, so none of them gets a log
+    line of its own above debug level: evictions, refusals, timeouts and refused requests are
+    counted in L{counters}, and a warning with the counts so far is logged at most once a
+    minute for connections dropped or refused at the limit, and once a minute for refused
+    requests.
+
+    @param resource: the control API.
+    @param reactor: accepts the connections and keeps their deadlines.
+    @param max_connections: how many connections to keep open at most (at least 1).
+    @param timeout: seconds a connection may stay open without a request in progress.
+    @ivar max_connections: how many connections are kept open at most.
+    @raise ValueError: if C{max_connections} is below 1 or C{timeout} not above 0.
+    """
+
+    protocol = ControlChannel
+    noisy = False
+    _logger = Logger()  # Site.log is the access log
+
+    def __init__(
+        self,
+        resource: ControlAPI,
+        reactor: IReactorTime,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        timeout: float = IDLE_TIMEOUT,
+    ) -> None:
+        if isinstance(max_connections, bool) or not isinstance(max_connections, int) or (
+            max_connections < 1
+        ):
+            raise ValueError(f"max_connections must be a positive integer, not {max_connections!r}")
+        if not timeout > 0:
+            raise ValueError(f"the control connection timeout must be above 0, not {timeout!r}")
+        super().__init__(resource, requestFactory=ControlRequest, timeout=timeout,
+                         reactor=reactor)
+        self.max_connections = max_connections
+        self._clock = reactor
+        self._open: dict[ControlChannel, None] = {}  # oldest first
+        self._counts = {"evicted": 0, "refused": 0, "timed_out": 0, "refused_requests": 0}
+        self._quiet_until: dict[str, float] = {}
+
+    @property
+    def counters(self) -> dict[str, int]:
+        """
+        The connections open now (C{open}), the limit (C{max}); how many connections were
+        dropped to make room (C{evicted}), refused because every place had a request in
+        progress (C{refused}) or closed at their deadline (C{timed_out}); and how many
+        requests were refused from their headers (C{refused_requests}: a wrong token or
+        C{Host}, a body too large).
+        """
+        return {"open": len(self._open), "max": self.max_connections, **self._counts}
+
+    def buildProtocol(self, addr: IAddress) -> ControlChannel | None:
+        """
+        Make a channel for a new connection, dropping the oldest idle one if every place is
+        taken.
+
+        @param addr: the client's address.
+        @return: the channel, or C{None} (the connection is closed unread) when every open
+            connection has a request in progress.
+        """
+        if len(self._open) >= self.max_connections:
+            idle = next((channel for channel in self._open if not channel.busy), None)
+            if idle is None:
+                self._at_limit("refused")
+                return None
+            del self._open[idle]
+            self._at_limit("evicted")
+            idle.evict()
+        channel: ControlChannel = super().buildProtocol(addr)
+        self._open[channel] = None
+        return channel
+
+    def log(self, request: Request) -> None:
+        """
+        Note a finished request: a served one at debug level, a refused one in the counters
+        (Twisted's access log would write a line for each, which clients could use to flood
+        the log).
+
+        @param request: the finished request.
+        """
+        if not getattr(request, "refused", False):
+            self._logger.debug("control {method} {uri}: {code}", method=request.method,
+                               uri=request.uri, code=request.code)
+            return
+        self._counts["refused_requests"] += 1
+        self._warn_at_most_every_minute(
+            "requests", "control API refused {count} requests so far (wrong token, Host "
+            "header or body size); the last one from {client}: {code}",
+            count=self._counts["refused_requests"], client=request.getClientAddress(),
+            code=request.code,
+        )
+
+    def connection_timed_out(self, channel: ControlChannel) -> None:
+        """
+        Count a connection closed at its deadline.
+
+        @param channel: its channel.
+        """
+        self._counts["timed_out"] += 1
+
+    def connection_closed(self, channel: ControlChannel) -> None:
+        """
+        Forget a closed connection.
+
+        @param channel: its channel.
+        """
+        self._open.pop(channel, None)
+
+    def _at_limit(self, what: str) -> None:
+        self._counts[what] += 1
+        self._warn_at_most_every_minute(
+            "limit", "control API at its limit of {max} connections: so far {evicted} idle "
+            "connections closed early to make room, {refused} refused",
+            max=self.max_connections, evicted=self._counts["evicted"],
+            refused=self._counts["refused"],
+        )
+
+    def _warn_at_most_every_minute(self, key: str, template: str, **fields: Any) -> None:
+        now = self._clock.seconds()
+        if now < self._quiet_until.get(key, now):
+            return
+        self._quiet_until[key] = now + LIMIT_WARNING_INTERVAL
+        self._logger.warn(template, **fields)
 
 
 class _Pending:
@@ -193,6 +450,8 @@ class _Pending:
 
 
 class _BadRequest(Exception):
+    """An error answer: its status (4xx, or 500 for a change not saved) and message."""
+
     def __init__(self, code: int, message: str) -> None:
         super().__init__(message)
         self.code = code
@@ -224,23 +483,35 @@ class ControlAPI(Resource):
     """
     The C{/api} resource tree of a node's control API.
 
+    Serve it with a L{ControlSite}, which bounds the connections and checks each request
+    from its headers.  Every error is a JSON object C{{"error": "..."}}.
+
     @param network: the node's network.
     @param token: the bearer token every request must carry.
     @param messages: the log of received messages.
     @param listen_address: shown in C{/api/status}.
+    @param save_state: writes the node's state (the block list, the known peers) to disk,
+        raising L{DataDirError} when it cannot; a request that changes that state calls it
+        and answers 500 if it raises.  C{None} when nothing is kept on disk.
     """
 
     isLeaf = True
     log = Logger()
 
     def __init__(
-        self, network: PeerNetwork, token: str, messages: MessageLog, listen_address: str = ""
+        self,
+        network: PeerNetwork,
+        token: str,
+        messages: MessageLog,
+        listen_address: str = "",
+        save_state: Callable[[], None] | None = None,
     ) -> None:
         super().__init__()
         self.network = network
         self._token = token.encode()
         self.messages = messages
         self.listen_address = listen_address
+        self._save_state = save_state
         self._routes: dict[tuple[bytes, str], Callable[..., Any]] = {
             (b"GET", "status"): self.get_status,
             (b"GET", "peers"): self.get_peers,
@@ -261,10 +532,14 @@ class ControlAPI(Resource):
         """
         request.setHeader(b"content-type", b"application/json")
         request.setHeader(b"cache-control", b"no-store")
+        try:
+            self._check_caller(request)
+        except _BadRequest as e:
+            _refuse_and_close(request, e)
+            return NOT_DONE_YET
         if getattr(request.content, "overflowed", False):
             return self._error(request, 413, f"request body over {MAX_BODY} bytes")
         try:
-            self._check_caller(request)
             handler, argument = self._route(request)
             result = handler(request, argument)
         except _BadRequest as e:
@@ -285,7 +560,18 @@ class ControlAPI(Resource):
     # -- Plumbing ---------------------------------------------------------------------------------
 
     def _check_caller(self, request: Request) -> None:
-        if _host_name(request.getHeader(b"host")) not in LOOPBACK_HOSTS:
+        """
+        Check, from its headers alone, that a request may be served: it has exactly one
+        C{Host} header (400 otherwise: with two, which one counts is anybody's guess), which
+        names a loopback host (403), and the bearer token (401).
+
+        @param request: the request, its headers complete.
+        @raise _BadRequest: the status and message of the refusal.
+        """
+        hosts = request.requestHeaders.getRawHeaders(b"host") or []
+        if len(hosts) > 1:
+            raise _BadRequest(400, "more than one Host header")
+        if _host_name(hosts[0] if hosts else None) not in LOOPBACK_HOSTS:
             raise _BadRequest(403, "the control API answers only to loopback host names")
         authorization = request.getHeader(b"authorization") or b""
         scheme, _, token = authorization.partition(b" ")
@@ -332,6 +618,9 @@ class ControlAPI(Resource):
     def _failed(self, pending: _Pending, failure: Failure) -> None:
         if pending.client_gone:
             return  # the client went away and we stopped its request
+        if failure.check(_BadRequest):
+            pending.finish(failure.value.code, {"error": failure.value.message})
+            return
         if failure.check(P2PNetError, ConnectionError, OSError) or hasattr(
             failure.value, "osError"
         ):
@@ -358,7 +647,30 @@ class ControlAPI(Resource):
                 "inbound_queue": len(network.inbound),
             },
             "counters": dict(sorted((STATUS_COUNTERS | network.total_counters()).items())),
+            **self._site_counters(request),
         }
+
+    def _site_counters(self, request: Request) -> dict[str, Any]:
+        site = getattr(getattr(request, "channel", None), "site", None)
+        return {"control": site.counters} if isinstance(site, ControlSite) else {}
+
+    def _save(self, what: str) -> None:
+        """
+        Write the node's state after a change; the change is already in effect.
+
+        @param what: what the request did, for the error message.
+        @raise _BadRequest: a 500 saying what was not saved and why.
+        """
+        if self._save_state is None:
+            return
+        try:
+            self._save_state()
+        except DataDirError as e:
+            self.log.error("control API: {what}, but the state was not saved: {why}",
+                           what=what, why=str(e))
+            raise _BadRequest(
+                500, f"{what}, but it was not saved (a restart would undo it): {e}"
+            ) from None
 
     def get_peers(self, request: Request, _: None) -> dict[str, Any]:
         """C{GET /api/peers}: the connected peers, and the known ones."""
@@ -383,16 +695,20 @@ class ControlAPI(Resource):
         )
 
     def delete_peer(self, request: Request, identifier: str) -> Deferred[dict[str, Any]]:
-        """C{DELETE /api/peers/<identifier>}: disconnect and forget a peer."""
+        """C{DELETE /api/peers/<identifier>}: disconnect and forget a peer, and save."""
         for channel in self.network.active_peer_channels:
             if getattr(channel.peer, "identifier", None) == identifier:
                 return self.network.remove_peer(channel).addCallback(
-                    lambda reason: {"removed": identifier, "reason": reason}
+                    self._removed, identifier
                 )
         raise _BadRequest(404, f"no connected peer {identifier!r}")
 
+    def _removed(self, reason: str, identifier: str) -> dict[str, Any]:
+        self._save(f"removed peer {identifier!r}")
+        return {"removed": identifier, "reason": reason}
+
     def post_block(self, request: Request, _: None) -> dict[str, Any]:
-        """C{POST /api/block} C{{"ip"}} or C{{"identifier"}}: block and drop."""
+        """C{POST /api/block} C{{"ip"}} or C{{"identifier"}}: block, drop and save."""
         body = self._body(request)
         ip, identifier = body.get("ip"), body.get("identifier")
         if (ip is None) == (identifier is None):
@@ -403,6 +719,7 @@ class ControlAPI(Resource):
             dropped = self.network.block(ip=ip, identifier=identifier)
         except ValueError as e:
             raise _BadRequest(400, str(e)) from None
+        self._save(f"blocked {ip or identifier!r}")
         return {"blocked": ip or identifier, "dropped": len(dropped)}
 
     def post_messages(self, request: Request, _: None) -> dict[str, Any]:

@@ -12,6 +12,10 @@ C{p2pnet-ctl}: drive a running node through its control API.
 
 The node is found through its data directory (C{--data-dir}, default C{~/.p2pnet}), which holds
 the control token and the URL the control API listens on.
+
+Text that came from a peer (messages, identifiers, addresses) is printed through L{escape}: no
+escape sequence, carriage return or newline of a peer's reaches the terminal, so a peer can
+neither drive the terminal nor forge a line.  JSON output is JSON-escaped (ASCII only).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -32,6 +37,34 @@ from twisted.web.error import SchemeNotSupported
 from p2pnet_tx.datadir import DEFAULT_DATA_DIR, DataDirError, NodeDataDir
 
 REQUEST_TIMEOUT = 30.0
+
+_UNSAFE = re.compile(
+    "[\\\\\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069"
+    "\ud800-\udfff]"
+)
+"""Backslash, C0 and C1 controls and DEL, line and paragraph separators, bidirectional
+controls and lone surrogates."""
+
+
+def _escaped(match: re.Match[str]) -> str:
+    char = match.group()
+    if char == "\\":
+        return "\\\\"
+    code = ord(char)
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
+def escape(text: object) -> str:
+    """
+    Return C{str(text)} safe to print on a terminal: every control character (ESC, CR, LF,
+    C1 controls...), line or paragraph separator, bidirectional control and lone surrogate is
+    shown as a Python-style escape (C{\\x1b}, C{\\u202e}), and a backslash as two, so that the
+    output is unambiguous.
+
+    @param text: text from a peer (or any value).
+    @return: the escaped text, on one line.
+    """
+    return _UNSAFE.sub(_escaped, str(text))
 
 
 class CtlError(Exception):
@@ -90,9 +123,10 @@ def _request_for(args: argparse.Namespace) -> tuple[str, str, Any]:
 
 def _format(command: str, body: Any) -> str:
     if command == "messages":
+        # Only a sender the node said it trusted is shown without the mark.
         lines = [
-            f"[{m['seq']}] {m['from']}{'' if m.get('trusted', True) else ' (untrusted)'}: "
-            f"{m['message']}"
+            f"[{escape(m['seq'])}] {escape(m['from'])}"
+            f"{'' if m.get('trusted') is True else ' (untrusted)'}: {escape(m['message'])}"
             for m in body["messages"]
         ]
         return "\n".join(lines) if lines else "(no messages)"
@@ -138,7 +172,7 @@ async def run(reactor: Any, args: argparse.Namespace, out: Any = None) -> int:
         raise CtlError(f"{url} did not answer with JSON (HTTP {response.code})") from None
     if response.code >= 400:
         error = answer.get("error", answer) if isinstance(answer, dict) else answer
-        raise CtlError(f"the node refused: {error} (HTTP {response.code})")
+        raise CtlError(f"the node refused: {escape(error)} (HTTP {response.code})")
     print(_format(args.command, answer), file=out)
     return 0
 
@@ -150,7 +184,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     def start(reactor: Any) -> Deferred[int]:
         def report(failure: Any) -> int:
             if failure.check(CtlError):
-                print(f"p2pnet-ctl: {failure.value}", file=sys.stderr)
+                print(f"p2pnet-ctl: {escape(failure.value)}", file=sys.stderr)
                 return 1
             if failure.check(BrokenPipeError):
                 # The reader went away (| head): say nothing more on the closed pipe.

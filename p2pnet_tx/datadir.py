@@ -4,14 +4,23 @@ L{NodeDataDir}: what a node keeps on disk so that a restart loses nothing.
 
 The directory holds the node's Ed25519 key and the control API token (both mode 0600), the
 known peers and the block list (JSON), and the URL the control API listens on.  Every file is
-replaced atomically.  The files are small and local, so they are read and written directly.
+replaced atomically, and flushed to the disk before it replaces the old one, so that a full
+disk is an error when the file is written, not a loss at the next start.  The files are small
+and local, so they are read and written directly.
+
+The known peers are a cache: a copy that cannot be read or is corrupt is moved aside
+(C{known_peers.json.corrupt-<UTC time>}) with a warning, and the node starts without it.  The
+key, the token and the block list matter: one that cannot be read or is corrupt is a
+L{DataDirError} whose message names the file and says what to do.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +31,8 @@ from cryptography.hazmat.primitives.serialization import (
     PrivateFormat,
     load_pem_private_key,
 )
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
 
 from p2pnet_tx.errors import P2PNetError
 from p2pnet_tx.peer import GenericPeer
@@ -35,6 +46,20 @@ CONTROL_URL_FILE = "control.url"
 DEFAULT_DATA_DIR = "~/.p2pnet"
 """Where a node keeps its files unless told otherwise."""
 
+_ADVICE = {
+    KEY_FILE: "restore it from a backup, or move it away to start with a new identity",
+    TOKEN_FILE: "remove it, and the node makes a new one when it starts",
+    BLOCKS_FILE: "fix it, or move it away to start with no saved blocks",
+}
+
+_TOKEN = re.compile(r"[A-Za-z0-9._~+/=-]{1,1024}")
+"""What a control token may be: the characters of an HTTP bearer token (RFC 6750)."""
+
+_MAX_SET_ASIDE = 100
+
+_MISSING = object()
+"""What L{NodeDataDir._read_json} returns for a file that does not exist."""
+
 
 class DataDirError(P2PNetError):
     """The data directory or one of its files cannot be used; the message says which and why."""
@@ -45,10 +70,17 @@ class NodeDataDir:
     The data directory of one node.
 
     @param path: the directory; created (mode 0700) if missing.
+    @param clock: the time in the name of a corrupt file moved aside; by default the global
+        reactor.
     """
 
-    def __init__(self, path: str | os.PathLike[str] = DEFAULT_DATA_DIR) -> None:
+    log = Logger()
+
+    def __init__(
+        self, path: str | os.PathLike[str] = DEFAULT_DATA_DIR, clock: IReactorTime | None = None
+    ) -> None:
         self.path = Path(os.path.expanduser(os.fspath(path)))
+        self._clock = clock
 
     def ensure(self) -> NodeDataDir:
         """
@@ -69,9 +101,15 @@ class NodeDataDir:
             fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
+                f.flush()
+                os.fsync(f.fileno())  # a full disk shows here, not after the rename
             os.chmod(temporary, mode)
             os.replace(temporary, target)
         except OSError as e:
+            try:
+                temporary.unlink(missing_ok=True)
+            except OSError:
+                pass  # the first error is the one to report
             raise DataDirError(f"cannot write {target}: {e.strerror}") from None
 
     def _read(self, name: str) -> bytes | None:
@@ -80,7 +118,12 @@ class NodeDataDir:
         except FileNotFoundError:
             return None
         except OSError as e:
-            raise DataDirError(f"cannot read {self.path / name}: {e.strerror}") from None
+            raise DataDirError(self._unusable(name, f"cannot read it: {e.strerror}")) from None
+
+    def _unusable(self, name: str, why: str) -> str:
+        """Return the message for an unusable file: which, why, and what to do."""
+        advice = _ADVICE.get(name)
+        return f"{self.path / name}: {why}" + (f"; {advice}" if advice else "")
 
     def private_key(self) -> Ed25519PrivateKey:
         """Return the node's key, creating it (mode 0600) on first use."""
@@ -95,43 +138,103 @@ class NodeDataDir:
         try:
             key = load_pem_private_key(pem, password=None)
         except (ValueError, TypeError) as e:
-            raise DataDirError(f"{self.path / KEY_FILE} is not a usable key: {e}") from None
+            raise DataDirError(self._unusable(KEY_FILE, f"not a usable key ({e})")) from None
         if not isinstance(key, Ed25519PrivateKey):
-            raise DataDirError(f"{self.path / KEY_FILE} is not an Ed25519 key")
+            raise DataDirError(self._unusable(KEY_FILE, "not an Ed25519 key"))
         return key
 
     def control_token(self) -> str:
-        """Return the control API token, creating it (mode 0600) on first use."""
+        """
+        Return the control API token, creating it (mode 0600) on first use.
+
+        @raise DataDirError: if the token file cannot be read or holds no valid token.
+        """
         token = self._read(TOKEN_FILE)
         if token is None or not token.strip():
             new = secrets.token_urlsafe(32)
             self._write(TOKEN_FILE, new.encode() + b"\n")
             return new
-        return token.decode("ascii", "replace").strip()
+        return self._valid_token(token)
 
     def read_control_token(self) -> str | None:
-        """Return the control API token if there is one (for clients); never create it."""
+        """
+        Return the control API token if there is one (for clients); never create it.
+
+        @raise DataDirError: if the token file cannot be read or holds no valid token.
+        """
         token = self._read(TOKEN_FILE)
-        return token.decode("ascii", "replace").strip() if token else None
+        return self._valid_token(token) if token and token.strip() else None
+
+    def _valid_token(self, raw: bytes) -> str:
+        token = raw.decode("ascii", "replace").strip()
+        if not _TOKEN.fullmatch(token):
+            raise DataDirError(self._unusable(TOKEN_FILE, "not a valid control token"))
+        return token
 
     def _read_json(self, name: str) -> Any:
         raw = self._read(name)
         if raw is None:
-            return None
+            return _MISSING
         try:
             return json.loads(raw)
-        except ValueError as e:
-            raise DataDirError(f"{self.path / name} is not valid JSON: {e}") from None
+        except (ValueError, RecursionError) as e:
+            raise DataDirError(self._unusable(name, f"not valid JSON ({e})")) from None
 
     def known_peers(self) -> list[GenericPeer]:
-        """Return the saved known peers; entries that no longer validate are skipped."""
+        """
+        Return the saved known peers.  They are a cache: a file that cannot be read, is not
+        a JSON list, or holds entries that are not valid peers is moved aside (with a
+        warning), and the valid entries, if any, are returned.
+        """
+        try:
+            raw = (self.path / PEERS_FILE).read_bytes()
+        except FileNotFoundError:
+            return []
+        except OSError as e:
+            self._set_aside(PEERS_FILE, f"cannot read it: {e.strerror}",
+                            "starting without known peers")
+            return []
+        try:
+            entries = json.loads(raw)
+        except (ValueError, RecursionError) as e:
+            self._set_aside(PEERS_FILE, f"not valid JSON: {e}", "starting without known peers")
+            return []
+        if not isinstance(entries, list):
+            self._set_aside(PEERS_FILE, f"not a JSON list but {type(entries).__name__}",
+                            "starting without known peers")
+            return []
         peers = []
-        for entry in self._read_json(PEERS_FILE) or []:
+        for entry in entries:
             try:
                 peers.append(GenericPeer(entry["address"], entry["port"], entry.get("identifier")))
-            except (KeyError, TypeError, ValueError):
+            except (KeyError, TypeError, ValueError, AttributeError):
                 continue
+        if len(peers) < len(entries):
+            self._set_aside(PEERS_FILE,
+                            f"{len(entries) - len(peers)} of {len(entries)} entries are not peers",
+                            f"keeping the {len(peers)} valid ones")
         return peers
+
+    def _set_aside(self, name: str, why: str, outcome: str) -> None:
+        """Move a corrupt cache file out of the way, so that the next save starts afresh."""
+        source = self.path / name
+        clock = self._clock
+        if clock is None:
+            from twisted.internet import reactor as clock
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(clock.seconds()))
+        names = (f"{name}.corrupt-{stamp}" + (f"-{n}" if n else "") for n in range(_MAX_SET_ASIDE))
+        target = next((self.path / n for n in names if not (self.path / n).exists()), None)
+        try:
+            if target is None:
+                raise OSError(f"{_MAX_SET_ASIDE} copies are already there")
+            os.replace(source, target)
+        except OSError as e:
+            self.log.warn("{path} is unusable ({why}) and cannot be moved aside ({error}); "
+                          "{outcome}", path=str(source), why=why, outcome=outcome,
+                          error=e.strerror or str(e))
+            return
+        self.log.warn("{path} was unusable ({why}): moved it to {moved}; {outcome}",
+                      path=str(source), why=why, moved=target.name, outcome=outcome)
 
     def save_known_peers(self, peers: list[GenericPeer]) -> None:
         """Replace the saved known peers."""
@@ -141,13 +244,23 @@ class NodeDataDir:
         self._write(PEERS_FILE, json.dumps(entries, indent=1).encode(), 0o644)
 
     def blocked(self) -> tuple[list[str], list[str]]:
-        """Return the saved block list: C{(ips, identifiers)}."""
-        saved = self._read_json(BLOCKS_FILE) or {}
+        """
+        Return the saved block list: C{(ips, identifiers)}.
+
+        @raise DataDirError: if the file cannot be read or is not a block list.
+        """
+        saved = self._read_json(BLOCKS_FILE)
+        if saved is _MISSING:
+            return [], []
         if not isinstance(saved, dict):
-            raise DataDirError(f"{self.path / BLOCKS_FILE} is not a JSON object")
-        ips = [ip for ip in saved.get("ips", []) if isinstance(ip, str)]
-        identifiers = [i for i in saved.get("identifiers", []) if isinstance(i, str)]
-        return ips, identifiers
+            raise DataDirError(self._unusable(BLOCKS_FILE, "not a JSON object"))
+        lists = []
+        for key in ("ips", "identifiers"):
+            values = saved.get(key, [])
+            if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+                raise DataDirError(self._unusable(BLOCKS_FILE, f'"{key}" is not a list of strings'))
+            lists.append(values)
+        return lists[0], lists[1]
 
     def save_blocked(self, ips: list[str], identifiers: list[str]) -> None:
         """Replace the saved block list."""

@@ -38,14 +38,18 @@ from twisted.internet.interfaces import (
 )
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.server import Site
 from zope.interface import implementer
 
 from p2pnet_tx._keeper import GIVE_UP_ON, Dialer, KeeperMachine, doubling_backoff
 from p2pnet_tx._keeper import _Core as _KeeperCore
 from p2pnet_tx.channel import PeerChannel
-from p2pnet_tx.control import ControlAPI, ControlRequest, MessageLog
-from p2pnet_tx.datadir import NodeDataDir
+from p2pnet_tx.control import (
+    DEFAULT_MAX_CONNECTIONS,
+    ControlAPI,
+    ControlSite,
+    MessageLog,
+)
+from p2pnet_tx.datadir import DataDirError, NodeDataDir
 from p2pnet_tx.interfaces import IPeer
 from p2pnet_tx.network import DEFAULT_BACKLOG, PeerNetwork
 
@@ -353,13 +357,18 @@ class ControlService(ListenerService):
     falls back to a free loopback port; either way the URL is written to the data directory,
     where C{p2pnet-ctl} finds it, and removed when the service stops.
 
+    The site keeps at most C{max_connections} connections and closes idle ones (see
+    L{ControlSite}).
+
     @param reactor: listens and times the HTTP connections out.
     @param endpoint: the endpoint string to listen on.
     @param resource: the control API.
     @param data_dir: where the URL is written, if anywhere.
     @param fallback: listen on a free loopback port if C{endpoint} is taken.
-    @ivar site: the L{Site} serving C{resource}.
+    @param max_connections: how many connections the API keeps open at most.
+    @ivar site: the L{ControlSite} serving C{resource}.
     @ivar url: the API's URL while listening, else C{None}.
+    @raise ValueError: if C{max_connections} is below 1.
     """
 
     def __init__(
@@ -369,10 +378,10 @@ class ControlService(ListenerService):
         resource: ControlAPI,
         data_dir: NodeDataDir | None = None,
         fallback: bool = False,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
     ) -> None:
         self.reactor = reactor
-        self.site = Site(resource, requestFactory=ControlRequest, reactor=reactor)
-        self.site.noisy = False
+        self.site = ControlSite(resource, reactor, max_connections)
         listen: IStreamServerEndpoint = serverFromString(reactor, endpoint)
         if fallback:
             listen = _FallbackEndpoint(
@@ -433,11 +442,13 @@ class PeerNetworkService(MultiService):
     @param data_dir: where known peers, blocks and the control URL are kept across restarts.
     @param control_fallback: if the control endpoint is taken, use a free loopback port.
     @param reactor: listens, dials and keeps time for the services; by default the network's.
+    @param control_max_connections: how many connections the control API keeps open at most.
     @ivar listener: the L{PeerListenerService}.
     @ivar control: the L{ControlService}, or C{None}.
     @ivar keepers: a L{PeerConnectionService} per configured peer.
     @ivar messages: the log of received messages the control API shows.
-    @raise ValueError: for a bad C{listen} string, or a control API without a token.
+    @raise ValueError: for a bad C{listen} string, a control API without a token, or a
+        C{control_max_connections} below 1.
     """
 
     log = Logger()
@@ -452,6 +463,7 @@ class PeerNetworkService(MultiService):
         data_dir: NodeDataDir | None = None,
         control_fallback: bool = False,
         reactor: Any = None,
+        control_max_connections: int = DEFAULT_MAX_CONNECTIONS,
     ) -> None:
         super().__init__()
         self.network = network
@@ -472,9 +484,10 @@ class PeerNetworkService(MultiService):
         self.control: ControlService | None = None
         if control is not None:
             api = ControlAPI(network, control_token, self.messages,  # type: ignore[arg-type]
-                             listen if isinstance(listen, str) else "")
+                             listen if isinstance(listen, str) else "",
+                             self.save_state if data_dir is not None else None)
             self.control = ControlService(
-                self.reactor, control, api, data_dir, control_fallback
+                self.reactor, control, api, data_dir, control_fallback, control_max_connections
             )
             self.control.setName("control")
             self.control.setServiceParent(self)
@@ -484,8 +497,10 @@ class PeerNetworkService(MultiService):
         self._save_call: IDelayedCall | None = None
         self._state_loaded = False
         if data_dir is not None:
-            network.peer_trusted.add(lambda channel: self._save_soon())
-            network.peer_blocked.add(lambda ip, identifier: self.save_state())
+            network.peer_trusted.add(lambda channel: self._save_soon(SAVE_DELAY))
+            # A block matters: it is written on the next turn (or at once by the control
+            # API, which reports a failure to its caller).
+            network.peer_blocked.add(lambda ip, identifier: self._save_soon(0))
 
     def when_listening(self) -> Deferred[IListeningPort]:
         """
@@ -523,14 +538,22 @@ class PeerNetworkService(MultiService):
             self._state_loaded = True
             self.load_state()
 
-    def _save_soon(self) -> None:
+    def _save_soon(self, delay: float) -> None:
         # Peers come and go in bursts: write once a second at most, not once per peer.
         if self._save_call is None:
-            self._save_call = self.reactor.callLater(SAVE_DELAY, self._save_now)
+            self._save_call = self.reactor.callLater(delay, self._save_now)
+        elif self._save_call.getTime() > self.reactor.seconds() + delay:
+            self._save_call.reset(delay)
 
     def _save_now(self) -> None:
         self._save_call = None
-        self.save_state()
+        self._save_or_log()
+
+    def _save_or_log(self) -> None:
+        try:
+            self.save_state()
+        except DataDirError as e:
+            self.log.error("cannot save the node's state: {why}", why=str(e))
 
     def stopService(self) -> Deferred[None]:
         """
@@ -549,7 +572,7 @@ class PeerNetworkService(MultiService):
         return d
 
     def _save_after_stop(self, result: object) -> object:
-        self.save_state()
+        self._save_or_log()
         return result
 
     def load_state(self) -> None:
@@ -569,8 +592,17 @@ class PeerNetworkService(MultiService):
                       peers=len(self.network.known_peers), ips=len(ips), ids=len(identifiers))
 
     def save_state(self) -> None:
-        """Write known peers and the block list to the data directory."""
+        """
+        Write the block list and the known peers to the data directory now (a save that was
+        scheduled is then not needed).
+
+        @raise DataDirError: if a file cannot be written (a full disk, a lost directory); the
+            block list is written first, and when it fails the known peers are not written.
+        """
         assert self.data_dir is not None
-        self.data_dir.save_known_peers(list(self.network.known_peers.values()))
+        if self._save_call is not None and self._save_call.active():
+            self._save_call.cancel()
+        self._save_call = None
         policy = self.network.policy
         self.data_dir.save_blocked(list(policy.blocked_ips), list(policy.blocked_identifiers))
+        self.data_dir.save_known_peers(list(self.network.known_peers.values()))

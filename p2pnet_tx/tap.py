@@ -14,6 +14,7 @@ from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.failure import Failure
 
+from p2pnet_tx.control import DEFAULT_MAX_CONNECTIONS
 from p2pnet_tx.datadir import DEFAULT_DATA_DIR, DataDirError, NodeDataDir
 from p2pnet_tx.identity import MAX_DISPLAY_NAME, sanitize_display_name
 from p2pnet_tx.network import PeerNetwork, peers_from_strings
@@ -26,6 +27,12 @@ from p2pnet_tx.wire_mode import get_wire_mode
 TRUST_CHOICES = TRUST_NAMES
 
 _log = Logger(namespace="p2pnet_tx.tap")
+
+
+def _connection_limit(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"--control-max-connections must be a whole number from 1, not {value!r}")
+    return int(value)
 
 
 class Options(usage.Options):
@@ -51,6 +58,8 @@ class Options(usage.Options):
                               "dotnet) or none.")],
         ["data-dir", "d", DEFAULT_DATA_DIR, "Directory for the node key, token, peers, blocks."],
         ["control", "c", DEFAULT_CONTROL, "Endpoint of the control API ('none' to disable)."],
+        ["control-max-connections", None, DEFAULT_MAX_CONNECTIONS,
+         "Connections the control API keeps open at most.", _connection_limit],
     ]
 
     def __init__(self) -> None:
@@ -119,17 +128,20 @@ class Options(usage.Options):
                 serverFromString(reactor, self[name])
             except (ValueError, KeyError, TypeError) as e:
                 raise usage.UsageError(f"--{name}: bad endpoint {self[name]!r}: {e}") from None
-        # Open the data directory now, so that a bad one is a usage error, not a traceback.
+        # Open the data directory now, so that a bad one is a usage error, and a bad file in
+        # it one line on stderr (SystemExit), not a traceback.
         try:
-            data_dir = NodeDataDir(self["data-dir"]).ensure()
+            data_dir = NodeDataDir(self["data-dir"], reactor).ensure()
+        except DataDirError as e:
+            raise usage.UsageError(f"--data-dir: {e}") from None
+        try:
             self["private-key"] = data_dir.private_key()
             self["control-token"] = (
                 data_dir.control_token() if self["control"] != "none" else None
             )
             data_dir.blocked()
-            data_dir.known_peers()
         except DataDirError as e:
-            raise usage.UsageError(f"--data-dir: {e}") from None
+            raise SystemExit(f"twistd p2pnet: {e}") from None
         self["data-dir-object"] = data_dir
 
 
@@ -198,4 +210,5 @@ def makeService(options: Options) -> PeerNetworkService:
         control_token=token,
         data_dir=data_dir,
         control_fallback=options["control"] == DEFAULT_CONTROL,
+        control_max_connections=options["control-max-connections"],
     )

@@ -11,14 +11,30 @@ from typing import Any
 from treq.testing import StubTreq
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
-from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.internet.testing import (
+    EventLoggingObserver,
+    MemoryReactorClock,
+    StringTransport,
+)
+from twisted.logger import LogLevel, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.server import Site
 
-from p2pnet_tx.control import MAX_BODY, ControlAPI, ControlRequest, MessageLog
+from p2pnet_tx.control import (
+    IDLE_TIMEOUT,
+    LIMIT_WARNING_INTERVAL,
+    MAX_BODY,
+    ControlAPI,
+    ControlChannel,
+    ControlRequest,
+    ControlSite,
+    MessageLog,
+)
+from p2pnet_tx.datadir import DataDirError
 from p2pnet_tx.network import PeerNetwork
 from p2pnet_tx.packets import IdentifierPacket, PureMessagePacket
+from p2pnet_tx.peer import GenericPeer
 from p2pnet_tx.trust import always_trust
 from p2pnet_tx.wire import get_codec
 
@@ -307,3 +323,307 @@ class ControlSiteTests(SynchronousTestCase):
         self.assertTrue(connector.stoppedConnecting)
         self.assertEqual(self.transport.value(), b"")
         self.assertEqual(self.flushLoggedErrors(), [])
+
+
+class _Untrusted:
+    """A channel as L{MessageLog.record} sees it: a peer that is not trusted."""
+
+    is_trusted = False
+
+    def __init__(self, identifier: str) -> None:
+        self.peer = GenericPeer("10.0.0.7", 9000, identifier)
+
+
+class MessageTrustTests(SynchronousTestCase):
+    """Each message says whether its sender was trusted when it arrived."""
+
+    def test_untrusted_sender_marked(self) -> None:
+        """A message from an untrusted peer is listed with "trusted": false."""
+        log = MessageLog(MemoryReactorClock())
+        log.record(_Untrusted("mallory"), PureMessagePacket("hi"))  # type: ignore[arg-type]
+        [message] = log.since(0)
+        self.assertEqual(message.to_json()["trusted"], False)
+        self.assertEqual(message.to_json()["from"], "mallory")
+
+
+class SavingAPITests(SynchronousTestCase):
+    """A request that changes saved state answers 500, never 200, when the save fails."""
+
+    def setUp(self) -> None:
+        self.reactor = MemoryReactorClock()
+        self.network = PeerNetwork(self.reactor, identifier="node", trust_protocol=always_trust)
+        self.saves: list[str] = []
+        self.failure: str | None = None
+        api = ControlAPI(self.network, TOKEN, MessageLog(self.reactor), "", self.save)
+        self.http = StubTreq(api)
+        self.logged = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+
+    def save(self) -> None:
+        self.saves.append("saved")
+        if self.failure is not None:
+            raise DataDirError(self.failure)
+
+    def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        d = self.http.request(method, "http://127.0.0.1" + path, json=body, headers=AUTH)
+        self.http.flush()
+        response = self.successResultOf(d)
+        return response.code, json.loads(self.successResultOf(response.content()))
+
+    def test_block_saved(self) -> None:
+        """POST /api/block saves the state before it answers 200."""
+        code, body = self.call("POST", "/api/block", {"ip": "10.0.0.7"})
+        self.assertEqual((code, body), (200, {"blocked": "10.0.0.7", "dropped": 0}))
+        self.assertEqual(self.saves, ["saved"])
+
+    def test_block_not_saved_is_500(self) -> None:
+        """A block that cannot be saved is a 500 whose JSON says what failed, and an error
+        line in the log; the block is in effect until the node stops."""
+        self.failure = "cannot write /d/blocked.json: No space left on device"
+        code, body = self.call("POST", "/api/block", {"ip": "10.0.0.7"})
+        self.assertEqual(code, 500)
+        self.assertIn("blocked '10.0.0.7'", body["error"])
+        self.assertIn("not saved", body["error"])
+        self.assertIn("blocked.json: No space left on device", body["error"])
+        self.assertTrue(self.network.policy.is_blocked_ip("10.0.0.7"))
+        [event] = [e for e in self.logged if e["log_level"] == LogLevel.error]
+        self.assertIn("No space left", event["why"])
+        self.assertNotIn("log_failure", event)  # one line, no traceback
+
+    def test_remove_not_saved_is_500(self) -> None:
+        """DELETE /api/peers/<id> saves once the peer is gone; a failed save is a 500."""
+        channel = self.network.make_channel(outbound=False)
+        channel.makeConnection(StringTransport(peerAddress=IPv4Address("TCP", "10.0.0.7", 1)))
+        channel.dataReceived(get_codec("p2pnet").encode(IdentifierPacket(
+            "connect", 9000, "", source_origin_identifier="peer-a")))
+        self.failure = "cannot write /d/known_peers.json: No space left on device"
+        d = self.http.request("DELETE", "http://127.0.0.1/api/peers/peer-a", headers=AUTH)
+        self.http.flush()
+        channel.connectionLost(Failure(ConnectionDone()))
+        self.http.flush()
+        response = self.successResultOf(d)
+        self.assertEqual(response.code, 500)
+        body = json.loads(self.successResultOf(response.content()))
+        self.assertIn("removed peer 'peer-a'", body["error"])
+        self.assertIn("known_peers.json", body["error"])
+        self.assertEqual(self.saves, ["saved"])
+
+
+def http_head(method: bytes, path: bytes, *extra: bytes, token: bool = True) -> bytes:
+    """The head of a control API request, with one Host header and the token."""
+    lines = [method + b" " + path + b" HTTP/1.1", b"Host: 127.0.0.1", *extra]
+    if token:
+        lines.append(b"Authorization: Bearer " + TOKEN.encode())
+    return b"\r\n".join(lines) + b"\r\n\r\n"
+
+
+class ControlSiteLimitTests(SynchronousTestCase):
+    """A L{ControlSite} holds each connection to a deadline and bounds how many are open."""
+
+    def setUp(self) -> None:
+        self.reactor = MemoryReactorClock()
+        self.network = PeerNetwork(self.reactor, identifier="node", trust_protocol=always_trust)
+        self.api = ControlAPI(self.network, TOKEN, MessageLog(self.reactor), "tcp:8051")
+        self.site = ControlSite(self.api, self.reactor, max_connections=3)
+        self.logged = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        self.port = 40000
+
+    def connect(self) -> tuple[ControlChannel | None, StringTransport]:
+        """Accept a connection as the reactor would; a refused one is closed unread."""
+        self.port += 1
+        address = IPv4Address("TCP", "127.0.0.1", self.port)
+        channel = self.site.buildProtocol(address)
+        transport = StringTransport(peerAddress=address)
+        if channel is not None:
+            channel.makeConnection(transport)
+        return channel, transport
+
+    def lose(self, channel: ControlChannel) -> None:
+        """The reactor's connectionLost, one turn after an abort."""
+        channel.connectionLost(Failure(ConnectionDone()))
+
+    def pending_request(self, channel: ControlChannel) -> None:
+        """Start a request that waits: a dial to a peer that does not answer yet."""
+        body = json.dumps({"host": "10.0.0.9", "port": 8051}).encode()
+        channel.dataReceived(http_head(b"POST", b"/api/peers", b"Content-Length: %d" % len(body))
+                             + body)
+
+    def test_idle_connection_closed_at_deadline(self) -> None:
+        """A connection that sends nothing is dropped IDLE_TIMEOUT seconds after it opened,
+        with one DelayedCall; it is counted, and gets no log line."""
+        channel, transport = self.connect()
+        self.assertEqual(len(self.reactor.getDelayedCalls()), 1)
+        self.reactor.advance(IDLE_TIMEOUT - 0.01)
+        self.assertFalse(transport.disconnecting)
+        self.reactor.advance(0.01)
+        self.assertTrue(transport.disconnected)  # aborted: nothing is owed to it
+        self.lose(channel)
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
+        self.assertEqual(self.site.counters, {"open": 0, "max": 3, "evicted": 0, "refused": 0,
+                                              "timed_out": 1, "refused_requests": 0})
+        self.assertEqual(list(self.logged), [])
+
+    def test_slowloris_does_not_move_deadline(self) -> None:
+        """Header bytes that trickle in do not move the deadline: a client that drips its
+        headers is dropped when one that sends nothing would be."""
+        channel, transport = self.connect()
+        head = http_head(b"GET", b"/api/status")
+        for second in range(int(IDLE_TIMEOUT)):
+            self.assertFalse(transport.disconnecting, second)
+            channel.dataReceived(head[second:second + 1])
+            self.reactor.advance(1)
+        self.assertTrue(transport.disconnected)
+        self.assertEqual(transport.value(), b"")
+
+    def test_request_in_progress_has_no_deadline(self) -> None:
+        """From the end of its headers to its response a request has no deadline (its body
+        may be slow, its answer may wait); the deadline runs again from the response."""
+        channel, transport = self.connect()
+        body = json.dumps({"host": "10.0.0.9", "port": 8051}).encode()
+        channel.dataReceived(http_head(b"POST", b"/api/peers", b"Content-Length: %d" % len(body)))
+        self.assertTrue(channel.busy)
+        self.reactor.advance(IDLE_TIMEOUT * 3)
+        channel.dataReceived(body)  # the answer now waits on the dial
+        self.reactor.advance(IDLE_TIMEOUT * 3)
+        self.assertFalse(transport.disconnecting)
+        self.assertEqual(transport.value(), b"")
+        from twisted.test.iosim import ConnectionCompleter
+
+        ConnectionCompleter(self.reactor).failOnce()
+        self.assertIn(b"502", transport.value().split(b"\r\n", 1)[0])
+        self.assertFalse(channel.busy)
+        self.reactor.advance(IDLE_TIMEOUT - 0.01)
+        self.assertFalse(transport.disconnecting)
+        self.reactor.advance(0.01)
+        self.assertTrue(transport.disconnected)
+
+    def test_deadline_restarts_after_each_response(self) -> None:
+        """A persistent connection may make one request after another; it is dropped
+        IDLE_TIMEOUT seconds after its last response."""
+        channel, transport = self.connect()
+        for _ in range(3):
+            self.reactor.advance(IDLE_TIMEOUT - 1)
+            channel.dataReceived(http_head(b"GET", b"/api/status"))
+        self.assertEqual(transport.value().count(b"HTTP/1.1 200 OK"), 3)
+        self.reactor.advance(IDLE_TIMEOUT - 0.01)
+        self.assertFalse(transport.disconnecting)
+        self.reactor.advance(0.01)
+        self.assertTrue(transport.disconnected)
+
+    def test_new_connection_takes_oldest_idle_place(self) -> None:
+        """At the limit a new connection drops the oldest one with no request in progress,
+        and is served."""
+        (first, t1), (second, t2), (_, t3) = self.connect(), self.connect(), self.connect()
+        self.pending_request(first)
+        newest, transport = self.connect()
+        self.assertIsNotNone(newest)
+        self.assertFalse(t1.disconnecting)  # busy: kept
+        self.assertTrue(t2.disconnected)  # the oldest idle one
+        self.assertFalse(t3.disconnecting)
+        self.lose(second)
+        self.assertEqual(self.site.counters["open"], 3)
+        self.assertEqual(self.site.counters["evicted"], 1)
+        newest.dataReceived(http_head(b"GET", b"/api/status"))
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 200 OK"))
+
+    def test_refused_only_when_all_busy(self) -> None:
+        """When every open connection has a request in progress, a new one is refused."""
+        channels = [self.connect()[0] for _ in range(3)]
+        for channel in channels:
+            self.pending_request(channel)
+        refused, _ = self.connect()
+        self.assertIsNone(refused)
+        self.assertEqual(self.site.counters["refused"], 1)
+        self.assertEqual(self.site.counters["open"], 3)
+
+    def test_many_idle_connections_cannot_lock_out_a_client(self) -> None:
+        """Of 1,000 idle connections at most max_connections are open at any time, and a
+        client arriving after them is served."""
+        opened = [self.connect() for _ in range(1000)]
+        for channel, transport in opened:
+            if transport.disconnected:
+                self.lose(channel)
+        self.assertEqual(sum(not t.disconnected for _, t in opened), 3)
+        self.assertEqual(self.site.counters["evicted"], 997)
+        self.assertLessEqual(len(self.reactor.getDelayedCalls()), 3)
+        channel, transport = self.connect()
+        channel.dataReceived(http_head(b"GET", b"/api/status"))
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 200 OK"))
+        status = json.loads(transport.value().partition(b"\r\n\r\n")[2])
+        self.assertEqual(status["control"], {"open": 3, "max": 3, "evicted": 998, "refused": 0,
+                                             "timed_out": 0, "refused_requests": 0})
+
+    def test_limit_warning_rate_limited(self) -> None:
+        """Evictions get no log line each: the warning that the limit is reached, with the
+        counts so far, comes at most once a minute."""
+        for _ in range(100):
+            self.connect()
+        [warning] = list(self.logged)
+        self.assertEqual(warning["log_level"], LogLevel.warn)
+        self.assertEqual((warning["max"], warning["evicted"]), (3, 1))
+        self.reactor.advance(LIMIT_WARNING_INTERVAL - 1)
+        self.connect()
+        self.assertEqual(len(self.logged), 1)
+        self.reactor.advance(1)
+        self.connect()
+        warnings = [e for e in self.logged if e["log_level"] == LogLevel.warn]
+        self.assertEqual(len(warnings), 2)
+        self.assertEqual(warnings[1]["evicted"], 99)
+
+    def test_duplicate_host_refused_before_authentication(self) -> None:
+        """Two Host headers are a 400 with a JSON error, before the token is looked at, and
+        the connection is closed."""
+        channel, transport = self.connect()
+        channel.dataReceived(http_head(b"GET", b"/api/status", b"Host: 127.0.0.1",
+                                       token=False))
+        head, _, body = transport.value().partition(b"\r\n\r\n")
+        self.assertTrue(head.startswith(b"HTTP/1.1 400 "))
+        self.assertIn(b"content-type: application/json", head.lower())
+        self.assertEqual(json.loads(body), {"error": "more than one Host header"})
+        self.assertTrue(transport.disconnecting)
+
+    def test_duplicate_host_with_body_refused_at_headers(self) -> None:
+        """A request with a body and two Host headers is refused before its body is read."""
+        channel, transport = self.connect()
+        channel.dataReceived(http_head(b"POST", b"/api/block", b"Host: evil.example",
+                                       b"Content-Length: 20"))
+        head, _, body = transport.value().partition(b"\r\n\r\n")
+        self.assertTrue(head.startswith(b"HTTP/1.1 400 "))
+        self.assertEqual(json.loads(body), {"error": "more than one Host header"})
+        self.assertTrue(transport.disconnecting)
+
+    def test_unauthenticated_connection_closed(self) -> None:
+        """A request without the token is answered 401 and its connection closed at once;
+        with a body, before the body is read."""
+        for extra in ((), (b"Content-Length: 100000",)):
+            channel, transport = self.connect()
+            channel.dataReceived(http_head(b"POST", b"/api/block", *extra, token=False))
+            head, _, body = transport.value().partition(b"\r\n\r\n")
+            self.assertTrue(head.startswith(b"HTTP/1.1 401 "), head)
+            self.assertIn(b"www-authenticate", head.lower())
+            self.assertIn("token", json.loads(body)["error"])
+            self.assertTrue(transport.disconnecting)
+            self.lose(channel)
+        self.assertEqual(self.site.counters["open"], 0)
+
+    def test_bad_limits(self) -> None:
+        """A limit below one connection, or a deadline that is not positive, is refused."""
+        for bad in (0, -1, 1.5, True):
+            self.assertRaises(ValueError, ControlSite, self.api, self.reactor, bad)
+        self.assertRaises(ValueError, ControlSite, self.api, self.reactor, 3, 0)
+
+    def test_requests_cannot_flood_the_log(self) -> None:
+        """A started site writes no access-log line per request: a served request is noted
+        at debug level, refused ones are counted and warned about once a minute."""
+        self.site.doStart()
+        self.addCleanup(self.site.doStop)
+        for token in (False, True) * 50:
+            channel, transport = self.connect()
+            channel.dataReceived(http_head(b"GET", b"/api/status", token=token))
+            if transport.disconnecting:
+                self.lose(channel)
+        self.assertEqual(self.site.counters["refused_requests"], 50)
+        [warning] = [e for e in self.logged if "count" in e]  # the other: connection limit
+        self.assertEqual((warning["log_level"], warning["count"], warning["code"]),
+                         (LogLevel.warn, 1, 401))
+        self.assertEqual(len([e for e in self.logged if e["log_level"] > LogLevel.debug]), 2)
+        self.assertEqual(len([e for e in self.logged if e.get("code") == 200]), 50)

@@ -4,11 +4,13 @@ Tests for L{p2pnet_tx.ctl}: command lines become control API requests; errors ar
 
 from __future__ import annotations
 
+import json
+
 from twisted.internet.defer import ensureDeferred
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
 
-from p2pnet_tx.ctl import CtlError, _format, _request_for, parser, run
+from p2pnet_tx.ctl import CtlError, _format, _request_for, escape, parser, run
 
 
 def request(*argv: str):
@@ -47,7 +49,10 @@ class RequestTests(SynchronousTestCase):
     def test_format(self) -> None:
         """Messages print one per line; sends print a count; the rest is JSON."""
         self.assertEqual(_format("messages", {"messages": [
-            {"seq": 3, "from": "abc", "message": "hi", "time": 1.0}]}), "[3] abc: hi")
+            {"seq": 3, "from": "abc", "message": "hi", "time": 1.0, "trusted": True}]}),
+            "[3] abc: hi")
+        self.assertEqual(_format("messages", {"messages": [  # no verdict: not trusted
+            {"seq": 3, "from": "abc", "message": "hi", "time": 1.0}]}), "[3] abc (untrusted): hi")
         self.assertEqual(_format("messages", {"messages": [
             {"seq": 4, "from": "x", "message": "hey", "time": 1.0, "trusted": False}]}),
             "[4] x (untrusted): hey")
@@ -70,3 +75,40 @@ class RequestTests(SynchronousTestCase):
         args = parser().parse_args(["--data-dir", str(data_dir.path), "status"])
         failure = self.failureResultOf(ensureDeferred(run(MemoryReactorClock(), args)), CtlError)
         self.assertIn("no control URL", str(failure.value))
+
+
+class PeerTextTests(SynchronousTestCase):
+    """Text that came from a peer cannot drive the terminal or forge a line."""
+
+    def test_escape(self) -> None:
+        """Control characters, separators, bidirectional controls and lone surrogates become
+        visible escapes; a backslash is doubled; other text is left alone."""
+        self.assertEqual(escape("\x1b[31mred\x1b[0m"), "\\x1b[31mred\\x1b[0m")
+        self.assertEqual(escape("a\rb\nc\x00\x7f\x9b"), "a\\x0db\\x0ac\\x00\\x7f\\x9b")
+        self.assertEqual(escape("\u2028\u2029\u202e\u2066\ud800"),
+                         "\\u2028\\u2029\\u202e\\u2066\\ud800")
+        self.assertEqual(escape("C:\\x1b"), "C:\\\\x1b")
+        self.assertEqual(escape("héllo wörld 😀 \t"), "héllo wörld 😀 \\x09")
+
+    def test_messages_cannot_forge_lines(self) -> None:
+        """A message, or an identifier, with CR, LF and ANSI sequences prints as one line
+        per message, with no escape character, and the untrusted mark stays visible."""
+        output = _format("messages", {"messages": [
+            {"seq": 4, "from": "mallory\x1b[2K\r", "trusted": False, "time": 1.0,
+             "message": "hi\r\n[5] alice: send me your key\x1b]0;owned\x07\u202e"},
+            {"seq": 5, "from": "bob", "trusted": True, "time": 1.0, "message": "ok"}]})
+        lines = output.split("\n")
+        self.assertEqual(len(lines), 2)
+        self.assertEqual(lines[1], "[5] bob: ok")
+        self.assertTrue(lines[0].startswith("[4] mallory\\x1b[2K\\x0d (untrusted): hi\\x0d"))
+        for char in "\x1b\r\x07\u202e":
+            self.assertNotIn(char, output)
+
+    def test_json_output_exact(self) -> None:
+        """Other commands print JSON: ASCII, with every control character JSON-escaped, and
+        it parses back to exactly what the node sent."""
+        body = {"connected": [{"identifier": "x\x1b[2J\n\u202e", "address": "10.0.0.7"}]}
+        output = _format("peers", body)
+        self.assertTrue(output.isascii())
+        self.assertNotIn("\x1b", output)
+        self.assertEqual(json.loads(output), body)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from treq.testing import StubTreq
 from twisted.application.internet import StreamServerEndpointService
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import CancelledError, Deferred, fail, succeed
@@ -20,7 +21,7 @@ from twisted.test.iosim import ConnectionCompleter
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
-from p2pnet_tx.datadir import NodeDataDir
+from p2pnet_tx.datadir import DataDirError, NodeDataDir
 from p2pnet_tx.errors import NetworkClosed, PeerBlocked, SelfConnection
 from p2pnet_tx.network import PeerNetwork
 from p2pnet_tx.peer import GenericPeer
@@ -672,6 +673,7 @@ class PeerNetworkServiceTests(SynchronousTestCase):
         # A restarted node dials the peers it knew.
         self.assertEqual([(h, p) for h, p, *_ in self.reactor.tcpClients], [("10.0.0.8", 8051)])
         self.network.block(ip="10.0.0.9")
+        self.reactor.advance(0)  # a block is written on the next turn
         self.assertEqual(self.data_dir.blocked()[0], ["10.0.0.7", "10.0.0.9"])
         self.network.remember(GenericPeer("10.0.0.10", 1))
         self.successResultOf(service.stopService())
@@ -701,3 +703,100 @@ class SaveDebounceTests(SynchronousTestCase):
         self.successResultOf(service.stopService())
         self.assertEqual(len(data_dir.known_peers()), 4)
         self.assertEqual(reactor.getDelayedCalls(), [])
+
+
+class _FullDisk(NodeDataDir):
+    """A data directory whose disk filled up once the node was running: every write of
+    state fails as L{NodeDataDir} reports it."""
+
+    writes: list[str]
+
+    def _write(self, name: str, data: bytes, mode: int = 0o600) -> None:
+        if name == "control.url":
+            return super()._write(name, data, mode)
+        self.writes.append(name)
+        raise DataDirError(f"cannot write {self.path / name}: No space left on device")
+
+
+class _Counting(NodeDataDir):
+    """A data directory that counts its writes."""
+
+    writes: list[str]
+
+    def _write(self, name: str, data: bytes, mode: int = 0o600) -> None:
+        self.writes.append(name)
+        super()._write(name, data, mode)
+
+
+class SaveFailureTests(SynchronousTestCase):
+    """A save that fails is an error: a 500 for the control API call that needed it, an
+    error line (no traceback) for a background save, never a silent loss."""
+
+    def node(self, data_dir: NodeDataDir) -> tuple[PeerNetworkService, StubTreq]:
+        data_dir.ensure()
+        data_dir.writes = []  # type: ignore[attr-defined]
+        self.reactor = MemoryReactorClock()
+        self.network = PeerNetwork(self.reactor, identifier="node")
+        service = PeerNetworkService(self.network, listen="tcp:8051", data_dir=data_dir,
+                                     control="tcp:8765:interface=127.0.0.1", control_token="t")
+        assert service.control is not None
+        return service, StubTreq(service.control.site.resource)
+
+    def block(self, http: StubTreq, ip: str) -> tuple[int, Any]:
+        d = http.request("POST", "http://127.0.0.1/api/block", json={"ip": ip},
+                         headers={b"Authorization": [b"Bearer t"]})
+        http.flush()
+        response = self.successResultOf(d)
+        return response.code, json.loads(self.successResultOf(response.content()))
+
+    def test_block_written_once_before_answer(self) -> None:
+        """POST /api/block answers 200 once the block list is on disk, written once."""
+        data_dir = _Counting(self.mktemp())
+        _, http = self.node(data_dir)
+        code, _ = self.block(http, "10.0.0.7")
+        self.assertEqual(code, 200)
+        self.assertEqual(data_dir.blocked(), (["10.0.0.7"], []))
+        self.reactor.advance(SAVE_DELAY)
+        self.assertEqual(data_dir.writes.count("blocked.json"), 1)  # type: ignore[attr-defined]
+
+    def test_block_on_full_disk_is_500(self) -> None:
+        """On a full disk POST /api/block answers 500 with JSON naming the file, and logs
+        one error line; it never answers 200."""
+        logged = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        data_dir = _FullDisk(self.mktemp())
+        _, http = self.node(data_dir)
+        code, body = self.block(http, "10.0.0.7")
+        self.assertEqual(code, 500)
+        self.assertIn("blocked.json: No space left on device", body["error"])
+        errors = [e for e in logged if e["log_level"] == LogLevel.error]
+        self.assertEqual(len(errors), 1)
+        self.assertNotIn("log_failure", errors[0])
+        self.reactor.advance(SAVE_DELAY)
+        self.assertEqual(data_dir.writes, ["blocked.json"])  # type: ignore[attr-defined]
+
+    def test_block_list_path_is_a_directory(self) -> None:
+        """With a directory where blocked.json goes, the real write fails and so does the
+        call; no temporary file is left behind."""
+        data_dir = NodeDataDir(self.mktemp())
+        _, http = self.node(data_dir)
+        (data_dir.path / "blocked.json").mkdir()
+        code, body = self.block(http, "10.0.0.7")
+        self.assertEqual(code, 500)
+        self.assertIn("blocked.json: Is a directory", body["error"])
+        self.assertEqual(sorted(p.name for p in data_dir.path.iterdir()), ["blocked.json"])
+
+    def test_background_save_failure_logged(self) -> None:
+        """A debounced save or the save at stop that fails logs an error line and the node
+        goes on (no unhandled error, no traceback)."""
+        logged = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        service, _ = self.node(_FullDisk(self.mktemp()))
+        service.startService()
+        self.network.peer_trusted.notify(None)
+        self.reactor.advance(SAVE_DELAY)
+        self.successResultOf(service.stopService())
+        errors = [e for e in logged if e["log_level"] == LogLevel.error]
+        self.assertEqual(len(errors), 2)
+        for event in errors:
+            self.assertIn("No space left on device", event["why"])
+            self.assertNotIn("log_failure", event)
+        self.assertEqual(self.flushLoggedErrors(), [])

@@ -53,6 +53,27 @@ class PluginTests(TestCase):
         self.assertIn("--wire: unknown wire format 'carrier-pigeon'", output)
         self.assertNotIn("Traceback", output)
 
+    def test_corrupt_state_is_one_line_on_stderr(self) -> None:
+        """twistd with a corrupt key or an unreadable token exits non-zero with one line on
+        stderr naming the file, and no traceback (the block list takes the same path: see
+        test_corrupt_state_is_one_line_exit)."""
+        for name, content in (("node.key", b"-----BEGIN"), ("control.token", None)):
+            data_dir = self.mktemp()
+            os.makedirs(data_dir)
+            path = os.path.join(data_dir, name)
+            if content is None:
+                os.mkdir(path)  # unreadable
+            else:
+                with open(path, "wb") as f:
+                    f.write(content)
+            result = subprocess.run(TWISTD + ["-n", "--pidfile=", "p2pnet", "--listen",
+                                              "tcp:0:interface=127.0.0.1", "--data-dir", data_dir],
+                                    check=False, capture_output=True, text=True, timeout=60)
+            self.assertNotEqual(result.returncode, 0)
+            self.assertEqual(len(result.stderr.splitlines()), 1, result.stderr)
+            self.assertIn(name, result.stderr)
+            self.assertTrue(result.stderr.startswith("twistd p2pnet: "), result.stderr)
+            self.assertNotIn("Traceback", result.stdout + result.stderr)
 
     def test_port_in_use_is_one_line_error(self) -> None:
         """A listen port that is taken ends twistd with status 1 and one line, no traceback."""
@@ -193,15 +214,53 @@ class MakeServiceTests(SynchronousTestCase):
             options.parseOptions(["--data-dir", os.path.join(blocker, "sub")])
         self.assertIn("--data-dir", str(caught.exception))
 
-    def test_corrupt_state_is_usage_error(self) -> None:
-        """A corrupt saved file in the data directory is a UsageError naming it."""
+    def test_corrupt_known_peers_do_not_stop_the_node(self) -> None:
+        """A corrupt known_peers.json (a cache) is no error: the node is built, and its
+        start moves the file aside."""
         data_dir = self.mktemp()
         os.makedirs(data_dir)
         with open(os.path.join(data_dir, "known_peers.json"), "w") as f:
-            f.write("{bad")
-        with self.assertRaises(UsageError) as caught:
-            tap.Options().parseOptions(["--data-dir", data_dir])
-        self.assertIn("known_peers.json", str(caught.exception))
+            f.write("5")
+        options = tap.Options()
+        options.parseOptions(["--data-dir", data_dir, "--control", "none"])
+        service = tap.makeService(options)
+        service.load_state()
+        self.assertEqual(service.network.known_peers, {})
+        self.assertEqual([name for name in os.listdir(data_dir) if "known_peers" in name],
+                         [name for name in os.listdir(data_dir) if ".corrupt-" in name])
+
+    def test_corrupt_state_is_one_line_exit(self) -> None:
+        """A corrupt key, token or block list ends option parsing with SystemExit and one
+        line that names the file and says what to do."""
+        cases = {"node.key": ("garbage", "restore it from a backup"),
+                 "control.token": ("a b c", "remove it"),
+                 "blocked.json": ('{"ips": 5}', "move it away")}
+        for name, (content, advice) in cases.items():
+            data_dir = self.mktemp()
+            os.makedirs(data_dir)
+            with open(os.path.join(data_dir, name), "w") as f:
+                f.write(content)
+            with self.assertRaises(SystemExit) as caught:
+                tap.Options().parseOptions(["--data-dir", data_dir])
+            message = str(caught.exception.code)
+            self.assertTrue(message.startswith("twistd p2pnet: "), message)
+            self.assertIn(os.path.join(data_dir, name), message)
+            self.assertIn(advice, message)
+
+    def test_control_max_connections(self) -> None:
+        """--control-max-connections sets the control API's limit (64 by default)."""
+        options = tap.Options()
+        options.parseOptions(["--data-dir", self.mktemp()])
+        self.assertEqual(options["control-max-connections"], 64)
+        options = tap.Options()
+        options.parseOptions(["--data-dir", self.mktemp(), "--control-max-connections", "5"])
+        service = tap.makeService(options)
+        self.assertEqual(service.control.site.max_connections, 5)
+        for bad in ("0", "many"):
+            with self.assertRaises(UsageError) as caught:
+                tap.Options().parseOptions(["--data-dir", self.mktemp(),
+                                            "--control-max-connections", bad])
+            self.assertIn("control-max-connections", str(caught.exception))
 
 
 @implementer(IStreamServerEndpoint)

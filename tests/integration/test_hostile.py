@@ -111,6 +111,7 @@ async def test_control_api_refuses_huge_body_before_reading_it(tmp_path) -> None
     try:
         client = await raw_connect(control.port.getHost().port, tls=False)
         client.transport.write(b"POST /api/messages HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                               b"Authorization: Bearer token\r\n"
                                b"Content-Length: 300000000\r\n\r\n" + b"x" * 1000)
         await client.lost
         assert client.received.startswith(b"HTTP/1.1 413 ")
