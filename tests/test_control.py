@@ -351,7 +351,8 @@ class SavingAPITests(SynchronousTestCase):
 
     def setUp(self) -> None:
         self.reactor = MemoryReactorClock()
-        self.network = PeerNetwork(self.reactor, identifier="node", trust_protocol=always_trust)
+        self.network = PeerNetwork(self.reactor, transport="tcp", identifier="node",
+                                   trust_protocol=always_trust)
         self.saves: list[str] = []
         self.failure: str | None = None
         api = ControlAPI(self.network, TOKEN, MessageLog(self.reactor), "", self.save)
@@ -421,7 +422,8 @@ class ControlSiteLimitTests(SynchronousTestCase):
 
     def setUp(self) -> None:
         self.reactor = MemoryReactorClock()
-        self.network = PeerNetwork(self.reactor, identifier="node", trust_protocol=always_trust)
+        self.network = PeerNetwork(self.reactor, transport="tcp", identifier="node",
+                                   trust_protocol=always_trust)
         self.api = ControlAPI(self.network, TOKEN, MessageLog(self.reactor), "tcp:8051")
         self.site = ControlSite(self.api, self.reactor, max_connections=3)
         self.logged = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)

@@ -736,7 +736,7 @@ class SaveFailureTests(SynchronousTestCase):
         data_dir.ensure()
         data_dir.writes = []  # type: ignore[attr-defined]
         self.reactor = MemoryReactorClock()
-        self.network = PeerNetwork(self.reactor, identifier="node")
+        self.network = PeerNetwork(self.reactor, display_name="node")
         service = PeerNetworkService(self.network, listen="tcp:8051", data_dir=data_dir,
                                      control="tcp:8765:interface=127.0.0.1", control_token="t")
         assert service.control is not None
