@@ -36,12 +36,14 @@ from twisted.logger import Logger
 
 from p2pnet_tx.errors import P2PNetError
 from p2pnet_tx.peer import GenericPeer
+from p2pnet_tx.pins import NamePins, PinsCorrupt
 
 KEY_FILE = "node.key"
 TOKEN_FILE = "control.token"
 PEERS_FILE = "known_peers.json"
 BLOCKS_FILE = "blocked.json"
 CONTROL_URL_FILE = "control.url"
+PINS_FILE = "name_pins.json"
 
 DEFAULT_DATA_DIR = "~/.p2pnet"
 """Where a node keeps its files unless told otherwise."""
@@ -50,6 +52,7 @@ _ADVICE = {
     KEY_FILE: "restore it from a backup, or move it away to start with a new identity",
     TOKEN_FILE: "remove it, and the node makes a new one when it starts",
     BLOCKS_FILE: "fix it, or move it away to start with no saved blocks",
+    PINS_FILE: "fix it, or move it away to pin every name afresh on first use",
 }
 
 _TOKEN = re.compile(r"[A-Za-z0-9._~+/=-]{1,1024}")
@@ -266,6 +269,30 @@ class NodeDataDir:
         """Replace the saved block list."""
         body = json.dumps({"ips": ips, "identifiers": identifiers}, indent=1).encode()
         self._write(BLOCKS_FILE, body, 0o644)
+
+    def name_pins(self) -> NamePins:
+        """
+        Return the saved name pins (L{NamePins}); each change is saved at once.  A change that
+        cannot be saved is logged as an error: the pin holds until the node stops.
+
+        @raise DataDirError: if the file cannot be read or is not a pin list: pins are
+            security state, never silently emptied.
+        """
+        raw = self._read(PINS_FILE)
+        pins = NamePins()
+        if raw is not None:
+            try:
+                pins = NamePins.from_json(raw)
+            except PinsCorrupt as e:
+                raise DataDirError(self._unusable(PINS_FILE, str(e))) from None
+        pins.changed = lambda: self._save_pins(pins)
+        return pins
+
+    def _save_pins(self, pins: NamePins) -> None:
+        try:
+            self._write(PINS_FILE, pins.to_json(), 0o644)
+        except DataDirError as e:
+            self.log.error("name pin not saved: {error}", error=str(e))
 
     def control_url(self) -> str | None:
         """Return the URL of the running node's control API, if one is written."""

@@ -49,6 +49,8 @@ class NamePins:
     @param pins: pins to start with.
     @param changed: called with no argument after every change, to save the pins.
     @param max_pins: the most names pinned.
+
+    @ivar changed: the same, settable once the pins are loaded.
     """
 
     def __init__(
@@ -58,7 +60,7 @@ class NamePins:
         max_pins: int = MAX_PINS,
     ) -> None:
         self._pins: dict[str, str] = dict(pins or {})
-        self._changed = changed
+        self.changed = changed
         self.max_pins = max_pins
 
     def __len__(self) -> int:
@@ -98,8 +100,8 @@ class NamePins:
         return True
 
     def _notify(self) -> None:
-        if self._changed is not None:
-            self._changed()
+        if self.changed is not None:
+            self.changed()
 
     def to_json(self) -> bytes:
         """The pins as a JSON object, name -> identifier, sorted by name."""

@@ -21,6 +21,7 @@ from p2pnet_tx.network import PeerNetwork, peers_from_strings
 from p2pnet_tx.network.security import TRANSPORTS, TRUST_NAMES, resolve_transport
 from p2pnet_tx.policy import IncomingPeerTrustPolicy
 from p2pnet_tx.service import DEFAULT_CONTROL, DEFAULT_LISTEN, PeerNetworkService
+from p2pnet_tx.trust import key_trust
 from p2pnet_tx.wire import get_codec
 from p2pnet_tx.wire_mode import get_wire_mode
 
@@ -46,6 +47,8 @@ class Options(usage.Options):
     optFlags = [
         ["allow-enhanced", None, "Let untrusted peers send Identity, PeerGroup and data packets."],
         ["no-default-communication", None, "Drop Message and Disconnect from untrusted peers."],
+        ["pin-names", None, ("Pin each peer's display name to the first key seen with it "
+                             "(name_pins.json in the data dir); refuse another key under it.")],
     ]
     optParameters = [
         ["listen", "l", DEFAULT_LISTEN, "Endpoint to accept peers on (Twisted endpoint string)."],
@@ -118,6 +121,8 @@ class Options(usage.Options):
             raise usage.UsageError(
                 "--trust key needs --transport tls (over plaintext tcp no key can be bound to "
                 "the connection): choose --trust ping or none")
+        if self["pin-names"] and self["trust"] != "key":
+            raise usage.UsageError("--pin-names needs --trust key: only a key can hold a name")
         if self["name"] is not None and sanitize_display_name(self["name"]) is None:
             raise usage.UsageError(
                 f"--name: {self['name']!r} is not 1 to {MAX_DISPLAY_NAME} printable characters")
@@ -140,6 +145,7 @@ class Options(usage.Options):
                 data_dir.control_token() if self["control"] != "none" else None
             )
             data_dir.blocked()
+            self["name-pins"] = data_dir.name_pins() if self["pin-names"] else None
         except DataDirError as e:
             raise SystemExit(f"twistd p2pnet: {e}") from None
         self["data-dir-object"] = data_dir
@@ -193,6 +199,7 @@ def makeService(options: Options) -> PeerNetworkService:
         run_default_trust_protocol=options["trust"] != "none",
         blocked_ips=options["block-ips"],
     )
+    pins = options["name-pins"]
     network = PeerNetwork(
         reactor,
         display_name=options["name"],
@@ -200,7 +207,7 @@ def makeService(options: Options) -> PeerNetworkService:
         policy=policy,
         wire=options["wire"],
         transport=options["transport"],
-        trust_protocol=options["trust"],
+        trust_protocol=options["trust"] if pins is None else key_trust(name_pins=pins),
     )
     return _TwistdNode(
         network,

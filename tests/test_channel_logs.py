@@ -305,7 +305,8 @@ class LogFloodTests(SynchronousTestCase):
         runs, each address is discouraged, and each connection costs one short warning.
         """
         clock = Clock()
-        network = PeerNetwork(clock, identifier="node", transport="tcp", trust_protocol=always_trust)
+        network = PeerNetwork(clock, identifier="node", transport="tcp",
+                              trust_protocol=always_trust)
         logs = LogBytes(self)  # after the network's one warning about plaintext
         recorder = RecordingHandler()
         for kind in PacketType:

@@ -167,3 +167,35 @@ class CorruptCacheTests(SynchronousTestCase):
         self.assertEqual(self.data_dir.control_url(), "http://127.0.0.1:8765")
         self.data_dir.save_control_url(None)
         self.assertIsNone(self.data_dir.control_url())
+
+
+class NamePinsFileTests(SynchronousTestCase):
+    """name_pins.json: the pins of --pin-names, saved on every change."""
+
+    def test_missing_is_empty_and_changes_are_saved(self) -> None:
+        data_dir = NodeDataDir(self.mktemp()).ensure()
+        pins = data_dir.name_pins()
+        self.assertEqual(len(pins), 0)
+        pins.check("alice", "bciqa")
+        self.assertEqual(data_dir.name_pins().get("alice"), "bciqa")
+        pins.unpin("alice")
+        self.assertIsNone(data_dir.name_pins().get("alice"))
+
+    def test_corrupt_is_an_error_naming_the_file(self) -> None:
+        data_dir = NodeDataDir(self.mktemp()).ensure()
+        (data_dir.path / "name_pins.json").write_text("[]")
+        with self.assertRaises(DataDirError) as caught:
+            data_dir.name_pins()
+        self.assertIn("name_pins.json", str(caught.exception))
+        self.assertIn("move it away", str(caught.exception))
+
+    def test_failed_save_is_logged_and_the_pin_holds(self) -> None:
+        logged = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        data_dir = NodeDataDir(self.mktemp()).ensure()
+        pins = data_dir.name_pins()
+        (data_dir.path / "name_pins.json").mkdir()  # the file cannot be replaced now
+        pins.check("alice", "bciqa")
+        self.assertEqual(pins.get("alice"), "bciqa")
+        errors = [e for e in logged if e.get("log_level") == LogLevel.error]
+        self.assertEqual(len(errors), 1)
+        self.assertIn("name_pins.json", errors[0]["error"])

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-
 from typing import Any
 
 from twisted.application.service import IServiceMaker
@@ -25,6 +24,7 @@ from p2pnet_tx import tap
 from p2pnet_tx.network import PeerNetwork
 from p2pnet_tx.peer import GenericPeer
 from p2pnet_tx.service import PeerNetworkService
+from p2pnet_tx.trust import KeyTrust
 
 TWISTD = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
 
@@ -246,6 +246,43 @@ class MakeServiceTests(SynchronousTestCase):
             self.assertTrue(message.startswith("twistd p2pnet: "), message)
             self.assertIn(os.path.join(data_dir, name), message)
             self.assertIn(advice, message)
+
+    def test_pin_names(self) -> None:
+        """
+        --pin-names makes key trust pin names in name_pins.json: a pin made is saved at once
+        and the next start finds it.
+        """
+        data_dir = self.mktemp()
+        options = tap.Options()
+        options.parseOptions(["--data-dir", data_dir, "--pin-names"])
+        trust = tap.makeService(options).network.trust_protocol
+        self.assertIsInstance(trust, KeyTrust)
+        assert isinstance(trust, KeyTrust)
+        self.assertIsNotNone(trust.name_pins)
+        assert trust.name_pins is not None
+        self.assertTrue(trust.name_pins.check("alice", "bciqalice"))
+        options = tap.Options()
+        options.parseOptions(["--data-dir", data_dir, "--pin-names"])
+        self.assertEqual(options["name-pins"].get("alice"), "bciqalice")
+
+    def test_pin_names_needs_key_trust(self) -> None:
+        """Without key trust there is no key to pin a name to: a UsageError says so."""
+        with self.assertRaises(UsageError) as caught:
+            tap.Options().parseOptions(["--data-dir", self.mktemp(), "--pin-names",
+                                        "--trust", "none"])
+        self.assertIn("--pin-names needs --trust key", str(caught.exception))
+
+    def test_corrupt_pins_are_one_line_exit(self) -> None:
+        """Corrupt name pins (security state) stop the start with one line naming the file."""
+        data_dir = self.mktemp()
+        os.makedirs(data_dir)
+        with open(os.path.join(data_dir, "name_pins.json"), "w") as f:
+            f.write('{"alice": 5}')
+        with self.assertRaises(SystemExit) as caught:
+            tap.Options().parseOptions(["--data-dir", data_dir, "--pin-names"])
+        message = str(caught.exception.code)
+        self.assertIn(os.path.join(data_dir, "name_pins.json"), message)
+        self.assertIn("move it away", message)
 
     def test_control_max_connections(self) -> None:
         """--control-max-connections sets the control API's limit (64 by default)."""
