@@ -14,6 +14,7 @@ from twisted.logger import Logger
 
 from p2pnet_tx.errors import IdentityMismatch, InvalidPeerCertificate, PeerRefused
 from p2pnet_tx.identity import identifier_for_public_key
+from p2pnet_tx.logtext import peer_text
 from p2pnet_tx.policy import IncomingPeerTrustPolicy
 from p2pnet_tx.tls import peer_public_key
 from p2pnet_tx.trust import KeyTrust, key_trust, ping_trust
@@ -177,7 +178,7 @@ class KeyBinding:
         if claimed != derived:
             self._counters["identities_unbound"] += 1
             error = IdentityMismatch(
-                f"claims identifier {claimed!r}, but its key is that of {derived}",
+                f"claims identifier {peer_text(claimed)!r}, but its key is that of {derived}",
                 channel.peer, claimed=claimed, derived=derived)
             self.log.warn("refused peer at {address}: {why}", address=_address(channel),
                           why=str(error))
