@@ -30,6 +30,7 @@ from twisted.logger import Logger
 from p2pnet_tx.channel import PeerChannel
 from p2pnet_tx.errors import InvalidPeerCertificate, TrustRefused
 from p2pnet_tx.identity import identifier_for_public_key, public_key_bytes
+from p2pnet_tx.logtext import peer_text
 from p2pnet_tx.packets import Packet, PureMessagePacket
 from p2pnet_tx.pins import NamePins, PinMismatch
 from p2pnet_tx.tls import peer_public_key
@@ -217,7 +218,7 @@ class KeyTrust:
         claimed = getattr(channel.peer, "identifier", None)
         if claimed != derived:
             return self._refuse(
-                channel, f"identifier {claimed!r} is not the one its key derives ({derived})"
+                channel, f"identifier {peer_text(claimed)!r} is not the one its key derives ({derived})"
             )
         if self.known_keys is not None and key not in self.known_keys:
             return self._refuse(channel, "unknown public key")
