@@ -324,12 +324,12 @@ class KeyTrust:
     in C{known_keys}, when given).  A wrong key or signature, a replayed proof (it signs an old
     nonce), a step out of order or silence: not trusted, and the channel drops the peer.
 
+    The verified key is left in C{channel.properties["public_key"]}.
+
     @param private_key: this node's key.
     @param known_keys: if given, the raw public keys allowed; others are refused.
     @param bind_identifier: require each peer's identifier to be the one derived from its key
         (L{identifier_for_public_key}).
-
-    The verified key is left in C{channel.properties["public_key"]}.
     """
 
     def __init__(

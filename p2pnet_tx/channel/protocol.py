@@ -94,7 +94,7 @@ def _peer_from_address(address: Any) -> GenericPeer | None:
 
 class PeerChannel(Protocol):
     """
-    One connection to a peer, as a Twisted L{Protocol}.
+    One connection to a peer, as a Twisted L{Protocol <twisted.internet.protocol.Protocol>}.
 
     @param codec: the wire format (an L{ICodec}, or its name: C{"p2pnet"}, C{"dotnet"}).
     @param handlers: the network's handler registry.
