@@ -39,7 +39,12 @@ nitpicky = True
 
 html_theme = "alabaster"
 html_title = f"p2pnet_tx {release}"
-html_theme_options = {"description": "Peer-to-peer networking for Twisted"}
+html_theme_options = {
+    "description": "Peer-to-peer networking for Twisted",
+    # The code is 100 columns wide: room for it beside the sidebar.
+    "page_width": "1240px",
+    "body_max_width": "none",
+}
 
 # -- API reference ---------------------------------------------------------------------------
 # pydoctor writes api/ (replacing the placeholder page api/index.md) and an inventory, which
