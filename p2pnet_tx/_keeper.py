@@ -7,7 +7,7 @@ It has the contract of Twisted's L{ClientService <twisted.application.internet.C
 (C{start}, C{stop() -> Deferred}, C{when_connected()}, an injected clock and retry policy) and
 its shape (an Automat C{TypeMachineBuilder} with a dataclass core, each state holding its own
 data: C{Waiting} its L{IDelayedCall}, C{Connecting} its attempt, C{Connected} its channel), but
-it is not a L{ClientService}, because our dial does not fit ClientService's:
+it is not a C{ClientService}, because our dial does not fit ClientService's:
 
   - ClientService dials an C{IStreamClientEndpoint} with a factory, and learns that a
     connection closed by wrapping the protocol that factory builds.  Our dial is

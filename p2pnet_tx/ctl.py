@@ -1,6 +1,6 @@
 # -*- test-case-name: tests.test_ctl -*-
 """
-C{p2pnet-ctl}: drive a running node through its control API.
+C{p2pnet-ctl}: drive a running node through its control API::
 
     p2pnet-ctl status
     p2pnet-ctl peers

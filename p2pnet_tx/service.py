@@ -1,6 +1,6 @@
 # -*- test-case-name: tests.test_service -*-
 """
-L{PeerNetworkService}: a node as a Twisted service, for C{twistd p2pnet} and for embedding.
+L{PeerNetworkService}: a node as a Twisted service, for C{twistd p2pnet} and for embedding::
 
     from twisted.application.service import Application
     from p2pnet_tx.network import PeerNetwork

@@ -2,6 +2,33 @@
 """
 Helpers for testing code built on p2pnet_tx, without sockets: channels joined in memory,
 handlers that record what they get.
+
+Two channels on one L{Clock <twisted.internet.task.Clock>}, joined in memory::
+
+    from twisted.internet.task import Clock
+    from p2pnet_tx.channel import PeerChannel
+    from p2pnet_tx.handlers import PacketHandleProtocol
+    from p2pnet_tx.packets import PacketType
+    from p2pnet_tx.testing import RecordingHandler, connected_channels
+    from p2pnet_tx.trust import always_trust
+
+    clock = Clock()
+    handlers = PacketHandleProtocol()
+    received = RecordingHandler()
+    handlers.set_handler(PacketType.MESSAGE, received)
+
+    def make() -> PeerChannel:
+        return PeerChannel("p2pnet", handlers, always_trust, clock=clock)
+
+    server, client, pump = connected_channels(make, make, clock)
+    client.send_message("hello")
+    pump.flush()
+    assert [packet.message for packet in received.packets] == ["hello"]
+
+Whole networks: give two L{PeerNetwork <p2pnet_tx.network.PeerNetwork>}s the same
+L{MemoryReactorClock <twisted.internet.testing.MemoryReactorClock>}, listen with one, connect
+with the other, and join the two with L{complete_tcp_connection}.  The tutorial "Testing your
+handlers", in the documentation, shows both.
 """
 
 from __future__ import annotations
@@ -71,7 +98,8 @@ def complete_tcp_connection(
     server_host: str = "127.0.0.1",
 ) -> IOPump | None:
     """
-    Complete the oldest pending C{connectTCP} of a L{MemoryReactorClock} against the listener
+    Complete the oldest pending C{connectTCP} of a
+    L{MemoryReactorClock <twisted.internet.testing.MemoryReactorClock>} against the listener
     on the same port, with real IPv4 addresses on both transports (iosim's own completer uses
     placeholder addresses, which peers cannot be made of).
 

@@ -827,12 +827,13 @@ class TagFramedDecoder:
         unfinished leaves the decoder consistent: the frames it did not reach stay buffered,
         and the next call decodes them first (the old iterator then stops).
 
+        After either error below, the rest of the bytes are dropped and the iterator ends; do
+        not feed this decoder again.
+
         @raise FrameTooLarge: from the iterator, when a frame grows past C{max_frame_size}
             without its closing tag, after every earlier item was yielded.
         @raise TooMuchGarbage: from the iterator, when more than C{max_frame_size} bytes in a
             row are no frame, after every earlier item was yielded.
-        After either, the rest of the bytes are dropped and the iterator ends; do not feed this
-        decoder again.
         """
         self._generation += 1
         self._buffer += data

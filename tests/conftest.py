@@ -8,6 +8,7 @@ from __future__ import annotations
 import gc
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -47,3 +48,19 @@ def _no_unhandled_deferred_errors(request: pytest.FixtureRequest) -> Iterator[No
     finally:
         globalLogPublisher.removeObserver(observe)
     assert not unhandled, "unhandled errors in Deferreds:\n" + "\n".join(unhandled)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """
+    With C{P2PNET_TX_TEST_INSTALLED=1} (CI's run of the unpacked sdist's tests against the
+    installed wheel), refuse to run if the tests would import the sources beside them.
+    """
+    if not os.environ.get("P2PNET_TX_TEST_INSTALLED"):
+        return
+    import p2pnet_tx
+
+    here = Path(__file__).resolve().parent.parent
+    if Path(p2pnet_tx.__file__).resolve().is_relative_to(here):
+        raise pytest.UsageError(
+            f"P2PNET_TX_TEST_INSTALLED is set, but the tests import {p2pnet_tx.__file__}"
+        )

@@ -1,6 +1,6 @@
 # -*- test-case-name: tests.test_channel_lifecycle -*-
 """
-The lifecycle of a channel, as one Automat machine (see C{docs/state-machines/channel.dot}).
+The lifecycle of a channel, as one Automat machine (see C{docs/state-machines/channel.dot})::
 
     connecting -> untrusted -> awaiting_identity -> handshaking -> trusted
         -> closing | aborting -> closed

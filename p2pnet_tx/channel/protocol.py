@@ -106,8 +106,9 @@ def _peer_from_address(address: Any) -> GenericPeer | None:
 @implementer(IHandshakeListener)
 class PeerChannel(Protocol):
     """
-    One connection to a peer, as a Twisted L{Protocol}.  Over TLS, it tells its owner when
-    the handshake is complete (L{IHandshakeListener}); the TLS layer holds back what it sends
+    One connection to a peer, as a Twisted L{Protocol <twisted.internet.protocol.Protocol>}.
+    Over TLS, it tells its owner when the handshake is complete (L{IHandshakeListener
+    <twisted.internet.interfaces.IHandshakeListener>}); the TLS layer holds back what it sends
     and receives until then.
 
     @param codec: the wire format (an L{ICodec}, or its name: C{"p2pnet"}, C{"dotnet"}).

@@ -44,7 +44,8 @@ class Sleeper(Protocol):
 
 class DeadlineQueue:
     """
-    Wakes many sleepers, each at its own time, with one L{IDelayedCall}.
+    Wakes many sleepers, each at its own time, with one
+    L{IDelayedCall <twisted.internet.interfaces.IDelayedCall>}.
 
     A sleeper has one pending wake-up at a time (its C{_wake_at}); asking for an earlier one
     replaces it, and the replaced entry, left in the heap, is skipped when it comes up.

@@ -11,7 +11,7 @@ plain loop of sends to a peer that reads is delivered whole and in order, howeve
 Two things are bounded, and they are told apart:
   - B{memory}: the queue holds at most C{max_queued_bytes}; a send past it raises
     L{SendBufferFull} and the channel stays open (the application decides: wait for
-    L{drain} and send again, or give up);
+    L{drain <p2pnet_tx.channel.PeerChannel.drain>} and send again, or give up);
   - B{a peer that does not read}: if nothing drains for C{stall_timeout} seconds, the writer
     calls C{stalled} and the channel drops the peer.  Twisted resumes a producer only when its
     transport's buffer is empty, so "drains" means about 128 KiB taken in that time; a peer
