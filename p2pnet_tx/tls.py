@@ -119,8 +119,8 @@ class TLSServerFactory(TLSMemoryBIOFactory):
     """
     A L{TLSMemoryBIOFactory} that keeps its wrapped factory's refusals: when the wrapped
     factory's C{buildProtocol} returns C{None} (admission control), so does this one, before
-    any TLS work and before a byte is read.  (Twisted's L{WrappingFactory} would wrap the
-    C{None}.)
+    any TLS work and before a byte is read.  (Twisted's L{WrappingFactory
+    <twisted.protocols.policies.WrappingFactory>} would wrap the C{None}.)
     """
 
     def buildProtocol(self, addr: IAddress) -> TLSMemoryBIOProtocol | None:

@@ -193,14 +193,13 @@ class KeyTrust:
     one that key derives (L{identifier_for_public_key}: always checked), and the key is in
     C{known_keys} when that is given.  The proof is the TLS handshake of this very connection,
     so it can be neither replayed nor relayed.  It needs the TLS transport and the peer's
-    Identity (the p2pnet wire); over any other transport it refuses every peer.
+    Identity (the p2pnet wire); over any other transport it refuses every peer.  The verified
+    key is left in C{channel.properties["public_key"]}.
 
     @param known_keys: if given, the raw public keys allowed; others are refused.
     @param name_pins: if given, display names are pinned to the first identity seen with them
         (trust on first use): a peer announcing a pinned name with another key is refused
         (L{PinMismatch<p2pnet_tx.pins.PinMismatch>}).
-
-    The verified key is left in C{channel.properties["public_key"]}.
     """
 
     def __init__(

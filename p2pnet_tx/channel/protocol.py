@@ -445,7 +445,8 @@ class PeerChannel(Protocol):
             self._lifecycle.start_handshake()
 
     def handshakeCompleted(self) -> None:
-        """The TLS handshake is over (L{IHandshakeListener}): tell the owner."""
+        """The TLS handshake is over (L{IHandshakeListener
+        <twisted.internet.interfaces.IHandshakeListener>}): tell the owner."""
         if self._open:
             self.owner.channel_secured(self)
 
