@@ -117,7 +117,7 @@ class ControlAPITests(SynchronousTestCase):
 
     def test_connect_bad_input(self) -> None:
         """POST /api/peers with a bad body or address is a 400 with a JSON error."""
-        for body in (b"{not json", b"[1]", {"host": "nowhere", "port": 1},
+        for body in (b"{not json", b"[1]", {"host": "no_where", "port": 1},
                      {"host": "10.0.0.1", "port": 0}, {"host": "10.0.0.1"}):
             code, answer = self.call("POST", "/api/peers", body)
             self.assertEqual(code, 400, body)

@@ -326,7 +326,8 @@ class TwistdNodeTests(SynchronousTestCase):
             node.privilegedStartService()
         self.assertEqual(str(caught.exception),
                          "twistd p2pnet: cannot listen on 127.0.0.1:8051: [Errno 98] "
-                         "Address in use")
+                         "Address in use: is another node running there? Choose another port "
+                         "with --listen tcp:PORT")
 
     def test_late_listen_failure_stops_reactor(self) -> None:
         """A listen that fails once the reactor runs is logged as critical and stops it."""
