@@ -181,7 +181,9 @@ class Membership:
         if not packet.data:
             self._table.mark_not_listening(channel)
         if self._policy.is_blocked_identifier(identifier):
-            return self._refuse(channel, PeerBlocked(f"{peer} is blocked", peer))
+            refused = self._refuse(channel, PeerBlocked(f"{peer} is blocked", peer))
+            channel.close("blocked")  # the goodbye tells the peer why
+            return refused
         if identifier == self._identifier:
             return self._refuse(channel, SelfConnection("connected to ourselves", peer))
         channel.peer = peer
