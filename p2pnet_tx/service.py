@@ -149,7 +149,15 @@ class PeerConnectionService(Service):
         """
         self.held = True
         self.log.info("no longer redialling {peer}: it was removed", peer=self.peer)
+        channel = self._core.channel
+        if channel is not None and getattr(channel, "close_reason", None) is not None:
+            # Closing already (removed): stop once it is gone rather than close it twice;
+            # the retry its close schedules is then cancelled.
+            return channel.when_closed().addBoth(lambda _: self._stop_if_held())
         return self._machine.stop()
+
+    def _stop_if_held(self) -> Deferred[None] | None:
+        return self._machine.stop() if self.held else None
 
     def release(self) -> None:
         """Dial a held peer again (if the service runs); nothing if it is not held."""
