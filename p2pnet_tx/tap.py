@@ -72,9 +72,14 @@ def _endpoint_hint(value: str) -> str:
     if value.isdigit():
         return f"; write tcp:{value} to listen on TCP port {value}"
     host, _, port = value.rpartition(":")
-    if host and port.isdigit() and "=" not in value:
-        host = host.strip("[]").replace(":", "\\:")
-        return f"; write tcp:{port}:interface={host} to listen on {value}"
+    host = host.strip("[]")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        host = ""
+    if host and port.isdigit():
+        interface = host.replace(":", "\\:")
+        return f"; write tcp:{port}:interface={interface} to listen on {value}"
     return "; write a Twisted endpoint string, e.g. tcp:8051 or tcp:8051:interface=127.0.0.1"
 
 
