@@ -136,11 +136,11 @@ def parser() -> argparse.ArgumentParser:
                           help="only those numbered above N")
     messages.add_argument("--follow", "-f", action="store_true",
                           help="keep printing messages as they arrive, until interrupted")
-    for name, verb, what in (("block", "block", "Refuse an IP address (at accept, before a "
+    for name, verb, what in (("block", "block", ("Refuse an IP address (at accept, before a "
                               "byte is read) or an identifier, drop the peers it matches, and "
-                              "save the block list."),
-                             ("unblock", "lift the block on", "Lift a block and save the "
-                              "block list.")):
+                              "save the block list.")),
+                             ("unblock", "lift the block on", ("Lift a block and save the "
+                              "block list."))):
         sub = command(name, f"{verb} an IP address or an identifier", what)
         sub.add_argument("ip", nargs="?", metavar="IP", help="an IP address")
         sub.add_argument("--identifier", help="a peer identifier")
@@ -228,15 +228,15 @@ def _format_status(body: dict[str, Any]) -> str:
     rows = [
         ("node", escape(body.get("identifier")) + (f" ({escape(name)})" if name else "")),
         ("version", f"{escape(body.get('version', '?'))}, up {_duration(body.get('uptime'))}"),
-        ("trust", f"{escape(body.get('trust', '?'))} over {escape(body.get('transport', '?'))}"
-                  f" ({escape(body.get('wire', '?'))} wire)"),
-        ("listen", f"{escape(body.get('listen') or '?')} (port "
-                   f"{escape(body.get('listening_port'))})"),
+        ("trust", (f"{escape(body.get('trust', '?'))} over "
+                   f"{escape(body.get('transport', '?'))} ({escape(body.get('wire', '?'))} wire)")),
+        ("listen", (f"{escape(body.get('listen') or '?')} (port "
+                    f"{escape(body.get('listening_port'))})")),
         ("control", escape(body.get("control_url") or "?")),
-        ("peers", f"{counts.get('active', 0)} connected, {counts.get('trusted', 0)} trusted, "
-                  f"{counts.get('pending', 0)} in handshake, {counts.get('known', 0)} known"),
-        ("packets", f"{packets_in} in, {packets_out} out; {counters.get('refused', 0)} "
-                    f"refused, {counters.get('malformed', 0)} malformed"),
+        ("peers", (f"{counts.get('active', 0)} connected, {counts.get('trusted', 0)} trusted, "
+                   f"{counts.get('pending', 0)} in handshake, {counts.get('known', 0)} known")),
+        ("packets", (f"{packets_in} in, {packets_out} out; {counters.get('refused', 0)} "
+                     f"refused, {counters.get('malformed', 0)} malformed")),
     ]
     return "\n".join(f"{label:<9}{value}" for label, value in rows)
 

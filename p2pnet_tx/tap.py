@@ -22,9 +22,9 @@ from twisted.internet.error import CannotListenError
 from twisted.logger import (
     FilteringLogObserver,
     ILogObserver,
+    Logger,
     LogLevel,
     LogLevelFilterPredicate,
-    Logger,
 )
 from twisted.python import usage
 from twisted.python.failure import Failure
@@ -44,8 +44,8 @@ from p2pnet_tx.datadir import (
 )
 from p2pnet_tx.identity import MAX_DISPLAY_NAME, sanitize_display_name
 from p2pnet_tx.network import PeerNetwork
-from p2pnet_tx.peer import peer_from_string
 from p2pnet_tx.network.security import TRANSPORTS, TRUST_NAMES, resolve_transport
+from p2pnet_tx.peer import peer_from_string
 from p2pnet_tx.policy import IncomingPeerTrustPolicy
 from p2pnet_tx.service import DEFAULT_CONTROL, DEFAULT_LISTEN, PeerNetworkService
 from p2pnet_tx.trust import key_trust
@@ -130,8 +130,8 @@ class Options(usage.Options):
         ["control", "c", DEFAULT_CONTROL, "Endpoint of the control API ('none' to disable)."],
         ["control-max-connections", None, DEFAULT_MAX_CONNECTIONS,
          "Connections the control API keeps open at most.", _connection_limit],
-        ["log-level", None, "info", "Log events of this level and above: debug, info, warn "
-                                    "or error (twistd's own log observers)."],
+        ["log-level", None, "info", ("Log events of this level and above: debug, info, warn "
+                                     "or error (twistd's own log observers).")],
         ["config", None, None, ("A TOML file of options (keys: the long option names); "
                                 "options on the command line win.")],
     ]

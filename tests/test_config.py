@@ -97,8 +97,8 @@ class ConfigOptionTests(SynchronousTestCase):
         repeatable one replaces the file's list."""
         data_dir = self.mktemp()
         options = self.parse(
-            f'listen = "tcp:8052"\nname = "file"\npeer = ["10.0.0.1:1"]\n'
-            f'data-dir = "/nonexistent/never"\nlog-level = "error"\n',
+            'listen = "tcp:8052"\nname = "file"\npeer = ["10.0.0.1:1"]\n'
+            'data-dir = "/nonexistent/never"\nlog-level = "error"\n',
             "-l", "tcp:9000", "--name", "cli", "--peer", "10.0.0.2:2", "--data-dir", data_dir,
             "--log-level=debug")
         self.assertEqual((options["listen"], options["name"]), ("tcp:9000", "cli"))

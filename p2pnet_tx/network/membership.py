@@ -123,7 +123,7 @@ class Membership:
             # close_reason is set as soon as a channel starts closing (before it tells us), and
             # a channel that is closing will never be accepted.
             if channel.close_reason is not None:
-                return fail(ChannelClosed(channel.close_reason))
+                return fail(self._refusals.get(channel) or ChannelClosed(channel.close_reason))
             arrival = self._arrivals[channel] = OneShotObserver()
         return arrival.when_fired()
 
