@@ -17,7 +17,7 @@ from twisted.internet.testing import (
     MemoryReactorClock,
     StringTransport,
 )
-from twisted.logger import LogLevel, globalLogPublisher
+from twisted.logger import LogLevel, eventAsJSON, eventFromJSON, formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.server import Site
@@ -763,3 +763,18 @@ class NodeControlTests(SynchronousTestCase):
         self.http.request("POST", "http://127.0.0.1/api/peers",
                           json={"host": "localhost", "port": 8052}, headers=AUTH)
         self.assertEqual(dialled, [HostnamePeer("localhost", 8052)])
+
+    def test_log_events_survive_json(self) -> None:
+        """The events a control request logs have a format with named fields, and
+        twisted.logger's JSON output keeps the fields and the text."""
+        logged = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        self.call("POST", "/api/block", {"ip": "10.0.0.7"})
+        self.call("POST", "/api/unblock", {"ip": "10.0.0.7"})
+        events = [e for e in logged if e.get("log_level", LogLevel.debug) >= LogLevel.info]
+        self.assertTrue(events)
+        for event in events:
+            self.assertIsNotNone(event.get("log_format"))
+            again = eventFromJSON(eventAsJSON(event))
+            self.assertEqual(formatEvent(again), formatEvent(event))
+        [unblocked] = [e for e in events if e["log_format"] == "unblocked {what}"]
+        self.assertEqual(eventFromJSON(eventAsJSON(unblocked))["what"], "10.0.0.7")
