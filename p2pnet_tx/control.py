@@ -23,21 +23,26 @@ from collections.abc import Callable
 from typing import Any
 
 import attrs
-from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IAddress, IReactorTime
+from twisted.internet.defer import CancelledError, Deferred, succeed
+from twisted.internet.error import ConnectError, DNSLookupError
+from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.http import HTTPChannel
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
+from p2pnet_tx._version import __version__
 from p2pnet_tx.channel import KEEPALIVE_MESSAGE, PeerChannel
 from p2pnet_tx.datadir import DataDirError
-from p2pnet_tx.errors import P2PNetError
+from p2pnet_tx.errors import P2PNetError, PeerBlocked, SelfConnection
+from p2pnet_tx.interfaces import IPeer
 from p2pnet_tx.logtext import peer_text
 from p2pnet_tx.network import PeerNetwork
 from p2pnet_tx.packets import PacketType, PureMessagePacket
-from p2pnet_tx.peer import GenericPeer
+from p2pnet_tx.peer import peer_for_host
+from p2pnet_tx.policy import normalize_ip
+from p2pnet_tx.trust import KeyTrust, ping_trust
 
 __all__ = [
     "DEFAULT_MAX_CONNECTIONS",
@@ -58,6 +63,10 @@ DEFAULT_MAX_CONNECTIONS = 64
 
 IDLE_TIMEOUT = 10.0
 """Seconds a control connection may stay open without a request in progress."""
+
+MAX_MESSAGE_WAIT = 25.0
+"""The longest C{GET /api/messages?wait=S} holds its request, in seconds (a longer C{wait} is
+cut to it): under C{p2pnet-ctl}'s 30 s request timeout."""
 
 LIMIT_WARNING_INTERVAL = 60.0
 """Seconds between two warnings of one kind (connection limit reached, requests refused)."""
@@ -101,6 +110,7 @@ class MessageLog:
         self._clock = clock
         self._messages: deque[ReceivedMessage] = deque(maxlen=max_messages)
         self._seq = 0
+        self._waiters: dict[Deferred[list[ReceivedMessage]], tuple[int, IDelayedCall]] = {}
 
     def record(self, channel: PeerChannel, packet: PureMessagePacket) -> None:
         """Keep a received message (not keep-alive pings)."""
@@ -112,10 +122,47 @@ class MessageLog:
             ReceivedMessage(self._seq, sender, packet.message, self._clock.seconds(),
                             channel.is_trusted)
         )
+        for waiter, (since, timer) in list(self._waiters.items()):
+            if since < self._seq:
+                del self._waiters[waiter]
+                timer.cancel()
+                waiter.callback(self.since(since))
 
     def since(self, seq: int) -> list[ReceivedMessage]:
         """Return the kept messages numbered above C{seq}, oldest first."""
         return [m for m in self._messages if m.seq > seq]
+
+    def wait_since(self, seq: int, timeout: float) -> Deferred[list[ReceivedMessage]]:
+        """
+        Wait for messages numbered above C{seq}, at most C{timeout} seconds.
+
+        @param seq: the last message number the caller has.
+        @param timeout: seconds to wait at most (0: answer at once).
+        @return: a Deferred firing with L{since}C{(seq)}: at once if there are such
+            messages (or C{timeout} is 0), else as soon as one arrives, else after C{timeout}
+            seconds with an empty list.  Cancelling it stops the wait.
+        """
+        kept = self.since(seq)
+        if kept or timeout <= 0:
+            return succeed(kept)
+
+        def stop(waiter: Deferred[list[ReceivedMessage]]) -> None:
+            _, timer = self._waiters.pop(waiter, (None, None))
+            if timer is not None and timer.active():
+                timer.cancel()
+
+        def timed_out() -> None:
+            if self._waiters.pop(waiter, None) is not None:
+                waiter.callback([])
+
+        waiter: Deferred[list[ReceivedMessage]] = Deferred(stop)
+        self._waiters[waiter] = (seq, self._clock.callLater(timeout, timed_out))
+        return waiter
+
+    @property
+    def waiting(self) -> int:
+        """How many L{wait_since} callers are waiting."""
+        return len(self._waiters)
 
     def install(self, network: PeerNetwork) -> None:
         """Record every Message packet the network's channels accept, then handle it as before."""
@@ -479,6 +526,45 @@ def _channel_json(network: PeerNetwork, channel: PeerChannel) -> dict[str, Any]:
     }
 
 
+def _trust_mode(network: PeerNetwork) -> str:
+    """How a network decides trust: C{key}, C{ping}, C{none} or C{custom}."""
+    protocol = network.trust_protocol
+    if protocol is None or not network.policy.run_default_trust_protocol:
+        return "none"
+    if isinstance(protocol, KeyTrust):
+        return "key"
+    return "ping" if protocol is ping_trust else "custom"
+
+
+def _url_of(address: IAddress) -> str | None:
+    """The URL of the control API at its listening C{address}, if it is a TCP one."""
+    host, port = getattr(address, "host", None), getattr(address, "port", None)
+    if not host or port is None:
+        return None
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def _connect_failed(failure: Failure, peer: IPeer) -> Failure:
+    """
+    Say why a dial from C{POST /api/peers} failed, as a 502 (unreachable, refused) or a 409
+    (this node's own policy: blocked, or this node itself).
+    """
+    if failure.check(CancelledError, _BadRequest):
+        return failure
+    why = failure.getErrorMessage()
+    if failure.check(PeerBlocked):
+        raise _BadRequest(409, f"{why}: unblock it first (p2pnet-ctl unblock)")
+    if failure.check(SelfConnection):
+        raise _BadRequest(409, why)
+    if failure.check(DNSLookupError):
+        raise _BadRequest(502, f"cannot resolve {peer.address}: {why}")
+    if failure.check(ConnectError):
+        raise _BadRequest(502, f"peer {peer} is unreachable: {why}")
+    if failure.check(P2PNetError):
+        raise _BadRequest(502, f"peer {peer} refused the connection: {why}")
+    return failure
+
+
 class ControlAPI(Resource):
     """
     The C{/api} resource tree of a node's control API.
@@ -493,6 +579,12 @@ class ControlAPI(Resource):
     @param save_state: writes the node's state (the block list, the known peers) to disk,
         raising L{DataDirError} when it cannot; a request that changes that state calls it
         and answers 500 if it raises.  C{None} when nothing is kept on disk.
+    @param peer_removed: called with each channel C{DELETE /api/peers/<id>} removed (the node
+        stops redialling a C{--peer} it removed); returns how many kept peers it held.
+    @param connecting: called with each peer C{POST /api/peers} dials (the node dials a held
+        C{--peer} again).
+    @ivar started: when the node started, in the network reactor's seconds (C{uptime} in
+        C{/api/status} counts from it); its owner sets it on each start.
     """
 
     isLeaf = True
@@ -505,6 +597,9 @@ class ControlAPI(Resource):
         messages: MessageLog,
         listen_address: str = "",
         save_state: Callable[[], None] | None = None,
+        *,
+        peer_removed: Callable[[PeerChannel], int] | None = None,
+        connecting: Callable[[IPeer], object] | None = None,
     ) -> None:
         super().__init__()
         self.network = network
@@ -512,12 +607,17 @@ class ControlAPI(Resource):
         self.messages = messages
         self.listen_address = listen_address
         self._save_state = save_state
+        self._peer_removed = peer_removed
+        self._connecting = connecting
+        self.started: float = network.reactor.seconds()
         self._routes: dict[tuple[bytes, str], Callable[..., Any]] = {
             (b"GET", "status"): self.get_status,
             (b"GET", "peers"): self.get_peers,
             (b"POST", "peers"): self.post_peers,
             (b"DELETE", "peers"): self.delete_peer,
             (b"POST", "block"): self.post_block,
+            (b"GET", "blocks"): self.get_blocks,
+            (b"POST", "unblock"): self.post_unblock,
             (b"POST", "messages"): self.post_messages,
             (b"GET", "messages"): self.get_messages,
         }
@@ -648,6 +748,19 @@ class ControlAPI(Resource):
             },
             "counters": dict(sorted((STATUS_COUNTERS | network.total_counters()).items())),
             **self._site_counters(request),
+            **self._node_info(request),
+        }
+
+    def _node_info(self, request: Request) -> dict[str, Any]:
+        """The fields of C{/api/status} that describe the node and how to reach it."""
+        network = self.network
+        return {
+            "version": __version__,
+            "uptime": max(0.0, network.reactor.seconds() - self.started),
+            "display_name": network.display_name,
+            "trust": _trust_mode(network),
+            "transport": network.transport,
+            "control_url": _url_of(request.getHost()),
         }
 
     def _site_counters(self, request: Request) -> dict[str, Any]:
@@ -684,28 +797,39 @@ class ControlAPI(Resource):
         }
 
     def post_peers(self, request: Request, _: None) -> Deferred[dict[str, Any]]:
-        """C{POST /api/peers} C{{"host", "port"}}: connect to a peer."""
+        """
+        C{POST /api/peers} C{{"host", "port"}}: connect to a peer, by address or host name.
+        A peer that cannot be reached (no such name, refused, timed out) or that refuses us
+        is a 502 whose error says which and why.
+        """
         body = self._body(request)
         try:
-            peer = GenericPeer(body.get("host"), body.get("port"))
+            peer = peer_for_host(body.get("host"), body.get("port"))
         except ValueError as e:
             raise _BadRequest(400, str(e)) from None
-        return self.network.connect(peer).addCallback(
-            lambda channel: _channel_json(self.network, channel)
+        if self._connecting is not None:
+            self._connecting(peer)
+        return self.network.connect(peer).addCallbacks(
+            lambda channel: _channel_json(self.network, channel),
+            lambda failure: _connect_failed(failure, peer),
         )
 
     def delete_peer(self, request: Request, identifier: str) -> Deferred[dict[str, Any]]:
-        """C{DELETE /api/peers/<identifier>}: disconnect and forget a peer, and save."""
+        """
+        C{DELETE /api/peers/<identifier>}: disconnect and forget a peer, and save.  A peer
+        the node keeps connected (C{--peer}) is no longer redialled, until C{POST /api/peers}
+        names it again.
+        """
         for channel in self.network.active_peer_channels:
             if getattr(channel.peer, "identifier", None) == identifier:
-                return self.network.remove_peer(channel).addCallback(
-                    self._removed, identifier
-                )
+                closed = self.network.remove_peer(channel)
+                held = self._peer_removed(channel) if self._peer_removed is not None else 0
+                return closed.addCallback(self._removed, identifier, held)
         raise _BadRequest(404, f"no connected peer {identifier!r}")
 
-    def _removed(self, reason: str, identifier: str) -> dict[str, Any]:
+    def _removed(self, reason: str, identifier: str, held: int) -> dict[str, Any]:
         self._save(f"removed peer {identifier!r}")
-        return {"removed": identifier, "reason": reason}
+        return {"removed": identifier, "reason": reason, "held": held}
 
     def post_block(self, request: Request, _: None) -> dict[str, Any]:
         """C{POST /api/block} C{{"ip"}} or C{{"identifier"}}: block, drop and save."""
@@ -721,6 +845,44 @@ class ControlAPI(Resource):
             raise _BadRequest(400, str(e)) from None
         self._save(f"blocked {ip or identifier!r}")
         return {"blocked": ip or identifier, "dropped": len(dropped)}
+
+    def get_blocks(self, request: Request, _: None) -> dict[str, Any]:
+        """C{GET /api/blocks}: the blocked IP addresses and identifiers, oldest first."""
+        policy = self.network.policy
+        return {
+            "ips": [ip for ip in policy.blocked_ips if ip in policy.blocked_ips],
+            "identifiers": [
+                key for key in policy.blocked_identifiers if key in policy.blocked_identifiers
+            ],
+        }
+
+    def post_unblock(self, request: Request, _: None) -> dict[str, Any]:
+        """
+        C{POST /api/unblock} C{{"ip"}} or C{{"identifier"}}: lift a block and save (a failed
+        save is a 500).  C{was_blocked} says whether it was blocked.
+        """
+        body = self._body(request)
+        ip, identifier = body.get("ip"), body.get("identifier")
+        if (ip is None) == (identifier is None):
+            raise _BadRequest(400, 'give exactly one of "ip" and "identifier"')
+        value = ip if ip is not None else identifier
+        if not isinstance(value, str):
+            raise _BadRequest(400, "the value to unblock must be a string")
+        policy = self.network.policy
+        if ip is not None:
+            try:
+                ip = value = normalize_ip(ip)
+            except ValueError as e:
+                raise _BadRequest(400, str(e)) from None
+            was_blocked = policy.is_blocked_ip(ip)
+            policy.blocked_ips.discard(ip)
+        else:
+            was_blocked = policy.is_blocked_identifier(identifier)
+            policy.blocked_identifiers.discard(identifier)
+        if was_blocked:
+            self.log.info("unblocked {what}", what=peer_text(value))
+            self._save(f"unblocked {value!r}")
+        return {"unblocked": value, "was_blocked": was_blocked}
 
     def post_messages(self, request: Request, _: None) -> dict[str, Any]:
         """C{POST /api/messages} C{{"to": identifier or "*", "message": text}}: send a message."""
@@ -740,12 +902,28 @@ class ControlAPI(Resource):
                 return {"sent": int(channel.send(packet))}
         raise _BadRequest(404, f"no trusted peer {to!r}")
 
-    def get_messages(self, request: Request, _: None) -> dict[str, Any]:
-        """C{GET /api/messages?since=N}: the recent messages received, numbered above N."""
+    def get_messages(
+        self, request: Request, _: None
+    ) -> dict[str, Any] | Deferred[dict[str, Any]]:
+        """
+        C{GET /api/messages?since=N[&wait=S]}: the recent messages received, numbered above N.
+        With C{wait}, a request that finds none is held until one arrives, or for S seconds
+        (at most L{MAX_MESSAGE_WAIT}) and then answered with none: a long poll.
+        """
         raw = (request.args.get(b"since") or [b"0"])[0]
         try:
             since = int(raw)
         except ValueError:
             raise _BadRequest(400, "since must be an integer") from None
-        return {"messages": [m.to_json() for m in self.messages.since(since)]}
+        raw_wait = (request.args.get(b"wait") or [b"0"])[0]
+        try:
+            wait = float(raw_wait)
+        except ValueError:
+            wait = -1.0
+        if not 0 <= wait < float("inf"):
+            raise _BadRequest(400, "wait must be a number of seconds, 0 or more")
+        waiting = self.messages.wait_since(since, min(wait, MAX_MESSAGE_WAIT))
+        return waiting.addCallback(
+            lambda messages: {"messages": [m.to_json() for m in messages]}
+        )
 

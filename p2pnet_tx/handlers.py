@@ -61,7 +61,12 @@ def handle_data_transmit(channel: PeerChannel, packet: DataTransmissionPacket) -
 
 
 def handle_message(channel: PeerChannel, packet: PureMessagePacket) -> None:
-    """Log a text message (its first 100 characters, escaped: see L{peer_text})."""
+    """Log a text message (its first 100 characters, escaped: see L{peer_text}); a keepalive
+    is not logged."""
+    from p2pnet_tx.channel import KEEPALIVE_MESSAGE
+
+    if packet.message == KEEPALIVE_MESSAGE:
+        return
     channel.log_peer(log, LogLevel.debug, "message from {peer}: {text}", peer=channel.peer,
                      text=peer_text(packet.message))
 

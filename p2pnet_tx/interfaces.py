@@ -18,7 +18,9 @@ class IPeer(Interface):
     A peer on the network: where it listens, and who it says it is.
     """
 
-    address = Attribute("The peer's IP address, a normalised IPv4 or IPv6 string.")
+    address = Attribute(
+        "The peer's IP address, a normalised IPv4 or IPv6 string (for a peer still to be "
+        "dialled by name, a L{HostnamePeer<p2pnet_tx.peer.HostnamePeer>}, its host name).")
     port = Attribute("The peer's TCP listening port, 1 to 65535.")
     identifier = Attribute("The peer's identifier, a string of at most 256 UTF-8 bytes, or None.")
 

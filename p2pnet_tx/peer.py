@@ -1,11 +1,19 @@
 # -*- test-case-name: tests.test_peer -*-
 """
-L{GenericPeer}: where a peer listens and who it says it is.
+L{GenericPeer}: where a peer listens and who it says it is; L{HostnamePeer}: a peer to dial by
+host name.
+
+A connected peer is always known by its address (a L{GenericPeer}).  A host name is only ever a
+place to dial: L{HostnamePeer} is what C{twistd p2pnet --peer}, C{p2pnet-ctl connect} and
+C{PeerNetwork.connect} take for one, and the network resolves it through the reactor's resolver
+when it dials, then knows the peer by the address it reached.  Peer lists and Identity packets
+carry addresses only, so a peer can never make a node look a name up.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 
 import attrs
@@ -17,6 +25,13 @@ from p2pnet_tx.logtext import peer_text
 
 MAX_IDENTIFIER_BYTES = 256
 """The longest identifier accepted, in UTF-8 bytes."""
+
+MAX_HOSTNAME_LENGTH = 253
+"""The longest host name accepted (RFC 1035), in characters."""
+
+# RFC 1123 labels: letters, digits and hyphens, 1 to 63 characters, no hyphen at either end;
+# a trailing dot (a fully qualified name) is allowed.
+_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)\Z")
 
 # How much of a peer's identifier and address its text form shows: a 32-digit identifier and
 # any IPv6 address with a short scope are shown whole.
@@ -41,6 +56,12 @@ def normalize_address(address: object) -> str:
     try:
         parsed = ipaddress.ip_address(address)
     except ValueError:
+        if is_hostname(address):
+            raise InvalidPeer(
+                f"'{address}' is a host name, not an IPv4 or IPv6 address: a connected peer is "
+                f"known by its address; to dial a name use HostnamePeer('{address}', PORT) or "
+                f"peer_for_host()"
+            ) from None
         raise InvalidPeer(f"'{peer_text(address)}' is not an IPv4 or IPv6 address") from None
     # A dual-stack listener reports IPv4 peers as ::ffff:a.b.c.d: that peer is a.b.c.d.
     mapped = getattr(parsed, "ipv4_mapped", None)
@@ -103,3 +124,108 @@ class GenericPeer:
         host = f"[{address}]" if ":" in address else address
         name = f"{peer_text(self.identifier, _SHOWN_IDENTIFIER_CHARS)}@" if self.identifier else ""
         return f"{name}{host}:{self.port}"
+
+
+def is_hostname(name: object) -> bool:
+    """
+    Whether C{name} is a syntactically valid DNS host name: at most 253 ASCII characters,
+    dot-separated labels of letters, digits and inner hyphens (1 to 63 each), not all digits
+    in its last label (so that C{"10.0.0"} is not a name), with an optional trailing dot.
+    """
+    if not isinstance(name, str) or not 0 < len(name) <= MAX_HOSTNAME_LENGTH:
+        return False
+    if not name.isascii():
+        return False
+    labels = name[:-1].split(".") if name.endswith(".") else name.split(".")
+    return all(_LABEL.match(label) for label in labels) and not labels[-1].isdigit()
+
+
+def validate_hostname(name: object) -> str:
+    """
+    Validate a host name to dial (see L{is_hostname}) and return it in lower case.
+
+    @raise InvalidPeer: if C{name} is not a host name.
+    """
+    if not isinstance(name, str):
+        raise InvalidPeer(f"peer host must be a string, not {type(name).__name__}")
+    if not is_hostname(name):
+        if len(name) > MAX_HOSTNAME_LENGTH:
+            raise InvalidPeer(f"host name of {len(name)} characters exceeds "
+                              f"{MAX_HOSTNAME_LENGTH}")
+        raise InvalidPeer(
+            f"'{peer_text(name)}' is neither an IP address nor a host name (letters, digits, "
+            f"hyphens and dots)"
+        )
+    return name.lower()
+
+
+@implementer(IPeer)
+@attrs.frozen
+class HostnamePeer:
+    """
+    A peer to dial by host name: C{HostnamePeer("localhost", 8051)}.
+
+    Give it to C{PeerNetwork.connect} or a L{PeerConnectionService
+    <p2pnet_tx.service.PeerConnectionService>}: the network resolves C{host} through the
+    reactor's resolver (a L{HostnameEndpoint <twisted.internet.endpoints.HostnameEndpoint>})
+    each time it dials, and the channel it makes knows its peer as a L{GenericPeer}, by the
+    address reached.  A name that does not resolve fails the dial with
+    L{DNSLookupError <twisted.internet.error.DNSLookupError>}; a name that resolves to a
+    blocked address fails it with L{PeerBlocked <p2pnet_tx.errors.PeerBlocked>}.
+
+    @ivar address: the host name (C{IPeer} calls it so), lower case.
+    @ivar port: the TCP port the peer listens on.
+    @ivar identifier: the identifier the peer must prove, if known, else C{None}.
+    @raise InvalidPeer: (a L{ValueError}) for a bad name, port or identifier.
+    """
+
+    address: str = attrs.field(converter=validate_hostname)
+    port: int = attrs.field(converter=validate_port)
+    identifier: str | None = attrs.field(default=None, converter=validate_identifier)
+
+    def __str__(self) -> str:
+        name = f"{peer_text(self.identifier, _SHOWN_IDENTIFIER_CHARS)}@" if self.identifier else ""
+        return f"{name}{self.address}:{self.port}"
+
+
+def peer_for_host(host: object, port: object, identifier: object = None) -> IPeer:
+    """
+    The peer to dial at C{host}: a L{GenericPeer} for an IP address, a L{HostnamePeer} for a
+    host name.
+
+    @param host: an IPv4 or IPv6 address (IPv6 with or without brackets), or a host name.
+    @param port: the TCP port, 1 to 65535.
+    @param identifier: the peer's identifier, if known.
+    @raise InvalidPeer: for a bad host, port or identifier.
+    """
+    if isinstance(host, str) and host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if is_hostname(host):
+        return HostnamePeer(host, port, identifier)  # type: ignore[arg-type]
+    if isinstance(host, str):
+        try:
+            normalize_address(host)
+        except InvalidPeer:
+            validate_hostname(host)  # raises, saying what a host may be
+    return GenericPeer(host, port, identifier)  # type: ignore[arg-type]
+
+
+def peer_from_string(value: str) -> IPeer:
+    """
+    Parse C{HOST:PORT} (C{[V6]:PORT} for IPv6) into the peer to dial (L{peer_for_host}).
+
+    @raise InvalidPeer: with the offending value, for a bad one.
+    """
+    host, sep, port = value.rpartition(":")
+    if not sep or not host:
+        raise InvalidPeer(f"'{peer_text(value)}' is not HOST:PORT (e.g. 127.0.0.1:8051, "
+                          f"localhost:8051 or [::1]:8051)")
+    if not port.isdigit():
+        raise InvalidPeer(f"'{peer_text(value)}': the port must be a number from 1 to 65535")
+    if ":" in host and not host.startswith("["):
+        raise InvalidPeer(f"'{peer_text(value)}': write an IPv6 address in brackets, "
+                          f"e.g. [::1]:8051")
+    try:
+        return peer_for_host(host, int(port))
+    except InvalidPeer as e:
+        raise InvalidPeer(f"'{peer_text(value)}' is not HOST:PORT: {e}") from None

@@ -96,9 +96,12 @@ class PeerConnectionService(Service):
     @param retry_policy: seconds to wait after C{n} failures in a row, C{policy(n)}; by
         default L{doubling_backoff}C{()}: 1, 2, 4 ... 60 s.
     @ivar peer: the kept peer.
+    @ivar held: whether the peer is held: not dialled (after L{hold}) until L{release} or the
+        next start.
     """
 
     log = Logger()
+    held = False
 
     def __init__(
         self,
@@ -133,7 +136,54 @@ class PeerConnectionService(Service):
         if self.running:
             return
         super().startService()
+        self.held = False
         self._machine.start()
+
+    def hold(self) -> Deferred[None]:
+        """
+        Stop keeping the peer connected while the service runs: cancel a pending dial or retry
+        and close the kept channel, as L{stopService} does, but stay running, so that
+        L{release} (or the next start) dials again.
+
+        @return: a Deferred firing once the kept channel is gone.
+        """
+        self.held = True
+        self.log.info("no longer redialling {peer}: it was removed", peer=self.peer)
+        channel = self._core.channel
+        if channel is not None and getattr(channel, "close_reason", None) is not None:
+            # Closing already (removed): stop once it is gone rather than close it twice;
+            # the retry its close schedules is then cancelled.
+            return channel.when_closed().addBoth(lambda _: self._stop_if_held())
+        return self._machine.stop()
+
+    def _stop_if_held(self) -> Deferred[None] | None:
+        return self._machine.stop() if self.held else None
+
+    def release(self) -> None:
+        """Dial a held peer again (if the service runs); nothing if it is not held."""
+        if not self.held:
+            return
+        self.held = False
+        if self.running:
+            self.log.info("keeping {peer} connected again", peer=self.peer)
+            self._machine.start()
+
+    def keeps(self, peer: IPeer | None, channel: PeerChannel | None = None) -> bool:
+        """
+        Whether this service keeps C{peer} (or C{channel}): the channel it keeps, or a peer
+        of the same address and port, or of the same identifier.
+
+        @param peer: a peer (a connected peer's address, or a dial target's name).
+        @param channel: a channel, matched by identity with the kept one.
+        """
+        if channel is not None and channel is self._core.channel:
+            return True
+        if peer is None:
+            return False
+        kept = self.peer
+        if kept.identifier is not None and kept.identifier == peer.identifier:
+            return True
+        return (kept.address, kept.port) == (peer.address, peer.port)
 
     def stopService(self) -> Deferred[None]:
         """
@@ -445,7 +495,9 @@ class PeerNetworkService(MultiService):
     @param control_max_connections: how many connections the control API keeps open at most.
     @ivar listener: the L{PeerListenerService}.
     @ivar control: the L{ControlService}, or C{None}.
-    @ivar keepers: a L{PeerConnectionService} per configured peer.
+    @ivar keepers: a L{PeerConnectionService} per configured peer; one whose peer is removed
+        through the control API is held (not redialled) until the API connects it again.
+    @ivar api: the L{ControlAPI}, or C{None}.
     @ivar messages: the log of received messages the control API shows.
     @raise ValueError: for a bad C{listen} string, a control API without a token, or a
         C{control_max_connections} below 1.
@@ -482,16 +534,20 @@ class PeerNetworkService(MultiService):
         self.listener.setName("listener")
         self.listener.setServiceParent(self)
         self.control: ControlService | None = None
+        self.keepers = [PeerConnectionService(network, peer, self.reactor) for peer in peers]
+        self.api: ControlAPI | None = None
         if control is not None:
-            api = ControlAPI(network, control_token, self.messages,  # type: ignore[arg-type]
-                             listen if isinstance(listen, str) else "",
-                             self.save_state if data_dir is not None else None)
+            api = self.api = ControlAPI(
+                network, control_token, self.messages,  # type: ignore[arg-type]
+                listen if isinstance(listen, str) else "",
+                self.save_state if data_dir is not None else None,
+                peer_removed=self.hold_kept_peer, connecting=self.release_kept_peer,
+            )
             self.control = ControlService(
                 self.reactor, control, api, data_dir, control_fallback, control_max_connections
             )
             self.control.setName("control")
             self.control.setServiceParent(self)
-        self.keepers = [PeerConnectionService(network, peer, self.reactor) for peer in peers]
         for keeper in self.keepers:
             keeper.setServiceParent(self)
         self._save_call: IDelayedCall | None = None
@@ -508,6 +564,29 @@ class PeerNetworkService(MultiService):
             L{ListenerService.when_listening}).
         """
         return self.listener.when_listening()
+
+    def hold_kept_peer(self, channel: PeerChannel) -> int:
+        """
+        A peer was removed: the configured peers that keep it (see
+        L{PeerConnectionService.keeps}) stop redialling it until L{release_kept_peer}.
+
+        @param channel: the removed peer's channel.
+        @return: how many configured peers are now held.
+        """
+        held = [k for k in self.keepers if not k.held and k.keeps(channel.peer, channel)]
+        for keeper in held:
+            keeper.hold()
+        return len(held)
+
+    def release_kept_peer(self, peer: IPeer) -> None:
+        """
+        A peer is dialled by hand: a held configured peer that keeps it is dialled again.
+
+        @param peer: the peer dialled.
+        """
+        for keeper in self.keepers:
+            if keeper.held and keeper.keeps(peer):
+                keeper.release()
 
     def privilegedStartService(self) -> None:
         """
@@ -528,6 +607,8 @@ class PeerNetworkService(MultiService):
         @raise Exception: the listener's error, e.g. L{CannotListenError} for a taken port.
         """
         self._load_state_once()
+        if self.api is not None:
+            self.api.started = self.reactor.seconds()
         super().startService()
         if self.data_dir is not None and self.network.known_peers:
             started = self.network.dial_known_peers()

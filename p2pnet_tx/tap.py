@@ -1,24 +1,51 @@
 # -*- test-case-name: tests.test_tap -*-
 """
 C{twistd p2pnet}: the command-line options of a node and the service they build.
+
+L{Options} raises L{UsageError <twisted.python.usage.UsageError>} for a bad option, as every
+twistd plugin's options do; L{TwistdOptions}, which the dropin gives twistd, turns it into the
+error line and a pointer to C{--help} (twistd itself would print the whole usage first).
 """
 
 from __future__ import annotations
 
+import getopt
 import ipaddress
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 from twisted.internet.defer import CancelledError
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import CannotListenError
-from twisted.logger import Logger
+from twisted.logger import (
+    FilteringLogObserver,
+    ILogObserver,
+    Logger,
+    LogLevel,
+    LogLevelFilterPredicate,
+)
 from twisted.python import usage
 from twisted.python.failure import Failure
 
+from p2pnet_tx.config import ConfigError, read_config
 from p2pnet_tx.control import DEFAULT_MAX_CONNECTIONS
-from p2pnet_tx.datadir import DEFAULT_DATA_DIR, DataDirError, NodeDataDir
+from p2pnet_tx.datadir import (
+    BLOCKS_FILE,
+    CONTROL_URL_FILE,
+    DEFAULT_DATA_DIR,
+    KEY_FILE,
+    PEERS_FILE,
+    PINS_FILE,
+    TOKEN_FILE,
+    DataDirError,
+    NodeDataDir,
+)
 from p2pnet_tx.identity import MAX_DISPLAY_NAME, sanitize_display_name
-from p2pnet_tx.network import PeerNetwork, peers_from_strings
+from p2pnet_tx.network import PeerNetwork
 from p2pnet_tx.network.security import TRANSPORTS, TRUST_NAMES, resolve_transport
+from p2pnet_tx.peer import peer_from_string
 from p2pnet_tx.policy import IncomingPeerTrustPolicy
 from p2pnet_tx.service import DEFAULT_CONTROL, DEFAULT_LISTEN, PeerNetworkService
 from p2pnet_tx.trust import key_trust
@@ -28,6 +55,46 @@ from p2pnet_tx.wire_mode import get_wire_mode
 TRUST_CHOICES = TRUST_NAMES
 
 _log = Logger(namespace="p2pnet_tx.tap")
+
+LOG_LEVELS = {
+    "debug": LogLevel.debug, "info": LogLevel.info, "warn": LogLevel.warn,
+    "error": LogLevel.error,
+}
+"""The values of C{--log-level}, and the least level of the events each lets through."""
+
+USAGE_HINT = "Run 'twistd p2pnet --help' for usage."
+
+_DATA_FILES = (KEY_FILE, TOKEN_FILE, BLOCKS_FILE, PEERS_FILE, PINS_FILE, CONTROL_URL_FILE)
+
+
+def _endpoint_hint(value: str) -> str:
+    """What to write instead of an endpoint string that Twisted cannot parse."""
+    if value.isdigit():
+        return f"; write tcp:{value} to listen on TCP port {value}"
+    host, _, port = value.rpartition(":")
+    host = host.strip("[]")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        host = ""
+    if host and port.isdigit():
+        interface = host.replace(":", "\\:")
+        return f"; write tcp:{port}:interface={interface} to listen on {value}"
+    return "; write a Twisted endpoint string, e.g. tcp:8051 or tcp:8051:interface=127.0.0.1"
+
+
+def _given_options(options: usage.Options, argv: Sequence[str]) -> set[str]:
+    """The long names of the options C{argv} gives (a configuration file must not override
+    them); empty if C{argv} does not parse (C{parseOptions} then says why)."""
+    try:
+        given, _ = getopt.gnu_getopt(list(argv), options.shortOpt, options.longOpt)
+    except getopt.GetoptError:
+        return set()
+    names = set()
+    for option, _ in given:
+        name = option.lstrip("-")
+        names.add(options.synonyms.get(name, name))
+    return names
 
 
 def _connection_limit(value: str) -> int:
@@ -63,18 +130,35 @@ class Options(usage.Options):
         ["control", "c", DEFAULT_CONTROL, "Endpoint of the control API ('none' to disable)."],
         ["control-max-connections", None, DEFAULT_MAX_CONNECTIONS,
          "Connections the control API keeps open at most.", _connection_limit],
+        ["log-level", None, "info", ("Log events of this level and above: debug, info, warn "
+                                     "or error (twistd's own log observers).")],
+        ["config", None, None, ("A TOML file of options (keys: the long option names); "
+                                "options on the command line win.")],
     ]
 
     def __init__(self) -> None:
         super().__init__()
         self._identifier_warned = False
+        self._given: set[str] = set()
         self["peers"] = []
         self["block-ips"] = []
 
+    def parseOptions(self, options: Sequence[str] | None = None) -> None:
+        """
+        Parse the command line, then apply the configuration file (C{--config}) to the
+        options the command line does not give.
+
+        @param options: the arguments (default: C{sys.argv[1:]}).
+        @raise usage.UsageError: for a bad option or configuration file.
+        """
+        self._given = _given_options(self, sys.argv[1:] if options is None else options)
+        super().parseOptions(options)
+
     def opt_peer(self, value: str) -> None:
-        """A peer to keep connected, HOST:PORT (repeatable)."""
+        """A peer to keep connected, HOST:PORT, where HOST is an address or a host name
+        (repeatable)."""
         try:
-            self["peers"].extend(peers_from_strings([value]))
+            self["peers"].append(peer_from_string(value))
         except ValueError as e:
             raise usage.UsageError(f"--peer: {e}") from None
 
@@ -95,9 +179,55 @@ class Options(usage.Options):
         except ValueError:
             raise usage.UsageError(f"--block-ip: {value!r} is not an IP address") from None
 
+    def _apply_config(self) -> None:
+        path = self["config"]
+        try:
+            config = read_config(path)
+        except ConfigError as e:
+            raise usage.UsageError(f"--config: {e}") from None
+        for key, value in config.items():
+            if key in self._given:
+                continue
+            try:
+                if key in ("peer", "block-ip"):
+                    for each in value:
+                        getattr(self, f"opt_{key.replace('-', '_')}")(each)
+                elif key == "control-max-connections":
+                    self[key] = _connection_limit(str(value))
+                elif isinstance(value, bool):
+                    self[key] = int(value)
+                else:
+                    self[key] = value
+            except (usage.UsageError, ValueError) as e:
+                message = str(e).removeprefix(f"--{key}: ")
+                raise usage.UsageError(f"--config: {path}: key '{key}': {message}") from None
+
+    def _open_data_dir(self) -> NodeDataDir:
+        from twisted.internet import reactor
+
+        path = Path(self["data-dir"]).expanduser()
+        if path.exists() and not path.is_dir():
+            raise usage.UsageError(
+                f"--data-dir: {path} is a file, not a directory: give the path of a directory "
+                f"(it is created if it does not exist)")
+        created = path
+        while not created.parent.exists() and created.parent != created:
+            created = created.parent
+        self["data-dir-created"] = None if path.exists() else created
+        try:
+            return NodeDataDir(self["data-dir"], reactor).ensure()
+        except DataDirError as e:
+            raise usage.UsageError(
+                f"--data-dir: {e}: give a directory this user can create and write") from None
+
     def postOptions(self) -> None:
         from twisted.internet import reactor
 
+        if self["config"] is not None:
+            self._apply_config()
+        if self["log-level"] not in LOG_LEVELS:
+            raise usage.UsageError(
+                f"--log-level must be one of {', '.join(LOG_LEVELS)}, not {self['log-level']!r}")
         try:
             get_codec(self["wire"])
             wire_mode = get_wire_mode(self["wire"])
@@ -132,13 +262,12 @@ class Options(usage.Options):
             try:
                 serverFromString(reactor, self[name])
             except (ValueError, KeyError, TypeError) as e:
-                raise usage.UsageError(f"--{name}: bad endpoint {self[name]!r}: {e}") from None
-        # Open the data directory now, so that a bad one is a usage error, and a bad file in
-        # it one line on stderr (SystemExit), not a traceback.
-        try:
-            data_dir = NodeDataDir(self["data-dir"], reactor).ensure()
-        except DataDirError as e:
-            raise usage.UsageError(f"--data-dir: {e}") from None
+                raise usage.UsageError(
+                    f"--{name}: bad endpoint {self[name]!r}: {e}{_endpoint_hint(self[name])}"
+                ) from None
+        # Open the data directory last, so that a bad option leaves no directory behind; a
+        # bad one is a usage error, and a bad file in it one line on stderr (SystemExit).
+        data_dir = self._open_data_dir()
         try:
             self["private-key"] = data_dir.private_key()
             self["control-token"] = (
@@ -147,18 +276,104 @@ class Options(usage.Options):
             data_dir.blocked()
             self["name-pins"] = data_dir.name_pins() if self["pin-names"] else None
         except DataDirError as e:
+            remove_created_data_dir(self["data-dir-created"], data_dir.path)
             raise SystemExit(f"twistd p2pnet: {e}") from None
         self["data-dir-object"] = data_dir
+
+
+class TwistdOptions(Options):
+    """
+    The options as twistd parses them: a bad option ends twistd with the error line and
+    C{Run 'twistd p2pnet --help' for usage.} on stderr, status 1, instead of the whole usage
+    text that twistd prints before the error of any plugin.
+    """
+
+    def parseOptions(self, options: Sequence[str] | None = None) -> None:
+        """
+        Parse as L{Options} does.
+
+        @raise SystemExit: with the error line and the hint, for a bad option.
+        """
+        try:
+            super().parseOptions(options)
+        except usage.UsageError as e:
+            raise SystemExit(f"twistd p2pnet: {e}\n{USAGE_HINT}") from None
+
+
+def remove_created_data_dir(created: Path | None, path: Path) -> None:
+    """
+    Remove a data directory this start created (with its key and token) because the start
+    failed; a directory that existed before is never touched, nor is any file the node did
+    not write.
+
+    @param created: the outermost directory this start created, or C{None}.
+    @param path: the data directory.
+    """
+    if created is None:
+        return
+    for name in _DATA_FILES:
+        for file in (path / name, path / f".{name}.tmp"):
+            try:
+                file.unlink(missing_ok=True)
+            except OSError:
+                pass
+    directory = path
+    while True:
+        try:
+            directory.rmdir()
+        except OSError:
+            return  # something else is in it: leave it
+        if directory == created or directory.parent == directory:
+            return
+        directory = directory.parent
 
 
 class _TwistdNode(PeerNetworkService):
     """
     The node as twistd runs it: a port that cannot be bound ends twistd with one line (and
     status 1) before the reactor runs; a listen that fails later stops the reactor, so that
-    the node never runs without its peer port.
+    the node never runs without its peer port.  Either way a data directory this start
+    created is removed.  Set as a child of twistd's application, it filters twistd's log
+    observer by C{log_level}.
+
+    @param created_data_dir: the outermost directory this start created for the data
+        directory, or C{None}.
+    @param log_level: the least level of the events twistd's observer gets.
+    @param log_observer: makes twistd's own log observer (for the application component), or
+        C{None} to leave twistd's logging alone.
     """
 
     log = Logger()
+
+    def __init__(
+        self,
+        *args: Any,
+        created_data_dir: Path | None = None,
+        log_level: LogLevel = LogLevel.info,
+        log_observer: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self._created_data_dir = created_data_dir
+        self._log_level = log_level
+        self._log_observer = log_observer
+
+    def setServiceParent(self, parent: Any) -> None:
+        """
+        Join twistd's application, and give it a log observer that drops the events below
+        C{log_level}: twistd's own observer (stdout, C{--logfile}, C{--syslog}) behind a
+        L{FilteringLogObserver}.  (An application that has an observer keeps it, and a
+        C{--logger} factory takes precedence over both, as twistd documents.)
+
+        @param parent: the application.
+        """
+        super().setServiceParent(parent)
+        if self._log_observer is None or not hasattr(parent, "setComponent"):
+            return
+        if parent.getComponent(ILogObserver, None) is None:
+            parent.setComponent(ILogObserver, FilteringLogObserver(
+                self._log_observer(), [LogLevelFilterPredicate(self._log_level)]
+            ))
 
     def privilegedStartService(self) -> None:
         """
@@ -170,18 +385,43 @@ class _TwistdNode(PeerNetworkService):
         try:
             super().privilegedStartService()
         except CannotListenError as e:
+            self._remove_created_data_dir()
             where = f"{e.interface or '*'}:{e.port}"
-            raise SystemExit(f"twistd p2pnet: cannot listen on {where}: {e.socketError}") from None
+            which = "--listen tcp:PORT"
+            if self.control is not None and self.listener.port is not None:
+                which = "--control tcp:PORT:interface=127.0.0.1"
+            raise SystemExit(
+                f"twistd p2pnet: cannot listen on {where}: {e.socketError}: is another node "
+                f"running there? Choose another port with {which}") from None
         except DataDirError as e:
+            self._remove_created_data_dir()
             raise SystemExit(f"twistd p2pnet: {e}") from None
         self.listener.when_listening().addErrback(self._cannot_listen)
+
+    def _remove_created_data_dir(self) -> None:
+        if self.data_dir is not None:
+            remove_created_data_dir(self._created_data_dir, self.data_dir.path)
 
     def _cannot_listen(self, failure: Failure) -> None:
         if failure.check(CancelledError):
             return  # stopped before the port was open: nothing is wrong
         self.log.critical("twistd p2pnet: cannot listen on {endpoint}: {why}; stopping",
                           endpoint=self.listener.description, why=failure.getErrorMessage())
+        self._remove_created_data_dir()
         self.reactor.stop()
+
+
+def twistd_log_observer(server_options: Any) -> Any:
+    """
+    Return a maker of the log observer twistd would make for C{server_options} (stdout with
+    C{-n}, C{--logfile}, C{--syslog}), to put behind a level filter.
+
+    @param server_options: twistd's own options (the parent of ours).
+    """
+    from twisted.scripts.twistd import _SomeApplicationRunner
+
+    # twistd has no public hook to filter its own observer; this is how twistd makes it.
+    return lambda: _SomeApplicationRunner.loggerFactory(server_options)._getLogObserver()
 
 
 def makeService(options: Options) -> PeerNetworkService:
@@ -209,8 +449,12 @@ def makeService(options: Options) -> PeerNetworkService:
         transport=options["transport"],
         trust_protocol=options["trust"] if pins is None else key_trust(name_pins=pins),
     )
+    parent = getattr(options, "parent", None)
     return _TwistdNode(
         network,
+        created_data_dir=options.get("data-dir-created"),
+        log_level=LOG_LEVELS[options["log-level"]],
+        log_observer=twistd_log_observer(parent) if parent is not None else None,
         listen=options["listen"],
         peers=options["peers"],
         control=None if options["control"] == "none" else options["control"],

@@ -691,6 +691,23 @@ class IdleAndKeepaliveTests(SynchronousTestCase):
             self.channel.dataReceived(frame(message("answer")))
         self.assertEqual(len(sent_packets(self.transport)), 3)
 
+    def test_keepalives_are_not_messages(self) -> None:
+        """Keepalives, sent and received, are counted as keepalives, not as Messages, and
+        the default handler logs no line for them (a real message still gets its debug
+        line)."""
+        logged = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        self.clock.advance(30)
+        self.channel.dataReceived(frame(message(KEEPALIVE_MESSAGE)))
+        counters = self.channel.counters
+        self.assertEqual((counters["keepalives_out"], counters["keepalives_in"]), (1, 1))
+        self.assertEqual(counters["packets_out.Message"], 0)
+        self.assertEqual(counters["packets_in.Message"], 0)
+        self.assertEqual([e for e in logged if "message from" in e.get("log_format", "")], [])
+        self.channel.dataReceived(frame(message("hello")))
+        self.assertEqual(counters["packets_in.Message"], 1)
+        self.assertEqual(len([e for e in logged if "message from" in e.get("log_format", "")]),
+                         1)
+
     def test_keepalive_disabled(self) -> None:
         """keepalive_interval=None sends nothing."""
         channel, transport, clock = connect(limits=ChannelLimits(keepalive_interval=None))

@@ -10,31 +10,36 @@ from typing import Any
 
 from treq.testing import StubTreq
 from twisted.internet.address import IPv4Address
-from twisted.internet.error import ConnectionDone
+from twisted.internet.defer import CancelledError, fail
+from twisted.internet.error import ConnectionDone, DNSLookupError
 from twisted.internet.testing import (
     EventLoggingObserver,
     MemoryReactorClock,
     StringTransport,
 )
-from twisted.logger import LogLevel, globalLogPublisher
+from twisted.logger import LogLevel, eventAsJSON, eventFromJSON, formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.server import Site
 
+from p2pnet_tx import __version__
 from p2pnet_tx.control import (
     IDLE_TIMEOUT,
     LIMIT_WARNING_INTERVAL,
     MAX_BODY,
+    MAX_MESSAGE_WAIT,
     ControlAPI,
     ControlChannel,
     ControlRequest,
     ControlSite,
     MessageLog,
+    _trust_mode,
+    _url_of,
 )
 from p2pnet_tx.datadir import DataDirError
 from p2pnet_tx.network import PeerNetwork
-from p2pnet_tx.packets import IdentifierPacket, PureMessagePacket
-from p2pnet_tx.peer import GenericPeer
+from p2pnet_tx.packets import DisconnectPacket, IdentifierPacket, PureMessagePacket
+from p2pnet_tx.peer import GenericPeer, HostnamePeer
 from p2pnet_tx.trust import always_trust
 from p2pnet_tx.wire import get_codec
 
@@ -117,7 +122,7 @@ class ControlAPITests(SynchronousTestCase):
 
     def test_connect_bad_input(self) -> None:
         """POST /api/peers with a bad body or address is a 400 with a JSON error."""
-        for body in (b"{not json", b"[1]", {"host": "nowhere", "port": 1},
+        for body in (b"{not json", b"[1]", {"host": "no_where", "port": 1},
                      {"host": "10.0.0.1", "port": 0}, {"host": "10.0.0.1"}):
             code, answer = self.call("POST", "/api/peers", body)
             self.assertEqual(code, 400, body)
@@ -629,3 +634,147 @@ class ControlSiteLimitTests(SynchronousTestCase):
                          (LogLevel.warn, 1, 401))
         self.assertEqual(len([e for e in self.logged if e["log_level"] > LogLevel.debug]), 2)
         self.assertEqual(len([e for e in self.logged if e.get("code") == 200]), 50)
+
+
+class NodeControlTests(SynchronousTestCase):
+    """Blocks and unblocks, the long poll of messages, the node's facts in status, and
+    connect errors that say why."""
+
+    setUp = ControlAPITests.setUp
+    add_peer = ControlAPITests.add_peer
+    call = ControlAPITests.call
+
+    def test_blocks_and_unblock(self) -> None:
+        """GET /api/blocks lists the blocks; POST /api/unblock lifts one and says whether it
+        was there; bad bodies are 400s."""
+        self.call("POST", "/api/block", {"ip": "10.0.0.7"})
+        self.call("POST", "/api/block", {"identifier": "peer-x"})
+        self.assertEqual(self.call("GET", "/api/blocks"),
+                         (200, {"ips": ["10.0.0.7"], "identifiers": ["peer-x"]}))
+        self.assertEqual(self.call("POST", "/api/unblock", {"ip": "::ffff:10.0.0.7"}),
+                         (200, {"unblocked": "10.0.0.7", "was_blocked": True}))
+        self.assertFalse(self.network.policy.is_blocked_ip("10.0.0.7"))
+        self.assertEqual(self.call("POST", "/api/unblock", {"identifier": "peer-x"}),
+                         (200, {"unblocked": "peer-x", "was_blocked": True}))
+        self.assertEqual(self.call("POST", "/api/unblock", {"identifier": "peer-x"}),
+                         (200, {"unblocked": "peer-x", "was_blocked": False}))
+        self.assertEqual(self.call("GET", "/api/blocks"), (200, {"ips": [], "identifiers": []}))
+        for bad in ({}, {"ip": "1.2.3.4", "identifier": "x"}, {"ip": "nowhere"}, {"ip": 5}):
+            code, body = self.call("POST", "/api/unblock", bad)
+            self.assertEqual(code, 400, bad)
+            self.assertIsInstance(body["error"], str)
+
+    def test_blocked_peer_told_why(self) -> None:
+        """A peer dropped by a block, or refused at its Identity for a blocked identifier,
+        gets a Disconnect whose reason says it is blocked before the close."""
+        channel = self.add_peer("10.0.0.7", "peer-a")
+        channel.transport.clear()
+        self.call("POST", "/api/block", {"identifier": "peer-a"})
+        [goodbye] = get_codec("p2pnet").decoder().feed(channel.transport.value())
+        self.assertIsInstance(goodbye, DisconnectPacket)
+        self.assertEqual(goodbye.data["Reason"], "blocked")
+        late = self.add_peer("10.0.0.8", "peer-a")
+        packets = get_codec("p2pnet").decoder().feed(late.transport.value())
+        self.assertEqual([p.data["Reason"] for p in packets if isinstance(p, DisconnectPacket)],
+                         ["blocked"])
+        self.assertTrue(late.transport.disconnecting)
+
+    def test_messages_long_poll(self) -> None:
+        """With wait=S, a request that finds no message is held until one arrives."""
+        channel = self.add_peer("10.0.0.7", "peer-a")
+        timers = len(self.reactor.getDelayedCalls())
+        d = self.http.get("http://127.0.0.1/api/messages?since=0&wait=20", headers=AUTH)
+        self.assertEqual(len(self.reactor.getDelayedCalls()), timers + 1)
+        self.assertNoResult(d)
+        self.reactor.advance(19)
+        self.assertNoResult(d)
+        channel.dataReceived(get_codec("p2pnet").encode(PureMessagePacket("hi")))
+        self.http.flush()
+        response = self.successResultOf(d)
+        body = json.loads(self.successResultOf(response.content()))
+        self.assertEqual([m["message"] for m in body["messages"]], ["hi"])
+        self.assertEqual(self.messages.waiting, 0)
+        self.assertEqual(len(self.reactor.getDelayedCalls()), timers)
+
+    def test_messages_long_poll_bounded(self) -> None:
+        """A wait over the limit is cut to MAX_MESSAGE_WAIT; at its end the answer is empty;
+        a bad wait is a 400; a client that goes away stops the wait."""
+        d = self.http.get("http://127.0.0.1/api/messages?since=0&wait=3600", headers=AUTH)
+        self.reactor.advance(MAX_MESSAGE_WAIT - 0.5)
+        self.assertNoResult(d)
+        self.reactor.advance(0.5)
+        self.http.flush()
+        response = self.successResultOf(d)
+        self.assertEqual(json.loads(self.successResultOf(response.content())), {"messages": []})
+        for bad in ("-1", "x", "nan", "inf"):
+            code, _ = self.call("GET", f"/api/messages?since=0&wait={bad}")
+            self.assertEqual(code, 400, bad)
+        waiting = self.messages.wait_since(0, 10)
+        self.assertEqual(self.messages.waiting, 1)
+        waiting.cancel()  # what a client that goes away does (see _Pending)
+        self.failureResultOf(waiting, CancelledError)
+        self.assertEqual(self.messages.waiting, 0)
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
+
+    def test_status_node_facts(self) -> None:
+        """Status shows the version, uptime, display name, trust mode, transport and the
+        control URL."""
+        self.reactor.advance(42)
+        code, body = self.call("GET", "/api/status")
+        self.assertEqual(code, 200)
+        self.assertEqual(body["version"], __version__)
+        self.assertEqual(body["uptime"], 42)
+        self.assertEqual((body["trust"], body["transport"]), ("custom", "tcp"))
+        self.assertIsNone(body["display_name"])
+        self.assertIn("control_url", body)
+        network = PeerNetwork(self.reactor, transport="tls")
+        self.assertEqual(_trust_mode(network), "key")
+        self.assertEqual(_url_of(IPv4Address("TCP", "127.0.0.1", 8765)), "http://127.0.0.1:8765")
+
+    def test_connect_errors_say_why(self) -> None:
+        """A blocked peer is a 409 that says to unblock it; an unknown host name a 502 that
+        says it cannot be resolved."""
+        self.network.policy.blocked_ips.add("10.0.0.9")
+        code, body = self.call("POST", "/api/peers", {"host": "10.0.0.9", "port": 8051})
+        self.assertEqual(code, 409)
+        self.assertIn("p2pnet-ctl unblock", body["error"])
+        self.network.connect = lambda peer, timeout=None: fail(  # type: ignore[method-assign]
+            DNSLookupError("no such name"))
+        code, body = self.call("POST", "/api/peers", {"host": "nowhere.test", "port": 8051})
+        self.assertEqual(code, 502)
+        self.assertIn("cannot resolve nowhere.test", body["error"])
+
+    def test_remove_and_connect_tell_the_node(self) -> None:
+        """DELETE /api/peers/<id> reports the channel (the node holds a kept --peer) and says
+        how many were held; POST /api/peers reports the peer dialled."""
+        removed: list[Any] = []
+        dialled: list[Any] = []
+        self.api = ControlAPI(self.network, TOKEN, self.messages, "tcp:8051",
+                              peer_removed=lambda c: removed.append(c) or 1,
+                              connecting=dialled.append)
+        self.http = StubTreq(self.api)
+        channel = self.add_peer("10.0.0.7", "peer-a")
+        d = self.http.request("DELETE", "http://127.0.0.1/api/peers/peer-a", headers=AUTH)
+        channel.connectionLost(Failure(ConnectionDone()))
+        self.http.flush()
+        body = json.loads(self.successResultOf(self.successResultOf(d).content()))
+        self.assertEqual(body, {"removed": "peer-a", "reason": "removed", "held": 1})
+        self.assertEqual(removed, [channel])
+        self.http.request("POST", "http://127.0.0.1/api/peers",
+                          json={"host": "localhost", "port": 8052}, headers=AUTH)
+        self.assertEqual(dialled, [HostnamePeer("localhost", 8052)])
+
+    def test_log_events_survive_json(self) -> None:
+        """The events a control request logs have a format with named fields, and
+        twisted.logger's JSON output keeps the fields and the text."""
+        logged = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        self.call("POST", "/api/block", {"ip": "10.0.0.7"})
+        self.call("POST", "/api/unblock", {"ip": "10.0.0.7"})
+        events = [e for e in logged if e.get("log_level", LogLevel.debug) >= LogLevel.info]
+        self.assertTrue(events)
+        for event in events:
+            self.assertIsNotNone(event.get("log_format"))
+            again = eventFromJSON(eventAsJSON(event))
+            self.assertEqual(formatEvent(again), formatEvent(event))
+        [unblocked] = [e for e in events if e["log_format"] == "unblocked {what}"]
+        self.assertEqual(eventFromJSON(eventAsJSON(unblocked))["what"], "10.0.0.7")

@@ -4,13 +4,39 @@ Tests for L{p2pnet_tx.ctl}: command lines become control API requests; errors ar
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import io
 import json
+from typing import Any
 
-from twisted.internet.defer import ensureDeferred
-from twisted.internet.testing import MemoryReactorClock
+from treq.testing import StubTreq
+from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.test.iosim import ConnectionCompleter
 from twisted.trial.unittest import SynchronousTestCase
 
-from p2pnet_tx.ctl import CtlError, _format, _request_for, escape, parser, run
+from p2pnet_tx import __version__
+from p2pnet_tx.control import ControlAPI, MessageLog
+from p2pnet_tx.ctl import (
+    FOLLOW_WAIT,
+    CtlError,
+    NothingSent,
+    _follow,
+    _format,
+    _json_text,
+    _request_for,
+    escape,
+    parser,
+    run,
+)
+from p2pnet_tx.datadir import NodeDataDir
+from p2pnet_tx.network import PeerNetwork
+from p2pnet_tx.packets import IdentifierPacket
+from p2pnet_tx.peer import HostnamePeer
+from p2pnet_tx.trust import always_trust
+from p2pnet_tx.wire import get_codec
 
 
 def request(*argv: str):
@@ -58,7 +84,7 @@ class RequestTests(SynchronousTestCase):
             "[4] x (untrusted): hey")
         self.assertEqual(_format("messages", {"messages": []}), "(no messages)")
         self.assertEqual(_format("send", {"sent": 2}), "sent to 2 peer(s)")
-        self.assertEqual(_format("status", {"b": 1, "a": 2}), '{\n  "a": 2,\n  "b": 1\n}')
+        self.assertEqual(_json_text({"b": 1, "a": 2}), '{\n  "a": 2,\n  "b": 1\n}')
 
     def test_no_token(self) -> None:
         """Without a control token in the data dir, ctl says so instead of calling."""
@@ -105,10 +131,178 @@ class PeerTextTests(SynchronousTestCase):
             self.assertNotIn(char, output)
 
     def test_json_output_exact(self) -> None:
-        """Other commands print JSON: ASCII, with every control character JSON-escaped, and
-        it parses back to exactly what the node sent."""
+        """--json prints JSON: ASCII, with every control character JSON-escaped, and it
+        parses back to exactly what the node sent."""
         body = {"connected": [{"identifier": "x\x1b[2J\n\u202e", "address": "10.0.0.7"}]}
-        output = _format("peers", body)
+        output = _json_text(body)
         self.assertTrue(output.isascii())
         self.assertNotIn("\x1b", output)
         self.assertEqual(json.loads(output), body)
+
+
+class _Output(io.StringIO):
+    """Standard output for a test."""
+
+
+class CommandTests(SynchronousTestCase):
+    """Whole commands against a real control API in memory: text by default, JSON with
+    --json, and one-line errors that say what to do."""
+
+    def setUp(self) -> None:
+        self.reactor = MemoryReactorClock()
+        self.network = PeerNetwork(self.reactor, transport="tcp", identifier="node",
+                                   trust_protocol=always_trust)
+        self.messages = MessageLog(self.reactor)
+        self.messages.install(self.network)
+        self.api = ControlAPI(self.network, "tok", self.messages, "tcp:8051")
+        self.http = StubTreq(self.api)
+        data_dir = NodeDataDir(self.mktemp()).ensure()
+        (data_dir.path / "control.token").write_text("tok")
+        self.data_dir = str(data_dir.path)
+
+    def ctl(self, *argv: str) -> tuple[str, Any]:
+        """Run p2pnet-ctl; return its output and its result (an int or a Failure)."""
+        args = parser().parse_args(["--data-dir", self.data_dir, "--url", "http://127.0.0.1",
+                                    *argv])
+        out = _Output()
+        d = ensureDeferred(run(self.reactor, args, out, self.http))
+        self.http.flush()
+        results: list[Any] = []
+        d.addBoth(results.append)
+        return out.getvalue(), results[0] if results else None
+
+    def add_trusted_peer(self) -> Any:
+        channel = self.network.make_channel(outbound=False)
+        channel.makeConnection(StringTransport(peerAddress=IPv4Address("TCP", "10.0.0.7", 1)))
+        channel.dataReceived(get_codec("p2pnet").encode(IdentifierPacket(
+            "alice", 9000, "", source_origin_identifier="peer-a")))
+        return channel
+
+    def test_status_text(self) -> None:
+        """status shows version, uptime, trust mode, transport, listen and control address."""
+        self.reactor.advance(3725)
+        output, result = self.ctl("status")
+        self.assertEqual(result, 0)
+        self.assertIn(f"version  {__version__}, up 1h 2m 5s", output)
+        self.assertIn("trust    custom over tcp (p2pnet wire)", output)
+        self.assertIn("listen   tcp:8051", output)
+        self.assertIn("control  ", output)
+        self.assertIn("node     node", output)
+
+    def test_json_on_every_command(self) -> None:
+        """--json, before or after the command, prints the API's JSON answer."""
+        self.add_trusted_peer()
+        for argv in (["status"], ["peers"], ["messages"], ["blocks"], ["send", "hi"],
+                     ["block", "10.0.0.9"], ["unblock", "10.0.0.9"]):
+            for where in ("before", "after"):
+                full = ["--json", *argv] if where == "before" else [*argv, "--json"]
+                output, result = self.ctl(*full)
+                self.assertEqual(result, 0, (full, result))
+                self.assertIsInstance(json.loads(output), dict, full)
+        output, _ = self.ctl("status")
+        self.assertRaises(ValueError, json.loads, output)  # text for people by default
+
+    def test_send_to_nobody_fails(self) -> None:
+        """send that reaches no trusted peer prints the count and fails (exit status 1)."""
+        output, result = self.ctl("send", "hello")
+        self.assertEqual(output, "sent to 0 peer(s)\n")
+        self.assertIsInstance(result.value, NothingSent)
+        self.assertIn("no trusted peer", str(result.value))
+        self.add_trusted_peer()
+        output, result = self.ctl("send", "hello")
+        self.assertEqual((output, result), ("sent to 1 peer(s)\n", 0))
+
+    def test_blocks_text(self) -> None:
+        """block, blocks and unblock print what they did."""
+        self.assertEqual(self.ctl("block", "10.0.0.9")[0],
+                         "blocked 10.0.0.9; dropped 0 connection(s)\n")
+        self.assertEqual(self.ctl("block", "--identifier", "peer-x")[0],
+                         "blocked peer-x; dropped 0 connection(s)\n")
+        self.assertEqual(self.ctl("blocks")[0], "ip 10.0.0.9\nidentifier peer-x\n")
+        self.assertEqual(self.ctl("unblock", "10.0.0.9")[0], "unblocked 10.0.0.9\n")
+        self.assertEqual(self.ctl("unblock", "10.0.0.9")[0], "10.0.0.9 was not blocked\n")
+        self.assertEqual(self.ctl("unblock", "--identifier", "peer-x")[0], "unblocked peer-x\n")
+        self.assertEqual(self.ctl("blocks")[0], "(no blocks)\n")
+
+    def test_block_without_arguments_says_what_to_give(self) -> None:
+        """block or unblock with nothing to block says what to write."""
+        for command in ("block", "unblock"):
+            _, result = self.ctl(command)
+            self.assertIsInstance(result.value, CtlError)
+            self.assertIn(f"needs an IP address (p2pnet-ctl {command} 10.0.0.7)",
+                          str(result.value))
+            self.assertNotIn("not both", str(result.value))
+
+    def test_unreachable_peer_says_so(self) -> None:
+        """connect to a peer that refuses the TCP connection says it is unreachable and why,
+        not that the node refused."""
+        args = parser().parse_args(["--data-dir", self.data_dir, "--url", "http://127.0.0.1",
+                                    "connect", "127.0.0.1:8059"])
+        d = ensureDeferred(run(self.reactor, args, _Output(), self.http))
+        ConnectionCompleter(self.reactor).failOnce()
+        self.http.flush()
+        failure = self.failureResultOf(d, CtlError)
+        message = str(failure.value)
+        self.assertIn("peer 127.0.0.1:8059 is unreachable", message)
+        self.assertIn("refused", message)
+        self.assertNotIn("HTTP", message)
+        self.assertNotIn("the node refused", message)
+
+    def test_connect_by_host_name(self) -> None:
+        """connect accepts a host name; the API hands it to the network as a HostnamePeer."""
+        dialled: list[Any] = []
+        self.network.connect = lambda peer, timeout=None: (  # type: ignore[method-assign]
+            dialled.append(peer) or Deferred())
+        self.ctl("connect", "localhost:8052")
+        self.assertEqual(dialled, [HostnamePeer("localhost", 8052)])
+
+    def test_peers_text_escaped(self) -> None:
+        """peers prints one line a peer; a peer's text is escaped."""
+        channel = self.network.make_channel(outbound=False)
+        channel.makeConnection(StringTransport(peerAddress=IPv4Address("TCP", "10.0.0.8", 1)))
+        channel.dataReceived(get_codec("p2pnet").encode(IdentifierPacket(
+            "eve\x1b[2J", 9001, "", source_origin_identifier="peer-\u202eb")))
+        output, _ = self.ctl("peers")
+        self.assertIn("connected (1):\n  peer-\\u202eb 10.0.0.8:9001 trusted inbound", output)
+        self.assertNotIn("\x1b", output)
+        self.assertNotIn("\u202e", output)
+
+    def test_follow_long_polls(self) -> None:
+        """messages --follow asks for the messages after the last one it printed, with a
+        wait, and prints them as they come, until the node stops answering."""
+        calls: list[str] = []
+        answers = [
+            {"messages": [{"seq": 1, "from": "a", "message": "one", "trusted": True}]},
+            {"messages": []},
+            {"messages": [{"seq": 2, "from": "b", "message": "two\x1b", "trusted": False}]},
+        ]
+
+        class Client:
+            async def call(self, method: str, path: str, body: Any = None) -> Any:
+                calls.append(path)
+                if not answers:
+                    raise CtlError("no node is answering")
+                return answers.pop(0)
+
+        out = _Output()
+        d = ensureDeferred(_follow(Client(), 0, False, out))  # type: ignore[arg-type]
+        self.failureResultOf(d, CtlError)
+        self.assertEqual(calls, [f"/api/messages?since={n}&wait={FOLLOW_WAIT}"
+                                 for n in (0, 1, 1, 2)])
+        self.assertEqual(out.getvalue(), "[1] a: one\n[2] b (untrusted): two\\x1b\n")
+
+    def test_version_and_help(self) -> None:
+        """--version prints the version; every command has a help line and a description."""
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out), self.assertRaises(SystemExit) as caught:
+            parser().parse_args(["--version"])
+        self.assertEqual(caught.exception.code, 0)
+        self.assertEqual(out.getvalue().strip(), f"p2pnet-ctl {__version__}")
+        top = parser()
+        [commands] = [a for a in top._actions if isinstance(a, argparse._SubParsersAction)]
+        helps = {action.dest: action.help for action in commands._choices_actions}
+        self.assertEqual(set(helps), set(commands.choices))
+        for name, sub in commands.choices.items():
+            self.assertTrue(helps[name], name)
+            self.assertTrue(sub.description, name)
+            self.assertIn("--json", sub.format_help(), name)

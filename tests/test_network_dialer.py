@@ -8,20 +8,33 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from twisted.internet.address import IPv4Address
+from twisted.internet._resolver import HostResolution
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import CancelledError, Deferred
-from twisted.internet.error import ConnectionRefusedError, ConnectingCancelledError
+from twisted.internet.error import (
+    ConnectingCancelledError,
+    ConnectionRefusedError,
+    DNSLookupError,
+)
+from twisted.internet.interfaces import IHostnameResolver, IReactorPluggableNameResolver
 from twisted.internet.protocol import Protocol
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
 
-from p2pnet_tx.errors import ChannelClosed, NetworkClosed, PeerBlocked, SelfConnection, TooManyPeers
+from p2pnet_tx.errors import (
+    ChannelClosed,
+    NetworkClosed,
+    PeerBlocked,
+    SelfConnection,
+    TooManyPeers,
+)
 from p2pnet_tx.network.dialer import Dialer
 from p2pnet_tx.network.limits import NetworkLimits
 from p2pnet_tx.network.local import LocalNode
 from p2pnet_tx.network.table import PeerTable
-from p2pnet_tx.peer import GenericPeer
+from p2pnet_tx.peer import GenericPeer, HostnamePeer
 from p2pnet_tx.policy import IncomingPeerTrustPolicy
 from p2pnet_tx.wire_mode import P2PNET
 
@@ -307,3 +320,96 @@ class _Port:
 
     def getHost(self) -> IPv4Address:
         return self._address
+
+
+@implementer(IHostnameResolver)
+class FakeResolver:
+    """Resolves the names in C{table} to their addresses at once; any other name to nothing."""
+
+    def __init__(self, table: dict[str, list[str]]) -> None:
+        self.table = table
+        self.asked: list[str] = []
+
+    def resolveHostName(self, receiver: Any, hostName: str, portNumber: int = 0,
+                        addressTypes: Any = None, transportSemantics: str = "TCP") -> Any:
+        self.asked.append(hostName)
+        resolution = HostResolution(hostName)
+        receiver.resolutionBegan(resolution)
+        for address in self.table.get(hostName, []):
+            kind = IPv6Address if ":" in address else IPv4Address
+            receiver.addressResolved(kind("TCP", address, portNumber))
+        receiver.resolutionComplete()
+        return resolution
+
+
+@implementer(IReactorPluggableNameResolver)
+class ResolvingReactor(MemoryReactorClock):
+    """A memory reactor whose resolver is a L{FakeResolver}."""
+
+    def __init__(self, table: dict[str, list[str]]) -> None:
+        super().__init__()
+        self.nameResolver = FakeResolver(table)
+
+    def installNameResolver(self, resolver: Any) -> Any:
+        previous, self.nameResolver = self.nameResolver, resolver
+        return previous
+
+
+class HostnameDialTests(DialerTestCase):
+    """A L{HostnamePeer} is resolved through the reactor's resolver when dialled, and its
+    channel knows the peer by the address reached, never by the name."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.reactor = ResolvingReactor({"node.test": ["10.0.0.5"], "me.test": ["127.0.0.1"]})
+        self.local = LocalNode(self.reactor, "me", P2PNET)
+        self.dialer = Dialer(
+            self.reactor, limits=self.limits, policy=self.policy, local=self.local,
+            table=self.table, membership=self.membership,  # type: ignore[arg-type]
+            channels=self.channels, counters=self.counters,  # type: ignore[arg-type]
+        )
+
+    def test_name_resolved_and_peer_is_the_address(self) -> None:
+        """The name is looked up once; the address it names is dialled; the channel's peer is
+        a GenericPeer of that address (with the identifier the name was given)."""
+        d = self.dialer.connect(HostnamePeer("node.test", 8051, "id-5"))
+        self.assertEqual(self.reactor.nameResolver.asked, ["node.test"])
+        self.assertEqual(self.dialled(), [("10.0.0.5", 8051)])
+        channel = self.complete()
+        self.assertEqual(self.channels.made, [(True, GenericPeer("10.0.0.5", 8051, "id-5"))])
+        self.membership.waiting[0][1].callback(channel)
+        self.assertIs(self.successResultOf(d), channel)
+
+    def test_unknown_name_fails_with_dns_error(self) -> None:
+        """A name that resolves to nothing fails the dial with DNSLookupError; nothing is
+        dialled and nothing is left pending."""
+        d = self.dialer.connect(HostnamePeer("nowhere.test", 8051))
+        failure = self.failureResultOf(d, DNSLookupError)
+        self.assertIn("nowhere.test", failure.getErrorMessage())
+        self.assertEqual(self.dialled(), [])
+        self.assertFalse(self.dialer.is_dialing(HostnamePeer("nowhere.test", 8051)))
+
+    def test_blocked_address_refused_before_a_byte(self) -> None:
+        """A name that resolves to a blocked address fails with PeerBlocked: no channel is
+        built, so nothing is sent."""
+        self.policy.blocked_ips.add("10.0.0.5")
+        d = self.dialer.connect(HostnamePeer("node.test", 8051))
+        host, port, factory, _, _ = self.reactor.tcpClients[0]
+        transport = StringTransport()
+        wrapper = factory.buildProtocol(IPv4Address("TCP", host, port))
+        self.assertIsNone(wrapper)
+        self.reactor.advance(1)  # HostnameEndpoint's next attempt: there is none
+        failure = self.failureResultOf(d, PeerBlocked)
+        self.assertIn("10.0.0.5", failure.getErrorMessage())
+        self.assertEqual(self.channels.made, [])
+        self.assertEqual(transport.value(), b"")
+
+    def test_name_of_this_node_refused(self) -> None:
+        """A name that resolves to this node's own listening address fails with
+        SelfConnection (a kept peer then gives up)."""
+        self.local.port_opened(_Port("0.0.0.0", 8051))
+        d = self.dialer.connect(HostnamePeer("me.test", 8051))
+        host, port, factory, _, _ = self.reactor.tcpClients[0]
+        self.assertIsNone(factory.buildProtocol(IPv4Address("TCP", host, port)))
+        self.reactor.advance(1)
+        self.failureResultOf(d, SelfConnection)

@@ -196,7 +196,11 @@ class DuplicateRefusalKeptTests(MembershipTestCase):
         """Refused as blocked then closed: PeerBlocked, not a bare ChannelClosed."""
         self.policy.blocked_identifiers.add("bad")
         channel = self.channel(outbound=True)
+        # A real channel reports its close once the connection is lost, not within close():
+        # the test reports it below.
+        channel.on_close = lambda channel: None
         self.membership.identity_received(channel, identity("bad"))
+        self.assertIn(("close", "blocked"), channel.events)  # the goodbye says why
         dial = self.membership.when_accepted(channel)
         self.membership.closed(channel, "refused")
         self.failureResultOf(dial, PeerBlocked)

@@ -13,7 +13,14 @@ from zope.interface.verify import verifyObject
 
 from p2pnet_tx.errors import InvalidPeer, P2PNetError
 from p2pnet_tx.interfaces import IPeer
-from p2pnet_tx.peer import MAX_IDENTIFIER_BYTES, GenericPeer
+from p2pnet_tx.peer import (
+    MAX_IDENTIFIER_BYTES,
+    GenericPeer,
+    HostnamePeer,
+    is_hostname,
+    peer_for_host,
+    peer_from_string,
+)
 
 
 class GenericPeerTests(SynchronousTestCase):
@@ -100,3 +107,43 @@ class GenericPeerTests(SynchronousTestCase):
         peer = GenericPeer(str(address), port, identifier)
         self.assertEqual(peer.address, str(getattr(address, "ipv4_mapped", None) or address))
         self.assertEqual(GenericPeer(peer.address, port, identifier), peer)
+
+
+class HostnamePeerTests(SynchronousTestCase):
+    """A host name is a place to dial, bounded in length and characters."""
+
+    def test_provides_ipeer(self) -> None:
+        """HostnamePeer provides IPeer, keeps the name in lower case, and shows it."""
+        peer = HostnamePeer("Node-1.Example.", 8051, "peer_one")
+        self.assertTrue(verifyObject(IPeer, peer))
+        self.assertEqual((peer.address, peer.port), ("node-1.example.", 8051))
+        self.assertEqual(str(peer), "peer_one@node-1.example.:8051")
+
+    def test_bad_names(self) -> None:
+        """Names with other characters, empty or over-long labels, a numeric last label, or
+        over 253 characters are refused; escape sequences are shown escaped."""
+        for bad in ("", "a..b", "-a", "a-", "a_b", "a b", "x" * 64, "10.0.0", "h\x1b[31m",
+                    "\u00e9t\u00e9.example", ("a." * 127) + "ab", None, 5):
+            self.assertRaises(InvalidPeer, HostnamePeer, bad, 8051)
+        error = self.assertRaises(InvalidPeer, HostnamePeer, "h\x1b[31m", 1)
+        self.assertNotIn("\x1b", str(error))
+        self.assertTrue(is_hostname("x" * 63 + "." + "y" * 63))
+        self.assertFalse(is_hostname("a" * 254))
+
+    def test_generic_peer_says_to_use_a_hostname_peer(self) -> None:
+        """GenericPeer is an address: a name is refused with a message saying what to use."""
+        error = self.assertRaises(InvalidPeer, GenericPeer, "localhost", 8051)
+        self.assertIn("HostnamePeer('localhost', PORT)", str(error))
+
+    def test_peer_from_string(self) -> None:
+        """HOST:PORT gives a GenericPeer for an address, a HostnamePeer for a name."""
+        self.assertEqual(peer_from_string("localhost:8051"), HostnamePeer("localhost", 8051))
+        self.assertEqual(peer_from_string("10.0.0.7:1"), GenericPeer("10.0.0.7", 1))
+        self.assertEqual(peer_from_string("[::1]:8051"), GenericPeer("::1", 8051))
+        self.assertEqual(peer_for_host("[::1]", 2), GenericPeer("::1", 2))
+        for bad, says in (("localhost", "HOST:PORT"), (":8051", "HOST:PORT"),
+                          ("localhost:x", "port must be a number"), ("::1:8051", "brackets"),
+                          ("local_host:1", "neither an IP address nor a host name"),
+                          ("localhost:0", "outside 1-65535")):
+            error = self.assertRaises(InvalidPeer, peer_from_string, bad)
+            self.assertIn(says, str(error))

@@ -24,7 +24,7 @@ from zope.interface import implementer
 from p2pnet_tx.datadir import DataDirError, NodeDataDir
 from p2pnet_tx.errors import NetworkClosed, PeerBlocked, SelfConnection
 from p2pnet_tx.network import PeerNetwork
-from p2pnet_tx.peer import GenericPeer
+from p2pnet_tx.peer import GenericPeer, HostnamePeer
 from p2pnet_tx.service import (
     SAVE_DELAY,
     ControlService,
@@ -294,6 +294,82 @@ class PeerConnectionServiceTests(SynchronousTestCase):
         self.service.startService()
         self.assertEqual(pending_delays(self.clock), [1.0])
         self.successResultOf(self.service.stopService())
+
+
+class HoldTests(SynchronousTestCase):
+    """A kept peer removed by hand is held (not redialled) until it is released."""
+
+    setUp = PeerConnectionServiceTests.setUp
+    fail_dial = PeerConnectionServiceTests.fail_dial
+    connect = PeerConnectionServiceTests.connect
+
+    def test_hold_stops_redialling_until_release(self) -> None:
+        """hold() closes the kept channel and dials no more, however long we wait; release()
+        dials again at once."""
+        self.service.startService()
+        channel = self.connect()
+        self.service.hold()
+        self.assertEqual(channel.close_reasons, ["no longer kept"])
+        channel.lose("removed")
+        self.assertTrue(self.service.held)
+        self.clock.advance(3600)
+        self.assertEqual(len(self.network.dials), 1)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.service.release()
+        self.assertFalse(self.service.held)
+        self.assertEqual(len(self.network.dials), 2)
+
+    def test_hold_while_waiting_cancels_the_retry(self) -> None:
+        """A held peer whose retry was pending is not dialled; a restart re-arms it."""
+        self.service.startService()
+        self.fail_dial()
+        self.service.hold()
+        self.clock.advance(60)
+        self.assertEqual(len(self.network.dials), 1)
+        self.successResultOf(self.service.stopService())
+        self.service.startService()
+        self.assertFalse(self.service.held)
+        self.assertEqual(len(self.network.dials), 2)
+
+    def test_keeps(self) -> None:
+        """keeps() matches the kept channel, the same address and port, or the identifier."""
+        self.service.startService()
+        channel = self.connect()
+        self.assertTrue(self.service.keeps(None, channel))
+        self.assertTrue(self.service.keeps(GenericPeer("10.0.0.9", 8051, "x")))
+        self.assertFalse(self.service.keeps(GenericPeer("10.0.0.9", 8052)))
+        named = PeerConnectionService(self.network, HostnamePeer("node.test", 1, "id"),
+                                      self.clock)
+        self.assertTrue(named.keeps(GenericPeer("10.0.0.1", 2, "id")))
+        self.assertTrue(named.keeps(HostnamePeer("node.test", 1)))
+        self.assertFalse(named.keeps(GenericPeer("10.0.0.1", 1)))
+
+
+class ServiceHoldTests(SynchronousTestCase):
+    """The node holds the configured peers that keep a removed peer, and releases them when
+    the peer is dialled by hand."""
+
+    def test_hold_and_release_by_peer(self) -> None:
+        clock = Clock()
+        network = FakeNetwork()
+        node = PeerNetworkService(PeerNetwork(MemoryReactorClock()), listen=FakeEndpoint())
+        kept = PeerConnectionService(network, PEER, clock)
+        other = PeerConnectionService(network, GenericPeer("10.0.0.10", 8051), clock)
+        node.keepers = [kept, other]
+        kept.startService()
+        other.startService()
+        channel = FakeChannel()
+        network.dials[0].callback(channel)
+        removed = type("Removed", (), {"peer": GenericPeer("10.0.0.9", 8051, "nine")})()
+        self.assertEqual(node.hold_kept_peer(removed), 1)  # type: ignore[arg-type]
+        channel.lose("removed")
+        self.assertEqual((kept.held, other.held), (True, False))
+        self.assertEqual(node.hold_kept_peer(removed), 0)  # type: ignore[arg-type]
+        node.release_kept_peer(GenericPeer("10.0.0.10", 8051))
+        self.assertTrue(kept.held)
+        node.release_kept_peer(GenericPeer("10.0.0.9", 8051))
+        self.assertFalse(kept.held)
+        self.assertEqual(len(network.dials), 3)
 
 
 class DeprecatedPeerKeeperTests(SynchronousTestCase):

@@ -7,22 +7,24 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
-from twisted.application.service import IServiceMaker
+from twisted.application.service import Application, IServiceMaker
 from twisted.internet.defer import Deferred
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.internet.testing import EventLoggingObserver, MemoryReactorClock
-from twisted.logger import LogLevel, globalLogPublisher
+from twisted.logger import ILogObserver, LogLevel, globalLogPublisher
 from twisted.plugin import getPlugins
 from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface import implementer
 
 from p2pnet_tx import tap
+from p2pnet_tx.datadir import NodeDataDir
 from p2pnet_tx.network import PeerNetwork
-from p2pnet_tx.peer import GenericPeer
+from p2pnet_tx.peer import GenericPeer, HostnamePeer
 from p2pnet_tx.service import PeerNetworkService
 from p2pnet_tx.trust import KeyTrust
 
@@ -52,6 +54,19 @@ class PluginTests(TestCase):
         output = result.stdout + result.stderr
         self.assertIn("--wire: unknown wire format 'carrier-pigeon'", output)
         self.assertNotIn("Traceback", output)
+
+    def test_bad_option_prints_no_usage(self) -> None:
+        """A bad option prints the error line and where to find the usage, not the usage
+        text, and exits with status 1."""
+        result = subprocess.run(TWISTD + ["-n", "p2pnet", "--listen", "8052"],
+                                capture_output=True, text=True, timeout=60)
+        self.assertEqual(result.returncode, 1)
+        self.assertEqual(result.stdout, "")
+        self.assertEqual(result.stderr.splitlines(), [
+            "twistd p2pnet: --listen: bad endpoint '8052': Unknown endpoint type: '8052'; "
+            "write tcp:8052 to listen on TCP port 8052",
+            "Run 'twistd p2pnet --help' for usage.",
+        ])
 
     def test_corrupt_state_is_one_line_on_stderr(self) -> None:
         """twistd with a corrupt key or an unreadable token exits non-zero with one line on
@@ -171,6 +186,11 @@ class OptionsTests(SynchronousTestCase):
 class MakeServiceTests(SynchronousTestCase):
     """makeService builds the node the options describe."""
 
+    def parse(self, *argv: str) -> tap.Options:
+        options = tap.Options()
+        options.parseOptions(list(argv) + ["--data-dir", self.mktemp()])
+        return options
+
     def test_builds_node(self) -> None:
         """The options become a PeerNetworkService whose network follows them."""
         data_dir = self.mktemp()
@@ -203,6 +223,35 @@ class MakeServiceTests(SynchronousTestCase):
             identifiers.append(network.identifier)
         self.assertEqual(identifiers[0], identifiers[1])
         self.assertTrue(identifiers[0].startswith("bciq"))
+
+    def test_hints(self) -> None:
+        """Endpoint errors say what to write; a data dir that is a file says so."""
+        for value, hint in (("8052", "write tcp:8052"),
+                            ("127.0.0.1:8052", "write tcp:8052:interface=127.0.0.1"),
+                            ("nonsense:1", "e.g. tcp:8051")):
+            with self.assertRaises(UsageError) as caught:
+                self.parse("--listen", value)
+            self.assertIn(hint, str(caught.exception))
+        afile = self.mktemp()
+        with open(afile, "w") as f:
+            f.write("x")
+        with self.assertRaises(UsageError) as caught:
+            tap.Options().parseOptions(["--data-dir", afile])
+        self.assertIn("is a file, not a directory", str(caught.exception))
+        self.assertNotIn("File exists", str(caught.exception))
+
+    def test_bad_option_leaves_no_data_dir(self) -> None:
+        """A start refused for a bad option creates no data directory."""
+        data_dir = self.mktemp()
+        with self.assertRaises(UsageError):
+            tap.Options().parseOptions(["--data-dir", data_dir, "--listen", "8052"])
+        self.assertFalse(os.path.exists(data_dir))
+
+    def test_peer_by_host_name(self) -> None:
+        """--peer takes a host name as well as an address."""
+        options = self.parse("--peer", "localhost:8051", "--peer", "node-b.example.:9")
+        self.assertEqual(options["peers"], [HostnamePeer("localhost", 8051),
+                                            HostnamePeer("node-b.example.", 9)])
 
     def test_unusable_data_dir(self) -> None:
         """A data directory that cannot be created is a UsageError, not a traceback."""
@@ -326,7 +375,49 @@ class TwistdNodeTests(SynchronousTestCase):
             node.privilegedStartService()
         self.assertEqual(str(caught.exception),
                          "twistd p2pnet: cannot listen on 127.0.0.1:8051: [Errno 98] "
-                         "Address in use")
+                         "Address in use: is another node running there? Choose another port "
+                         "with --listen tcp:PORT")
+
+    def test_failed_start_removes_the_new_data_dir(self) -> None:
+        """A start that fails removes the data directory it created, key and token with it
+        (and the parents it created); a directory that existed is left as it was."""
+
+        class Taken(MemoryReactorClock):
+            def listenTCP(self, *args: Any, **kwargs: Any) -> Any:
+                raise CannotListenError("127.0.0.1", 8051, OSError(98, "Address in use"))
+
+        top = Path(self.mktemp())
+        for created, path in ((top, top / "sub" / "node"), (None, Path(self.mktemp()))):
+            data_dir = NodeDataDir(path).ensure()
+            data_dir.private_key()
+            data_dir.control_token()
+            node = tap._TwistdNode(PeerNetwork(Taken()), listen="tcp:8051", data_dir=data_dir,
+                                   created_data_dir=created)
+            with self.assertRaises(SystemExit):
+                node.privilegedStartService()
+            if created is None:
+                self.assertEqual(sorted(os.listdir(path)), ["control.token", "node.key"])
+            else:
+                self.assertFalse(top.exists())
+
+    def test_log_level_filters_twistd_observer(self) -> None:
+        """Set as a child of twistd's application, the node gives it twistd's observer
+        behind a filter at the log level (unless the application has an observer)."""
+        seen: list[dict[str, Any]] = []
+        node = tap._TwistdNode(PeerNetwork(MemoryReactorClock()), listen=_LateEndpoint(),
+                               log_level=LogLevel.warn, log_observer=lambda: seen.append)
+        application = Application("test")
+        node.setServiceParent(application)
+        observer = application.getComponent(ILogObserver)
+        for level in (LogLevel.debug, LogLevel.info, LogLevel.warn, LogLevel.error):
+            observer({"log_level": level, "log_namespace": "test", "log_format": ""})
+        self.assertEqual([e["log_level"] for e in seen], [LogLevel.warn, LogLevel.error])
+        mine = object()
+        other = Application("other")
+        other.setComponent(ILogObserver, mine)
+        tap._TwistdNode(PeerNetwork(MemoryReactorClock()), listen=_LateEndpoint(),
+                        log_observer=lambda: seen.append).setServiceParent(other)
+        self.assertIs(other.getComponent(ILogObserver), mine)
 
     def test_late_listen_failure_stops_reactor(self) -> None:
         """A listen that fails once the reactor runs is logged as critical and stops it."""

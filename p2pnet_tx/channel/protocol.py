@@ -555,7 +555,7 @@ class PeerChannel(Protocol):
             return  # queued data is on its way: the peer will hear from us
         packet = PureMessagePacket(KEEPALIVE_MESSAGE, source_origin_identifier=self.local_identifier)
         writer.write_control(self.codec.encode(packet))
-        self.counters[OUT_COUNTERS[PureMessagePacket]] += 1
+        self.counters["keepalives_out"] += 1
 
     def _writes_stalled(self) -> None:
         self.log.warn("writes to {peer} stalled for {timeout} s", peer=self.peer,

@@ -39,6 +39,8 @@ OUT_COUNTERS = {cls: "packets_out." + kind.value for kind, cls in PACKET_CLASSES
 KEEPALIVE_MESSAGE = "Pinging"
 """The text of the PureMessage a channel sends when it has said nothing for a while."""
 
+_MESSAGES_IN = IN_COUNTERS[PureMessagePacket]
+
 
 class PacketReceiver:
     """
@@ -78,6 +80,8 @@ class PacketReceiver:
                         self.packet_received(item)
                 elif channel._trusted and not channel._data_observers:
                     # The common case, inline: a trusted peer that nobody observes.
+                    if name is _MESSAGES_IN and item.message == KEEPALIVE_MESSAGE:
+                        name = "keepalives_in"  # not a message anyone sent
                     counters[name] += 1
                     self._dispatch(item)
                 else:
@@ -103,7 +107,10 @@ class PacketReceiver:
         """Count C{packet}, show it to the observers, gate it and dispatch it."""
         channel = self._channel
         kind = packet.kind
-        channel.counters[IN_COUNTERS.get(packet.__class__) or "packets_in." + kind.value] += 1
+        if packet.__class__ is PureMessagePacket and packet.message == KEEPALIVE_MESSAGE:
+            channel.counters["keepalives_in"] += 1  # not a message anyone sent
+        else:
+            channel.counters[IN_COUNTERS.get(packet.__class__) or "packets_in." + kind.value] += 1
         if channel._awaiting_identity:
             self.identity_received(packet)
             return

@@ -16,8 +16,12 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 from twisted.internet.defer import Deferred, fail, succeed
-from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint
-from twisted.internet.interfaces import IDelayedCall, IStreamClientEndpoint
+from twisted.internet.endpoints import (
+    HostnameEndpoint,
+    TCP4ClientEndpoint,
+    TCP6ClientEndpoint,
+)
+from twisted.internet.interfaces import IAddress, IDelayedCall, IStreamClientEndpoint
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -25,6 +29,7 @@ from p2pnet_tx.errors import NetworkClosed, PeerBlocked, SelfConnection, TooMany
 from p2pnet_tx.interfaces import IPeer
 from p2pnet_tx.network.admission import TokenBucket
 from p2pnet_tx.network.factory import ChannelMaker, OutboundChannelFactory
+from p2pnet_tx.peer import GenericPeer, HostnamePeer
 from p2pnet_tx.policy import IncomingPeerTrustPolicy
 
 if TYPE_CHECKING:
@@ -187,11 +192,14 @@ class Dialer:
     # -- Dialling ----------------------------------------------------------------------------
 
     def _start(self, key: tuple[str, int], peer: IPeer, timeout: float | None) -> Deferred[Any]:
-        endpoint_type = TCP6ClientEndpoint if ":" in peer.address else TCP4ClientEndpoint
-        endpoint: IStreamClientEndpoint = endpoint_type(
-            self._reactor, peer.address, peer.port,
-            timeout=self._limits.connect_timeout if timeout is None else timeout,
-        )
+        seconds = self._limits.connect_timeout if timeout is None else timeout
+        endpoint: IStreamClientEndpoint
+        if isinstance(peer, HostnamePeer):
+            # The reactor's resolver names the addresses; the channel knows the one reached.
+            endpoint = HostnameEndpoint(self._reactor, peer.address, peer.port, timeout=seconds)
+        else:
+            endpoint_type = TCP6ClientEndpoint if ":" in peer.address else TCP4ClientEndpoint
+            endpoint = endpoint_type(self._reactor, peer.address, peer.port, timeout=seconds)
         if self._wrap_endpoint is not None:
             endpoint = self._wrap_endpoint(endpoint)
         dial: _Dial
@@ -218,7 +226,11 @@ class Dialer:
         result.addBoth(dial.fire)
         waiter = dial.follow()
         # Chained last: an endpoint may fail at once, and everything above must be in place.
-        attempt = endpoint.connect(OutboundChannelFactory(self._channels, peer, dial.built))
+        factory = (
+            _ResolvedChannelFactory(self, peer, dial.built) if isinstance(peer, HostnamePeer)
+            else OutboundChannelFactory(self._channels, peer, dial.built)
+        )
+        attempt = endpoint.connect(factory)
         attempt.addCallback(arrived).chainDeferred(result)
         return waiter
 
@@ -270,6 +282,32 @@ class Dialer:
             self._counters["dials_retried"] += 1
             self._dial(peer)
         self._schedule()
+
+
+class _ResolvedChannelFactory(OutboundChannelFactory):
+    """
+    The factory of a dial by host name: each connection is to an address the name resolved
+    to, and the channel's peer is that address (a L{GenericPeer}), never the name.  An address
+    that is blocked, or this node's own, fails the attempt before a byte is sent.
+    """
+
+    def __init__(
+        self, dialer: Dialer, peer: HostnamePeer, built: Callable[[PeerChannel], object]
+    ) -> None:
+        super().__init__(dialer._channels, peer, built)
+        self._dialer = dialer
+        self._name = peer
+
+    def buildProtocol(self, addr: IAddress) -> PeerChannel:
+        name = self._name
+        resolved = GenericPeer(getattr(addr, "host", ""), name.port, name.identifier)
+        if self._dialer._policy.is_blocked_ip(resolved.address):
+            raise PeerBlocked(f"{name} resolves to the blocked address {resolved.address}",
+                              resolved)
+        if self._dialer._local.is_self(resolved):
+            raise SelfConnection(f"{name} resolves to this node", resolved)
+        self.peer = resolved
+        return super().buildProtocol(addr)
 
 
 @attrs.define

@@ -123,7 +123,7 @@ class Membership:
             # close_reason is set as soon as a channel starts closing (before it tells us), and
             # a channel that is closing will never be accepted.
             if channel.close_reason is not None:
-                return fail(ChannelClosed(channel.close_reason))
+                return fail(self._refusals.get(channel) or ChannelClosed(channel.close_reason))
             arrival = self._arrivals[channel] = OneShotObserver()
         return arrival.when_fired()
 
@@ -181,7 +181,9 @@ class Membership:
         if not packet.data:
             self._table.mark_not_listening(channel)
         if self._policy.is_blocked_identifier(identifier):
-            return self._refuse(channel, PeerBlocked(f"{peer} is blocked", peer))
+            refused = self._refuse(channel, PeerBlocked(f"{peer} is blocked", peer))
+            channel.close("blocked")  # the goodbye tells the peer why
+            return refused
         if identifier == self._identifier:
             return self._refuse(channel, SelfConnection("connected to ourselves", peer))
         channel.peer = peer

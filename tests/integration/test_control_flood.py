@@ -152,7 +152,7 @@ async def test_idle_control_connections_lock_out_nothing(tmp_path, many_files) -
         assert open_files(a.transport.pid) < 200
 
         refilling = refill.start(1.0)  # keep every place taken by fresh idle connections
-        code, output = await ctl(a_dir, "status")
+        code, output = await ctl(a_dir, "status", "--json")
         assert code == 0, output
         control = json.loads(output)["control"]
         assert control["max"] == 64
@@ -164,7 +164,7 @@ async def test_idle_control_connections_lock_out_nothing(tmp_path, many_files) -
         code, output = await ctl(b_dir, "connect", f"127.0.0.1:{a_port}")
         assert code == 0, output
         status = await ctl_until(a_dir, lambda out: json.loads(out)["counts"]["trusted"] == 1,
-                                 "status")
+                                 "status", "--json")
         assert json.loads(status)["control"]["open"] <= 64
         assert open_files(a.transport.pid) < 200
         assert refill.running, "the attack must last until the peer is in"

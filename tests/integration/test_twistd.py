@@ -81,14 +81,15 @@ async def test_two_twistd_nodes_exchange_a_message(tmp_path) -> None:
     b = start_node(b_dir, b_port, free_port(), "--peer", f"127.0.0.1:{a_port}")
     try:
         status = await ctl_until(
-            a_dir, lambda out: json.loads(out)["counts"]["trusted"] == 1, "status")
+            a_dir, lambda out: json.loads(out)["counts"]["trusted"] == 1, "status", "--json")
         assert json.loads(status)["listening_port"] == a_port
-        await ctl_until(b_dir, lambda out: json.loads(out)["counts"]["trusted"] == 1, "status")
+        await ctl_until(b_dir, lambda out: json.loads(out)["counts"]["trusted"] == 1,
+                        "status", "--json")
         code, output = await ctl(b_dir, "send", "hello", "from", "b")
         assert (code, output.strip()) == (0, "sent to 1 peer(s)")
         output = await ctl_until(a_dir, lambda out: "hello from b" in out, "messages")
         assert output.count("hello from b") == 1
-        code, output = await ctl(a_dir, "peers")
+        code, output = await ctl(a_dir, "peers", "--json")
         [peer] = json.loads(output)["connected"]
         assert peer["port"] == b_port and peer["trusted"] is True
 
@@ -103,3 +104,62 @@ async def test_two_twistd_nodes_exchange_a_message(tmp_path) -> None:
     code, output = await ctl(a_dir, "status")
     assert code == 1 and "running" in output, output
     assert b"Traceback" not in a.output, a.output.decode()
+
+
+def trusted(count: int):
+    return lambda out: json.loads(out)["counts"]["trusted"] == count
+
+
+@pytest_twisted.ensureDeferred
+async def test_hostname_peer_removed_stays_removed_and_follow(tmp_path) -> None:
+    """Node B keeps node A by host name (--peer localhost:PORT); once B removes A, A is not
+    redialled until B connects it again, by name; messages --follow --json on A prints B's
+    message as it arrives; A, run with --log-level warn, logs no info line."""
+    a_dir, b_dir = str(tmp_path / "a"), str(tmp_path / "b")
+    a_port = free_port()
+    a = start_node(a_dir, a_port, free_port(), "--log-level", "warn")
+    b = start_node(b_dir, free_port(), free_port(), "--peer", f"localhost:{a_port}")
+    follow = NodeProcess()
+    try:
+        status = json.loads(await ctl_until(a_dir, trusted(1), "status", "--json"))
+        a_id = status["identifier"]
+        await ctl_until(b_dir, trusted(1), "status", "--json")
+        peers = json.loads((await ctl(b_dir, "peers", "--json"))[1])
+        assert [p["address"] for p in peers["connected"]] == ["127.0.0.1"]  # not the name
+
+        code, output = await ctl(b_dir, "remove", a_id)
+        assert code == 0 and "no longer redialled" in output, output
+        await deferLater(reactor, 3.5, lambda: None)  # the keeper would redial at 1 s and 3 s
+        code, output = await ctl(b_dir, "status", "--json")
+        assert json.loads(output)["counts"]["active"] == 0, output
+        code, output = await ctl(b_dir, "connect", f"localhost:{a_port}")
+        assert code == 0 and output.startswith(f"connected to {a_id}"), output
+        await ctl_until(b_dir, trusted(1), "status", "--json")
+
+        args = [sys.executable, "-m", "p2pnet_tx.ctl", "--data-dir", a_dir, "messages",
+                "--follow", "--json"]
+        reactor.spawnProcess(follow, sys.executable, args, env=dict(os.environ))
+        await deferLater(reactor, 1.0, lambda: None)  # the first long poll is waiting
+        code, output = await ctl(b_dir, "send", "hello by name")
+        assert code == 0, output
+        for _ in range(40):
+            if b"hello by name" in follow.output:
+                break
+            await deferLater(reactor, 0.25, lambda: None)
+        [line] = follow.output.decode().splitlines()
+        assert json.loads(line)["message"] == "hello by name"
+    finally:
+        for node in (a, b, follow):
+            if node.transport is not None and not node.ended.called:
+                node.transport.signalProcess(signal.SIGTERM)
+        await a.ended
+        await b.ended
+        if follow.transport is not None:
+            await follow.ended
+    assert b"#info]" not in a.output, a.output.decode()
+    assert b"#info]" in b.output
+    assert b"Traceback" not in a.output, a.output.decode()[-3000:]
+    # B's output is not checked for tracebacks: closing a TLS channel with 'remove' can log
+    # an unhandled AttributeError from twisted.protocols.tls (_flushSendBIO after the TLS
+    # connection is gone), a fault of the channel's close over TLS that this test found and
+    # that lies outside the CLI (reported to the lead).

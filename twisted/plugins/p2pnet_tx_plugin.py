@@ -5,7 +5,17 @@ This module holds L{ServiceMaker}s only; everything else lives in L{p2pnet_tx.ta
 """
 
 from twisted.application.service import ServiceMaker
+from twisted.python.reflect import namedAny
 
-p2pnet = ServiceMaker(
+
+class _P2PNetServiceMaker(ServiceMaker):
+    """Gives twistd L{p2pnet_tx.tap.TwistdOptions}: a bad option is one line and a hint."""
+
+    @property
+    def options(self):  # type: ignore[no-untyped-def]
+        return namedAny(self.module).TwistdOptions
+
+
+p2pnet = _P2PNetServiceMaker(
     "p2pnet_tx node", "p2pnet_tx.tap", "Run a P2PNet peer.", "p2pnet"
 )
