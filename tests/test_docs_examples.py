@@ -387,6 +387,27 @@ class VersionTrustExampleTests(SynchronousTestCase):
         self.assertFalse(is_tls(pair.client_channel().transport))
 
 
+class CustomTrustOnNetworksTests(SynchronousTestCase):
+    """docs/examples/custom_trust.py on networks over TLS, as its docstring says it runs."""
+
+    def test_same_secret_over_tls(self) -> None:
+        """Same secret: trusted, inside the TLS session whose key the network holds."""
+        example = load_example("custom_trust")
+        pair = NetworkPair(example.shared_secret_trust(b"k"), example.shared_secret_trust(b"k"))
+        channel = pair.client_channel()
+        self.assertTrue(channel.is_trusted)
+        self.assertTrue(is_tls(channel.transport))
+        self.assertEqual(channel.properties["public_key"], pair.server.tls.public_key)
+        self.assertEqual(pair.messages.calls, [])
+
+    def test_other_secret_over_tls(self) -> None:
+        """Different secrets: no channel survives."""
+        example = load_example("custom_trust")
+        pair = NetworkPair(example.shared_secret_trust(b"k"), example.shared_secret_trust(b"j"))
+        self.assertEqual(pair.client.active_peer_channels, [])
+        self.assertEqual(pair.server.active_peer_channels, [])
+
+
 class NetworkPair:
     """
     Two networks on one memory reactor, the client connected to the server: over TLS (the
@@ -422,7 +443,7 @@ EchoNetworkTests = _test_echo.EchoNetworkTests
 
 
 EXAMPLE_TESTS: dict[str, list[Any]] = {
-    "custom_trust.py": [test_trust.CustomTrustExampleTests],
+    "custom_trust.py": [test_trust.CustomTrustExampleTests, CustomTrustOnNetworksTests],
     "echo.py": [EchoTests, StrictEchoTests, DelayedEchoTests, EchoNetworkTests],
     "embedding.py": [EmbeddingExampleTests],
     "first_node.py": [test_examples.test_first_node_main, test_examples.test_first_node_script],
