@@ -30,6 +30,7 @@ import p2pnet_tx.testing
 from p2pnet_tx.channel import PeerChannel
 from p2pnet_tx.errors import ChannelClosed, HandshakeTimeout, TrustRefused
 from p2pnet_tx.handlers import PacketHandleProtocol
+from p2pnet_tx.network import PeerNetwork
 from p2pnet_tx.packets import PacketType
 from p2pnet_tx.peer import GenericPeer
 from p2pnet_tx.service import PeerNetworkService
@@ -38,6 +39,7 @@ from p2pnet_tx.testing import (
     complete_tcp_connection,
     connected_channels,
 )
+from p2pnet_tx.tls import is_tls
 from p2pnet_tx.trust import key_trust, never_trust
 
 from . import test_trust
@@ -331,13 +333,21 @@ class VersionTrustExampleTests(SynchronousTestCase):
         self.assertEqual(len(channel.on_data_received), 0)
 
     def test_all_of_key_and_version(self) -> None:
-        """The key handshake and the version check together: trusted, with a verified key."""
-        trust = self.example.all_of(key_trust(), self.example.version_trust(3))
-        pair = VersionTrust(trust, self.example.all_of(key_trust(),
-                                                       self.example.version_trust(3)))
-        self.successResultOf(pair.server_trusted)
-        self.successResultOf(pair.client_trusted)
-        self.assertIn("public_key", pair.server.properties)
+        """
+        Key trust and the version check together, between two networks over TLS in memory:
+        trusted, each holding the key the other's TLS handshake proved; the handlers never see
+        the version messages.
+        """
+        pair = NetworkPair(self.example.all_of(key_trust(), self.example.version_trust(3)),
+                           self.example.all_of(key_trust(), self.example.version_trust(3)))
+        channel = pair.client_channel()
+        self.assertTrue(is_tls(channel.transport))
+        self.assertTrue(channel.is_trusted)
+        self.assertEqual(channel.peer.identifier, pair.server.identifier)
+        self.assertEqual(channel.properties["public_key"], pair.server.tls.public_key)
+        [inbound] = pair.server.active_peer_channels
+        self.assertTrue(inbound.is_trusted)
+        self.assertEqual(inbound.properties["public_key"], pair.client.tls.public_key)
         self.assertEqual(pair.messages.calls, [])
 
     def test_all_of_refuses_if_one_refuses(self) -> None:
@@ -347,10 +357,79 @@ class VersionTrustExampleTests(SynchronousTestCase):
         self.failureResultOf(pair.server_trusted, TrustRefused)
         self.failureResultOf(pair.client_trusted, ChannelClosed)
         self.assertEqual(pair.clock.getDelayedCalls(), [])
-        pair = VersionTrust(self.example.all_of(key_trust(), self.example.version_trust(3)),
-                            self.example.all_of(key_trust(), self.example.version_trust(4)))
-        self.failureResultOf(pair.server_trusted, TrustRefused)
-        self.failureResultOf(pair.client_trusted, TrustRefused)
+
+    def test_all_of_key_and_other_version(self) -> None:
+        """Over TLS, with keys both sides accept, versions 3 and 4 still refuse each other."""
+        pair = NetworkPair(self.example.all_of(key_trust(), self.example.version_trust(3)),
+                           self.example.all_of(key_trust(), self.example.version_trust(4)))
+        self.assertEqual(pair.server.active_peer_channels, [])
+        self.assertEqual(pair.client.active_peer_channels, [])
+        # The first side to hear the other's version refuses it and closes the connection.
+        self.assertGreaterEqual(pair.server.counters["handshakes_failed"]
+                                + pair.client.counters["handshakes_failed"], 1)
+
+    def test_all_of_key_over_tcp_refuses_everyone(self) -> None:
+        """
+        What custom-trust.md says of plaintext TCP: key trust alone is a ValueError there, and
+        inside all_of (which the network cannot see into) it refuses every peer.
+        """
+        with self.assertRaisesRegex(ValueError, "key trust needs the tls transport"):
+            PeerNetwork(MemoryReactorClock(), transport="tcp", trust_protocol=key_trust())
+        pair = NetworkPair(self.example.all_of(key_trust(), self.example.version_trust(3)),
+                           self.example.all_of(key_trust(), self.example.version_trust(3)),
+                           transport="tcp")
+        self.assertEqual(pair.server.active_peer_channels, [])
+        self.assertEqual(pair.client.active_peer_channels, [])
+        self.assertEqual(pair.client.counters["handshakes_failed"], 1)
+        pair = NetworkPair(self.example.version_trust(3), self.example.version_trust(3),
+                           transport="tcp")
+        self.assertTrue(pair.client_channel().is_trusted)
+        self.assertFalse(is_tls(pair.client_channel().transport))
+
+
+class CustomTrustOnNetworksTests(SynchronousTestCase):
+    """docs/examples/custom_trust.py on networks over TLS, as its docstring says it runs."""
+
+    def test_same_secret_over_tls(self) -> None:
+        """Same secret: trusted, inside the TLS session whose key the network holds."""
+        example = load_example("custom_trust")
+        pair = NetworkPair(example.shared_secret_trust(b"k"), example.shared_secret_trust(b"k"))
+        channel = pair.client_channel()
+        self.assertTrue(channel.is_trusted)
+        self.assertTrue(is_tls(channel.transport))
+        self.assertEqual(channel.properties["public_key"], pair.server.tls.public_key)
+        self.assertEqual(pair.messages.calls, [])
+
+    def test_other_secret_over_tls(self) -> None:
+        """Different secrets: no channel survives."""
+        example = load_example("custom_trust")
+        pair = NetworkPair(example.shared_secret_trust(b"k"), example.shared_secret_trust(b"j"))
+        self.assertEqual(pair.client.active_peer_channels, [])
+        self.assertEqual(pair.server.active_peer_channels, [])
+
+
+class NetworkPair:
+    """
+    Two networks on one memory reactor, the client connected to the server: over TLS (the
+    networks' default) their TLS handshake runs in memory.
+    """
+
+    def __init__(self, server_trust: Any, client_trust: Any, **options: Any) -> None:
+        self.reactor = MemoryReactorClock()
+        self.server = PeerNetwork(self.reactor, trust_protocol=server_trust, **options)
+        self.client = PeerNetwork(self.reactor, trust_protocol=client_trust, **options)
+        self.messages = RecordingHandler()
+        self.server.handlers.set_handler(PacketType.MESSAGE, self.messages)
+        self.server.listen("tcp:8051")
+        self.client.connect(GenericPeer("127.0.0.1", 8051)).addErrback(lambda failure: None)
+        pump = complete_tcp_connection(self.reactor)
+        assert pump is not None
+        pump.flush()
+
+    def client_channel(self) -> PeerChannel:
+        """The client's one channel, to the server."""
+        [channel] = self.client.active_peer_channels
+        return channel
 
 
 # The tests the testing tutorial shows, collected and run here as any test of this suite.
@@ -364,7 +443,7 @@ EchoNetworkTests = _test_echo.EchoNetworkTests
 
 
 EXAMPLE_TESTS: dict[str, list[Any]] = {
-    "custom_trust.py": [test_trust.CustomTrustExampleTests],
+    "custom_trust.py": [test_trust.CustomTrustExampleTests, CustomTrustOnNetworksTests],
     "echo.py": [EchoTests, StrictEchoTests, DelayedEchoTests, EchoNetworkTests],
     "embedding.py": [EmbeddingExampleTests],
     "first_node.py": [test_examples.test_first_node_main, test_examples.test_first_node_script],

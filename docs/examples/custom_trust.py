@@ -6,6 +6,12 @@ HMAC-SHA256(secret, challenge + own challenge).  Binding the answerer's own chal
 MAC, and refusing a challenge equal to our own, stops a peer from reflecting our challenge back
 to us to make us compute its answer.  Used in docs/trust.md and exercised by tests/test_trust.py.
 
+On a network over TLS (the default) it runs once the peer's TLS handshake has proved its key,
+and its messages travel inside that session: the secret decides which proven keys to trust.
+Over plaintext TCP (C{transport="tcp"}) it is not bound to the connection: it shows that the
+peer knew the secret when it answered, but anyone on the path can read what follows, change
+it, or speak in the peer's place after the handshake.
+
     channel = PeerChannel("p2pnet", handlers, shared_secret_trust(b"network key"), clock=reactor)
 """
 

@@ -3,7 +3,8 @@ Embedding a p2pnet_tx node in a Twisted application.
 
 C{make_node} builds a node that greets every peer it comes to trust and logs the messages it
 receives; C{node.tac} beside this file runs it with C{twistd -ny docs/examples/node.tac}.
-The tests import this module and run two such nodes against each other in memory.
+The tests import this module and run two such nodes against each other in memory, their
+TLS handshake included.
 """
 
 from __future__ import annotations

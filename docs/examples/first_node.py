@@ -1,7 +1,8 @@
 """
 Your first node, in Python: two nodes in one process, on the loopback interface.  The first
-listens, the second connects; they trust each other through the key handshake, and the second
-greets the first.  Used in docs/tutorials/first-node.md.
+listens, the second connects over TLS 1.3, each proving the Ed25519 key its identifier derives
+from; key trust (the default) trusts the proven keys, and the second greets the first.  Used in
+docs/tutorials/first-node.md.
 
 Run it with:  python docs/examples/first_node.py
 """

@@ -1,7 +1,8 @@
 """
 Tests of the echo handlers in echo.py, written as a user of p2pnet_tx writes them
-(docs/tutorials/testing.md): channels and networks joined in memory, time on a Clock, no
-sockets and no sleeps.  tests/test_docs_examples.py runs them.
+(docs/tutorials/testing.md): channels joined in memory (plaintext, so C{always_trust}) and
+networks joined in memory (over TLS, with key trust), time on a Clock, no sockets and no
+sleeps.  tests/test_docs_examples.py runs them.
 """
 
 from __future__ import annotations
@@ -32,8 +33,9 @@ def echo_pair(
     handler: Any, clock: Clock
 ) -> tuple[PeerChannel, PeerChannel, IOPump, RecordingHandler]:
     """
-    Join two trusted channels in memory: the server answers messages with C{handler}, the
-    client records the answers.
+    Join two trusted channels in memory (plaintext: bare channels run no TLS, so they trust
+    with C{always_trust}): the server answers messages with C{handler}, the client records
+    the answers.
 
     @return: C{(server, client, pump, answers)}.
     """
@@ -152,10 +154,13 @@ class HostileInputTests(SynchronousTestCase):
 
 
 class EchoNetworkTests(SynchronousTestCase):
-    """Two whole networks, with the key handshake, on one memory reactor."""
+    """Two whole networks on one memory reactor: TLS, key trust and all, without a socket."""
 
     def test_networks_exchange_an_echo(self) -> None:
-        """The client's message reaches the server's handler and the echo comes back."""
+        """
+        The client trusts the server under the identifier its TLS handshake proved; the
+        client's message reaches the server's handler and the echo comes back.
+        """
         reactor = MemoryReactorClock()
         server, client = PeerNetwork(reactor), PeerNetwork(reactor)
         server.handlers.set_handler(PacketType.MESSAGE, echo)
@@ -167,6 +172,8 @@ class EchoNetworkTests(SynchronousTestCase):
         pump.flush()
         channel = self.successResultOf(connecting)
         self.assertTrue(channel.is_trusted)
+        self.assertEqual(channel.peer.identifier, server.identifier)
+        self.assertEqual(channel.properties["public_key"], server.tls.public_key)
         channel.send_message("hello")
         pump.flush()
         self.assertEqual(texts(answers), ["echo: hello"])

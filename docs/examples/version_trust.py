@@ -4,10 +4,15 @@ Trust protocols written step by step in docs/tutorials/custom-trust.md:
   - C{loopback_only}: decides at once, from the peer's address;
   - C{version_trust(version)}: a small handshake, both sides announce their application's
     protocol version;
-  - C{all_of(*protocols)}: trusts a peer only if every protocol given does, e.g. the key
-    handshake and the version check.
+  - C{all_of(*protocols)}: trusts a peer only if every protocol given does, e.g. key trust
+    and the version check: C{all_of(key_trust(), version_trust(3))}.
 
-The tests in tests/test_docs_examples.py run each between two channels joined in memory.
+On a network over TLS (the default) these run once the peer's TLS handshake has proved its key,
+and their messages travel inside that TLS session.  Over plaintext TCP (C{transport="tcp"})
+nothing binds them to the connection: anyone on the path can read or change them.
+
+The tests in tests/test_docs_examples.py run the first two between two channels joined in
+memory, and C{all_of} with key trust between two networks that run TLS in memory.
 """
 
 from __future__ import annotations

@@ -15,7 +15,11 @@ import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 
+from p2pnet_tx.identity import IDENTIFIER_LENGTH
+
 FIRST_NODE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "first_node.py"
+IDENTIFIER = f"bciq[a-z2-7]{{{IDENTIFIER_LENGTH - 4}}}"
+"""An identifier derived from a key, as the tutorial shows them."""
 
 
 @pytest_twisted.ensureDeferred
@@ -26,7 +30,7 @@ async def test_first_node_main() -> None:
     first_node = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(first_node)
     heard = await Deferred.fromCoroutine(first_node.main(reactor))
-    assert re.fullmatch(r"[0-9a-f]{32} says 'hello'", heard), heard
+    assert re.fullmatch(f"{IDENTIFIER} says 'hello'", heard), heard
 
 
 def test_first_node_script() -> None:
@@ -34,6 +38,6 @@ def test_first_node_script() -> None:
     result = subprocess.run([sys.executable, str(FIRST_NODE)], capture_output=True, text=True,
                             timeout=60, check=False)
     assert result.returncode == 0, result.stderr
-    assert re.fullmatch(r"[0-9a-f]{32} heard: [0-9a-f]{32} says 'hello'\n", result.stdout), (
-        result.stdout + result.stderr
-    )
+    match = re.fullmatch(f"({IDENTIFIER}) heard: ({IDENTIFIER}) says 'hello'\n", result.stdout)
+    assert match is not None, result.stdout + result.stderr
+    assert match.group(1) != match.group(2), "two nodes, two keys, two identifiers"
