@@ -191,7 +191,11 @@ def say(*words: object) -> None:
 
 
 class Profiling:
-    """C{prof-start} / C{prof-stop PATH} for any child: cProfile of everything in between."""
+    """
+    C{prof-start [cpu]} / C{prof-stop PATH} for any child: cProfile of everything in between,
+    timed by the wall clock, or with C{cpu} by the process's CPU time (on a loaded machine the
+    wall clock charges a function for the time the process waited to run).
+    """
 
     def __init__(self) -> None:
         self.profile: Any = None
@@ -200,7 +204,8 @@ class Profiling:
         if word == "prof-start":
             import cProfile
 
-            self.profile = cProfile.Profile()
+            self.profile = (cProfile.Profile(time.process_time) if args == ["cpu"]
+                            else cProfile.Profile())
             self.profile.enable()
             say("PROFILING")
         elif word == "prof-stop":
@@ -748,7 +753,7 @@ def handshake_run(flavor: str, options: argparse.Namespace,
                         "--budget", options.budget, *(["--hold"] if options.hold else []))
         clients.expect("LAUNCHING", 300)
         if profile:
-            server.ask("prof-start", "PROFILING")
+            server.ask("prof-start cpu", "PROFILING")
         ok, failed, client_busy = clients.expect("CLIENTS", options.budget + 60)
         time.sleep(0.5)
         if profile:
@@ -845,15 +850,50 @@ def run_handshakes(options: argparse.Namespace, flavors: list[str],
               f"than a plain Twisted TLS accept ({ours / plain:.2f}x)")
 
 
-def profile_handshakes(options: argparse.Namespace, top: int = 25) -> None:
-    """One run of the TLS handshake figure with the server under cProfile; print the top."""
+def profile_handshakes(options: argparse.Namespace, top: int = 30) -> None:
+    """
+    One run of the handshake figure per TLS flavor with the server under cProfile (in CPU
+    time); print the top functions by own time, and the share of the server's time spent in
+    our code, in Twisted's TLS, in OpenSSL's handshake and in the reactor.
+    """
     import pstats
     import tempfile
 
-    path = os.path.join(tempfile.gettempdir(), "bench_network.handshakes.server.prof")
-    hs = handshake_run("ours-tls", options, profile=path)
-    print(f"\n  profile: ours/TLS handshake server, {hs['trusts']:,} trusted ({path})")
-    for order in ("tottime", "cumulative"):
-        print(f"\n  by {'own' if order == 'tottime' else 'cumulative'} time:")
+    for flavor in (f for f in flavors_for(options.transport) if f != "plain-tcp"):
+        path = os.path.join(tempfile.gettempdir(), f"bench_network.handshakes.{flavor}.prof")
+        hs = handshake_run(flavor, options, profile=path)
+        print(f"\n  profile: {LABELS[flavor]} handshake server, {hs['trusts']:,} handshakes "
+              f"({path}), CPU time, by own time:")
         stats = pstats.Stats(path, stream=sys.stdout)
-        stats.sort_stats(order).print_stats(top)
+        stats.sort_stats("tottime").print_stats(top)
+        total = sum(row[2] for row in stats.stats.values())  # own time of every function
+        shares: dict[str, float] = {}
+        for (filename, _, name), row in stats.stats.items():
+            shares[_area(filename, name)] = shares.get(_area(filename, name), 0.0) + row[2]
+        print(f"  own time by area ({total:.2f} s in all, {total / max(hs['trusts'], 1) * 1e6:,.0f}"
+              f" us per handshake under the profiler):")
+        for area, seconds in sorted(shares.items(), key=lambda kv: -kv[1]):
+            print(f"    {seconds / total:6.1%}  {area}")
+
+
+def _area(filename: str, name: str) -> str:
+    """Which part of the stack a profiled function belongs to."""
+    if "SSL_do_handshake" in name:
+        return "OpenSSL handshake (SSL_do_handshake)"
+    if "_openssl" in name or "OpenSSL/" in filename:
+        return "other OpenSSL and pyOpenSSL"
+    if "cryptography" in filename or "_rust" in name:
+        return "cryptography (certificate parsing)"
+    if "p2pnet_tx" in filename:
+        return "p2pnet_tx"
+    if "automat" in filename:
+        return "automat (our lifecycle machines)"
+    if "zope/interface" in filename:
+        return "zope.interface (Twisted's TLS wrapper declares the transport's interfaces)"
+    if "twisted/protocols/tls" in filename or "_tls_legacy" in filename:
+        return "Twisted TLS (TLSMemoryBIOProtocol)"
+    if "twisted" in filename:
+        return "Twisted reactor, TCP, logging"
+    if "socket" in name or "epoll" in name or "select" in name:
+        return "system calls (socket, epoll)"
+    return "other (stdlib, builtins)"

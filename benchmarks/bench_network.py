@@ -4,8 +4,8 @@ Issue 7's end-to-end figures and issue 8's TLS figures over real sockets on loop
 over TLS (the default) and over plain TCP in the same run, each beside plain-Twisted baselines
 measured in the same run, printed as ratios against their targets.
 
-    python benchmarks/bench_network.py                  # about 8 minutes on 2 loaded cores
-    python benchmarks/bench_network.py --quick          # a smoke test, about 1 minute
+    python benchmarks/bench_network.py                  # about 10 minutes on 2 loaded cores
+    python benchmarks/bench_network.py --quick          # a smoke test, about 75 s
     python benchmarks/bench_network.py --transport tls  # ours over TLS only (or: tcp; both)
     python benchmarks/bench_network.py --messages 100000 --rounds 3
     python benchmarks/bench_network.py --only streams   # figures 1, 2, 3, 5 (or: memory)
