@@ -2,8 +2,8 @@
 What an idle trusted channel holds: C{bench_network.py --only breakdown}.
 
 A PeerNetwork in this process accepts N channels (default 500; 200 with C{--quick}) from a client
-child process over TCP on 127.0.0.1 (the client modes of L{_netbench}: raw clients with
-C{always_trust}, as the memory figure, then Ed25519 key-trust clients that hold their
+child process on 127.0.0.1 (the client modes of L{_netbench}: raw clients over TCP with
+C{always_trust}, as the memory figure, then TLS clients with key trust that hold their
 channels).  Once every channel is trusted the reactor stops and the objects are counted:
 
 - by object graph: from each server-side channel, everything reachable through
@@ -142,7 +142,8 @@ def run_case(kind: str, n: int) -> None:
         count = lambda: factory.open  # noqa: E731
         shared = _shared(reactor, factory, port)
     else:
-        kwargs = {"trust_protocol": always_trust} if kind == "always" else {}
+        kwargs = ({"transport": "tcp", "trust_protocol": always_trust} if kind == "always"
+                  else {})
         network = PeerNetwork(reactor, limits=nb.server_limits(n), **kwargs)
         port = reactor.listenTCP(0, network.factory, interface=nb.LOOPBACK, backlog=1024)
         network.port_opened(port)
@@ -150,7 +151,9 @@ def run_case(kind: str, n: int) -> None:
         shared = _shared(reactor, network, network.factory, port, network.handlers,
                          network.policy, network.channel_limits, network.trust_protocol)
     mode = "hs-clients" if kind == "key" else "mem-clients"
-    clients = nb.Child("--mode", mode, "--port", port.getHost().port, "--channels", n,
+    flavor = "ours-tls" if kind == "key" else "ours-tcp"
+    clients = nb.Child("--mode", mode, "--flavor", flavor, "--port", port.getHost().port,
+                       "--channels", n,
                        "--concurrency", 50, "--budget", 60, *(["--hold"] if kind == "key" else []))
     def analyse(reached: bool) -> None:
         gc.collect()

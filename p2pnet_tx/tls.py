@@ -175,6 +175,10 @@ class NodeTLS:
         # No resumption: every connection proves its key with a full handshake.
         context.set_options(SSL.OP_NO_TICKET)
         context.set_session_cache_mode(SSL.SESS_CACHE_OFF)
+        # OpenSSL frees a connection's read and write buffers (about 34 KiB each way) while it
+        # is idle, as Twisted's CertificateOptions has it: most peer channels are idle most of
+        # the time (docs/performance.md, "TLS").
+        context.set_mode(SSL.MODE_RELEASE_BUFFERS)
         return context
 
     def serverConnectionForTLS(self, tlsProtocol: TLSMemoryBIOProtocol) -> SSL.Connection:

@@ -245,17 +245,3 @@ def key_trust(
     """Return key trust as a trust protocol (see L{KeyTrust})."""
     return KeyTrust(known_keys, name_pins)
 
-
-# -- Kept for benchmarks/_netbench.py only -----------------------------------------------------
-# The benchmark's raw key-handshake client imports these names of the removed challenge-response
-# handshake (the relayable design of issue 8).  Nothing in the library uses them; they only let
-# the benchmark scripts import until they are rewritten for TLS.  Remove them with that client.
-_NONCE_PREFIX = "p2pnet-key-trust/1 nonce "
-_PROOF_PREFIX = b"p2pnet-key-trust/1 proof "
-
-
-def _transcript(
-    prover_nonce: bytes, verifier_nonce: bytes, prover_id: str, verifier_id: str
-) -> bytes:
-    parts = [prover_nonce, verifier_nonce, prover_id.encode(), verifier_id.encode()]
-    return b"p2pnet_tx key trust v1" + b"".join(len(p).to_bytes(4, "big") + p for p in parts)
