@@ -7,10 +7,11 @@ peer that drains nothing is reported.
 
 from __future__ import annotations
 
-from twisted.internet.interfaces import IPushProducer
+from twisted.internet.interfaces import INegotiated, IPushProducer
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from p2pnet_tx.channel.writer import BATCH_BYTES, ChannelWriter
@@ -178,6 +179,16 @@ class HalfClosingTransport(RecordingTransport):
         self.write_closed = True
 
 
+@implementer(INegotiated)
+class TLSLikeTransport(HalfClosingTransport):
+    """
+    A TLS transport, as Twisted's is: it answers C{loseWriteConnection} (its wrapper hands
+    unknown attributes to the TCP socket beneath), which must not be used.
+    """
+
+    negotiatedProtocol = None
+
+
 class ChannelWriterFinishTests(SynchronousTestCase):
     """finish() writes the last frame, then ends the connection the chosen way."""
 
@@ -194,6 +205,17 @@ class ChannelWriterFinishTests(SynchronousTestCase):
         self.assertEqual(transport.value(), b"queuedbye")
         self.assertTrue(transport.write_closed)
         self.assertFalse(transport.disconnecting)
+
+    def test_graceful_over_tls_closes_the_tls_way(self) -> None:
+        """
+        Over TLS a graceful end is TLS's own loseConnection (the pending records, then the
+        close alert, reading on until the peer's), never a half-close of the socket beneath.
+        """
+        transport = TLSLikeTransport()
+        self.make(transport).finish(b"bye", graceful=True)
+        self.assertEqual(transport.value(), b"bye")
+        self.assertTrue(transport.disconnecting)
+        self.assertFalse(transport.write_closed)
 
     def test_graceful_without_half_close(self) -> None:
         """A transport that cannot half-close loses its connection once written."""

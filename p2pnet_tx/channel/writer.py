@@ -24,7 +24,13 @@ from collections import deque
 from collections.abc import Callable
 
 from twisted.internet.defer import Deferred, fail, succeed
-from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime, ITransport
+from twisted.internet.interfaces import (
+    IDelayedCall,
+    INegotiated,
+    IPushProducer,
+    IReactorTime,
+    ITransport,
+)
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -148,10 +154,13 @@ class ChannelWriter:
         transport.write(last_frame)
         if not graceful:
             transport.abortConnection()  # type: ignore[attr-defined]
-        elif hasattr(transport, "loseWriteConnection"):
-            transport.loseWriteConnection()
-        else:
+        elif INegotiated.providedBy(transport) or not hasattr(transport, "loseWriteConnection"):
+            # TLS closes its own way: its loseConnection sends what it holds, then its close
+            # alert, and reads on until the peer's.  (Twisted's TLS transport would hand
+            # loseWriteConnection to the TCP socket beneath it, before the TLS records.)
             transport.loseConnection()
+        else:
+            transport.loseWriteConnection()
 
     def stop(self, reason: str) -> None:
         """

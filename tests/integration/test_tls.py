@@ -140,3 +140,28 @@ async def test_plaintext_and_tls_do_not_mix() -> None:
     finally:
         await secure.close()
         await plain.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_goodbye_reaches_the_peer_over_tls() -> None:
+    """
+    A channel closed gracefully over TLS sends its Disconnect, then TLS's close alert: the peer
+    hears "disconnected by peer" (not a connection lost in a non-clean fashion), and the side
+    that closed logs no unhandled error (the TCP socket is not half-closed beneath TLS).
+    """
+    server = PeerNetwork(reactor, display_name="server")
+    client = PeerNetwork(reactor, display_name="client")
+    await server.listen(LISTEN)
+    removed: list[PeerChannel] = []
+    server.peer_removed.add(removed.append)
+    try:
+        channel = await client.connect(GenericPeer("127.0.0.1", server.listening_port),
+                                       timeout=5)
+        await channel.when_trusted()
+        await channel.close("done for today")
+        await eventually(lambda: bool(removed))
+        assert removed[0].close_reason == "disconnected by peer"
+        assert channel.close_reason == "done for today"
+    finally:
+        await client.close()
+        await server.close()
