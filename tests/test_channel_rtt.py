@@ -18,7 +18,13 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
-from p2pnet_tx.channel import KEEPALIVE_MESSAGE, ChannelLimits, ChannelOwner, PeerChannel, Traffic
+from p2pnet_tx.channel import (
+    KEEPALIVE_MESSAGE,
+    ChannelLimits,
+    ChannelOwner,
+    PeerChannel,
+    Traffic,
+)
 from p2pnet_tx.handlers import PacketHandleProtocol
 from p2pnet_tx.packets import IdentifierPacket, Packet, PureMessagePacket
 from p2pnet_tx.testing import RecordingHandler, connected_channels
@@ -132,7 +138,7 @@ class KeepaliveProbeTests(SynchronousTestCase):
 
     def test_rtt_none_before_any_echo(self) -> None:
         """Without an echo, and with no socket to ask the kernel, the RTT is unknown."""
-        channel, transport, clock = open_channel()
+        channel, _transport, clock = open_channel()
         clock.advance(INTERVAL)
         self.assertIsNone(channel.echo_rtt)
         self.assertIsNone(channel.rtt)
@@ -165,7 +171,7 @@ class KeepaliveEchoTests(SynchronousTestCase):
 
     def test_peer_keepalive_echoed_unchanged(self) -> None:
         """The peer's keep-alive goes back as it came: its identifier, its time."""
-        channel, transport, clock = open_channel()
+        channel, transport, _clock = open_channel()
         theirs = keepalive("node-b", datetime(2027, 1, 2, 3, 4, 5, 678901, tzinfo=timezone.utc))
         channel.dataReceived(frame(theirs))
         self.assertEqual(written(transport), [theirs])
@@ -173,7 +179,7 @@ class KeepaliveEchoTests(SynchronousTestCase):
 
     def test_each_keepalive_echoed_once(self) -> None:
         """Two keep-alives get two echoes, one each, in order."""
-        channel, transport, clock = open_channel()
+        channel, transport, _clock = open_channel()
         first = keepalive("node-b", datetime(2027, 1, 1, tzinfo=timezone.utc))
         second = keepalive("node-b", datetime(2027, 1, 1, 0, 0, 30, tzinfo=timezone.utc))
         channel.dataReceived(frame(first) + frame(second))
@@ -192,7 +198,7 @@ class KeepaliveEchoTests(SynchronousTestCase):
 
     def test_untrusted_peer_not_echoed(self) -> None:
         """A peer still in its handshake gets no echo."""
-        channel, transport, clock = open_channel(trust=False)
+        channel, transport, _clock = open_channel(trust=False)
         self.assertFalse(channel.is_trusted)
         channel.dataReceived(frame(keepalive("node-b", datetime(2027, 1, 1,
                                                                  tzinfo=timezone.utc))))
@@ -200,7 +206,7 @@ class KeepaliveEchoTests(SynchronousTestCase):
 
     def test_no_echo_while_writes_wait(self) -> None:
         """With the transport full (frames queued), an echo is not sent nor queued."""
-        channel, transport, clock = open_channel()
+        channel, transport, _clock = open_channel()
         transport.producer.pauseProducing()
         channel.send_message("queued")
         queued = channel.queued_bytes
@@ -212,7 +218,7 @@ class KeepaliveEchoTests(SynchronousTestCase):
 
     def test_handlers_still_see_keepalives(self) -> None:
         """An echo does not take the keep-alive from the handlers (they decide what to do)."""
-        channel, transport, clock = open_channel()
+        channel, _transport, _clock = open_channel()
         handler = RecordingHandler()
         channel.handlers.set_handler(PureMessagePacket.kind, handler)
         theirs = keepalive("node-b", datetime(2027, 1, 1, tzinfo=timezone.utc))
@@ -254,7 +260,7 @@ class DotnetKeepaliveTests(SynchronousTestCase):
 
     def test_dotnet_peer_keepalive_not_echoed(self) -> None:
         """A .NET peer's "Pinging" gets no answer."""
-        channel, transport, clock = open_channel("dotnet")
+        channel, transport, _clock = open_channel("dotnet")
         self.assertTrue(channel.is_trusted)
         channel.dataReceived(frame(keepalive("dotnet-peer", datetime(2027, 1, 1,
                                                                       tzinfo=timezone.utc)),
