@@ -16,7 +16,9 @@ from typing import Any
 
 from treq.testing import StubTreq
 from twisted.internet.address import IPv4Address
+from twisted.internet.error import ConnectionDone
 from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from p2pnet_tx.control import IDLE_TIMEOUT, ControlAPI, ControlSite, MessageLog
@@ -334,6 +336,7 @@ class DashboardSiteTests(SynchronousTestCase):
                                    trust_protocol=always_trust)
         self.api = ControlAPI(self.network, TOKEN, MessageLog(self.reactor), "tcp:8051")
         self.site = ControlSite(self.api, self.reactor, max_connections=2)
+        self.channels: list[Any] = []
 
     def exchange(self, data: bytes) -> tuple[bytes, bytes, StringTransport]:
         address = IPv4Address("TCP", "127.0.0.1", 40000)
@@ -341,6 +344,7 @@ class DashboardSiteTests(SynchronousTestCase):
         transport = StringTransport(peerAddress=address)
         channel.makeConnection(transport)
         channel.dataReceived(data)
+        self.channels.append(channel)
         head, _, body = transport.value().partition(b"\r\n\r\n")
         return head, body, transport
 
@@ -373,5 +377,6 @@ class DashboardSiteTests(SynchronousTestCase):
         self.exchange(raw_request(b"GET", b"/dashboard.css"))
         self.assertTrue(first.disconnecting, "the oldest idle connection made room")
         self.assertEqual(self.site.counters["evicted"], 1)
+        self.channels[0].connectionLost(Failure(ConnectionDone()))  # the reactor's, after it
         self.reactor.advance(IDLE_TIMEOUT)
         self.assertEqual(self.site.counters["timed_out"], 2)
