@@ -148,9 +148,14 @@ class ChannelWriter:
         transport.write(last_frame)
         if not graceful:
             transport.abortConnection()  # type: ignore[attr-defined]
-        elif hasattr(transport, "loseWriteConnection"):
-            transport.loseWriteConnection()
+        elif callable(getattr(type(transport), "loseWriteConnection", None)):
+            transport.loseWriteConnection()  # type: ignore[attr-defined]
         else:
+            # A wrapper that only passes loseWriteConnection on (TLS, through ProtocolWrapper's
+            # __getattr__) would half-close the TCP connection under it behind its back: when
+            # the peer's close_notify came, Twisted's TLS would then fail in its own
+            # connectionLost.  Its loseConnection is TLS's half-close: close_notify, then
+            # reading on until the peer's.
             transport.loseConnection()
 
     def stop(self, reason: str) -> None:
