@@ -2,8 +2,8 @@
 """
 The node dashboard: a page at C{/} of the control API, and the login sessions it runs on.
 
-The page is three static files shipped with the package (C{p2pnet_tx/dashboard/}: HTML, one
-script, one style sheet; no build step).  It talks to the same JSON API as C{p2pnet-ctl}, but a
+The page is four static files shipped with the package (C{p2pnet_tx/dashboard/}: HTML, one
+script, one style sheet, an icon; no build step).  It talks to the same JSON API as C{p2pnet-ctl}, but a
 browser cannot be trusted with the bearer token on every request, so:
 
   - the user logs in once with the token (C{POST /session}); the node answers with a session
@@ -72,6 +72,7 @@ _FILES = {
     "": ("index.html", b"text/html; charset=utf-8"),
     "dashboard.js": ("dashboard.js", b"text/javascript; charset=utf-8"),
     "dashboard.css": ("dashboard.css", b"text/css; charset=utf-8"),
+    "favicon.svg": ("favicon.svg", b"image/svg+xml"),
 }
 
 

@@ -47,3 +47,15 @@ def _no_unhandled_deferred_errors(request: pytest.FixtureRequest) -> Iterator[No
     finally:
         globalLogPublisher.removeObserver(observe)
     assert not unhandled, "unhandled errors in Deferreds:\n" + "\n".join(unhandled)
+
+
+@pytest.fixture
+def browser(tmp_path):  # type: ignore[no-untyped-def]
+    """
+    A headless Chromium (L{tests.browser.Browser}) whose screenshots go to C{tmp_path}; the
+    test is skipped, with the reason, where Chromium or its driver is not installed.
+    """
+    from tests.browser import open_browser
+
+    with open_browser(tmp_path) as opened:
+        yield opened

@@ -11,6 +11,22 @@
   const MAX_MESSAGES_SHOWN = 200;
   const $ = (id) => document.getElementById(id);
 
+  // What p2pnet-ctl escapes, escaped alike: a backslash, C0 and C1 controls, line and paragraph
+  // separators, bidirectional controls and lone surrogates, so that a peer's text cannot
+  // reorder or hide what the page shows around it.
+  const UNSAFE = new RegExp(
+    "[\\\\\\u0000-\\u001f\\u007f-\\u009f\\u061c\\u200e\\u200f\\u2028\\u2029\\u202a-\\u202e\\u2066-\\u2069]" +
+    "|[\\ud800-\\udbff](?![\\udc00-\\udfff])|(?<![\\ud800-\\udbff])[\\udc00-\\udfff]", "g");
+
+  function visible(text) {
+    return String(text).replace(UNSAFE, (char) => {
+      if (char === "\\") return "\\\\";
+      const code = char.charCodeAt(0);
+      return code <= 0xff ? "\\x" + code.toString(16).padStart(2, "0")
+                          : "\\u" + code.toString(16).padStart(4, "0");
+    });
+  }
+
   let csrf = null;
   let lastSeq = 0;
   let timer = null;
@@ -129,8 +145,8 @@
   }
 
   function peerName(peer) {
-    const name = peer.identifier || `${peer.address}:${peer.port}`;
-    return peer.display_name ? `${peer.display_name} (${name})` : name;
+    const name = visible(peer.identifier || `${peer.address}:${peer.port}`);
+    return peer.display_name ? `${visible(peer.display_name)} (${name})` : name;
   }
 
   function drawStatus(status) {
@@ -196,9 +212,9 @@
       const item = element("li");
       item.dataset.seq = message.seq;
       item.append(element("span", `[${message.seq}]`, "seq"), " ");
-      item.append(element("span", message.from || "?", "sender"));
+      item.append(element("span", visible(message.from || "?"), "sender"));
       if (!message.trusted) item.append(element("span", "(untrusted)", "flag"));
-      item.append(element("span", message.message, "text"));
+      item.append(element("span", visible(message.message), "text"));
       list.prepend(item);
     }
     while (list.children.length > MAX_MESSAGES_SHOWN) list.lastChild.remove();
@@ -224,7 +240,8 @@
     for (const ip of result.data.ips || []) entries.push({ ip });
     for (const identifier of result.data.identifiers || []) entries.push({ identifier });
     for (const entry of entries) {
-      const item = element("li", entry.ip ? `IP ${entry.ip}` : `identifier ${entry.identifier}`);
+      const item = element("li", entry.ip ? `IP ${visible(entry.ip)}`
+                                          : `identifier ${visible(entry.identifier)}`);
       item.dataset.value = entry.ip || entry.identifier;
       item.append(button("Unblock", () => unblock(entry)));
       list.append(item);
