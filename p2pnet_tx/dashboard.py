@@ -3,8 +3,8 @@
 The node dashboard: a page at C{/} of the control API, and the login sessions it runs on.
 
 The page is four static files shipped with the package (C{p2pnet_tx/dashboard/}: HTML, one
-script, one style sheet, an icon; no build step).  It talks to the same JSON API as C{p2pnet-ctl}, but a
-browser cannot be trusted with the bearer token on every request, so:
+script, one style sheet, an icon; no build step).  It talks to the same JSON API as
+C{p2pnet-ctl}, but a browser cannot be trusted with the bearer token on every request, so:
 
   - the user logs in once with the token (C{POST /session}); the node answers with a session
     cookie that is C{HttpOnly} (no script can read it) and C{SameSite=Strict} (no other site

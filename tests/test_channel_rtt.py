@@ -64,7 +64,8 @@ def open_channel(
     clock.advance(1_800_000_000.25)  # a real time of day: keep-alives carry it
     p2pnet = wire == "p2pnet"
     channel = PeerChannel(
-        wire, PacketHandleProtocol(), (lambda c: succeed(True)) if trust else (lambda c: Deferred()),
+        wire, PacketHandleProtocol(),
+        (lambda c: succeed(True)) if trust else (lambda c: Deferred()),
         clock=clock, owner=owner,
         limits=ChannelLimits(idle_timeout=None, handshake_timeout=10_000.0),
         local_identity=(IdentifierPacket("connect", 8051, "", source_origin_identifier="node-a")

@@ -15,7 +15,8 @@
   // separators, bidirectional controls and lone surrogates, so that a peer's text cannot
   // reorder or hide what the page shows around it.
   const UNSAFE = new RegExp(
-    "[\\\\\\u0000-\\u001f\\u007f-\\u009f\\u061c\\u200e\\u200f\\u2028\\u2029\\u202a-\\u202e\\u2066-\\u2069]" +
+    "[\\\\\\u0000-\\u001f\\u007f-\\u009f\\u061c\\u200e\\u200f\\u2028\\u2029" +
+    "\\u202a-\\u202e\\u2066-\\u2069]" +
     "|[\\ud800-\\udbff](?![\\udc00-\\udfff])|(?<![\\ud800-\\udbff])[\\udc00-\\udfff]", "g");
 
   function visible(text) {
@@ -52,7 +53,9 @@
     } catch (error) {
       data = null;
     }
-    if (response.status === 401 && path !== "/session") loggedOut("Your session has ended: log in again.");
+    if (response.status === 401 && path !== "/session") {
+      loggedOut("Your session has ended: log in again.");
+    }
     return { status: response.status, ok: response.ok, data: data || {} };
   }
 
@@ -199,7 +202,9 @@
       }
       row.append(actions);
       rows.append(row);
-      if (peer.trusted && peer.identifier) select.append(new Option(peerName(peer), peer.identifier));
+      if (peer.trusted && peer.identifier) {
+        select.append(new Option(peerName(peer), peer.identifier));
+      }
     }
     select.value = [...select.options].some((o) => o.value === chosen) ? chosen : "*";
     $("no-peers").hidden = peers.length > 0;

@@ -11,7 +11,6 @@ process's reactor, and their output goes to files so that nothing waits on a pip
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -24,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from p2pnet_tx.ctl import escape
 from tests.browser import Browser
 
 from .support import free_port
@@ -31,12 +31,13 @@ from .support import free_port
 TWISTD = ["-c", "from twisted.scripts.twistd import run; run()"]
 START_SECONDS = 30.0
 
-HOSTILE = '<img src=x id=injected onerror="document.title=\'pwned\'"> \u202eevil <b>bold</b>'
+HOSTILE = ('<img src=x id=injected onerror="document.title=\'pwned\'"> \u202eevil <b>bold</b>'
+           '\nforged line \x1b[31m\\ \U0001f600')
 """A message that would run script, or bold text, if the page ever parsed it as HTML, and that
-would show the rest of its line reversed if its bidirectional override were not escaped."""
+would reverse or break its line if its controls were not escaped."""
 
-SHOWN = HOSTILE.replace("\u202e", "\\u202e")
-"""How the page shows it: as text, the override escaped as p2pnet-ctl escapes it."""
+SHOWN = escape(HOSTILE)
+"""How the page shows it: as text, escaped exactly as p2pnet-ctl escapes it."""
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float = START_SECONDS,
@@ -121,7 +122,8 @@ def nodes(tmp_path: Path) -> Iterator[tuple[Node, Node]]:
 def peer_row(browser: Browser, identifier: str) -> Any:
     from selenium.webdriver.common.by import By
 
-    return browser.driver.find_element(By.CSS_SELECTOR, f'#peer-rows tr[data-identifier="{identifier}"]')
+    return browser.driver.find_element(
+        By.CSS_SELECTOR, f'#peer-rows tr[data-identifier="{identifier}"]')
 
 
 def text_of(browser: Browser, element_id: str) -> str:
@@ -222,6 +224,6 @@ def test_browser_tests_skip_without_chromium(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setattr(harness, "CHROMIUM", str(tmp_path / "no-chromium"))
     reason = harness.missing_browser()
     assert reason is not None and "apt-get install" in reason and "chromium" in reason
-    with pytest.raises(pytest.skip.Exception, match="not installed"):
-        with harness.open_browser(tmp_path):
-            raise AssertionError("no browser should have started")
+    with pytest.raises(pytest.skip.Exception, match="not installed"), \
+            harness.open_browser(tmp_path):
+        raise AssertionError("no browser should have started")
