@@ -11,6 +11,10 @@ and its connection closed.
 The API is served by a L{ControlSite}, which holds every connection to a deadline and keeps at
 most C{max_connections} of them open, so that clients that connect and say nothing cannot take
 the API (or the node's file descriptors) away from C{p2pnet-ctl}.
+
+Beside C{/api}, the same resource serves C{/metrics} (L{p2pnet_tx.metrics}, with the token)
+and the node dashboard at C{/} (L{p2pnet_tx.dashboard}: its files, its login and its
+sessions, which stand in for the token, with a CSRF token on each change).
 """
 
 from __future__ import annotations
@@ -34,10 +38,12 @@ from twisted.web.server import NOT_DONE_YET, Request, Site
 
 from p2pnet_tx._version import __version__
 from p2pnet_tx.channel import KEEPALIVE_MESSAGE, PeerChannel
+from p2pnet_tx.dashboard import Dashboard
 from p2pnet_tx.datadir import DataDirError
 from p2pnet_tx.errors import P2PNetError, PeerBlocked, SelfConnection
 from p2pnet_tx.interfaces import IPeer
 from p2pnet_tx.logtext import peer_text
+from p2pnet_tx.metrics import NodeMetrics
 from p2pnet_tx.network import PeerNetwork
 from p2pnet_tx.packets import PacketType, PureMessagePacket
 from p2pnet_tx.peer import peer_for_host
@@ -230,7 +236,7 @@ class ControlRequest(Request):
         api = getattr(getattr(self.channel, "site", None), "resource", None)
         if isinstance(api, ControlAPI):
             try:
-                api._check_caller(self)
+                api._check_caller(self, _request_line(self.channel) or (None, []))
             except _BadRequest as e:
                 return e
         if length is not None and length > MAX_BODY:
@@ -505,6 +511,28 @@ class _BadRequest(Exception):
         self.message = message
 
 
+def _path(request: Request) -> list[str]:
+    """The parts of a request's path, without empty ones."""
+    return _split(b"/".join(request.prepath + request.postpath))
+
+
+def _split(path: bytes) -> list[str]:
+    parts = [part.decode("utf-8", "replace") for part in path.split(b"?", 1)[0].split(b"/")]
+    return [part for part in parts if part]
+
+
+def _request_line(channel: Any) -> tuple[bytes, list[str]] | None:
+    """
+    The method and path of the request whose headers C{channel} has just read: Twisted gives
+    them to the request only with its body, and keeps them on the channel until then.
+    C{None} if it does not (an unknown method then counts as one that changes something).
+    """
+    method, path = getattr(channel, "_command", None), getattr(channel, "_path", None)
+    if not isinstance(method, bytes) or not isinstance(path, bytes):
+        return None
+    return method, _split(path)
+
+
 def _host_name(header: bytes | None) -> str:
     if not header:
         return ""
@@ -516,6 +544,8 @@ def _host_name(header: bytes | None) -> str:
 
 def _channel_json(network: PeerNetwork, channel: PeerChannel) -> dict[str, Any]:
     peer = channel.peer
+    echo = channel.echo_rtt
+    rtt = echo if echo is not None else channel.rtt
     return {
         "identifier": getattr(peer, "identifier", None),
         "display_name": channel.properties.get("display_name"),
@@ -523,6 +553,9 @@ def _channel_json(network: PeerNetwork, channel: PeerChannel) -> dict[str, Any]:
         "port": getattr(peer, "port", None),
         "trusted": channel.is_trusted,
         "direction": "outbound" if network.is_outbound(channel) else "inbound",
+        "rtt": rtt,
+        "rtt_source": None if rtt is None else "keepalive" if echo is not None else "kernel",
+        "last_seen": channel.last_incoming_data_received,
     }
 
 
@@ -585,6 +618,8 @@ class ControlAPI(Resource):
         C{--peer} again).
     @ivar started: when the node started, in the network reactor's seconds (C{uptime} in
         C{/api/status} counts from it); its owner sets it on each start.
+    @ivar metrics: serves C{GET /metrics}.
+    @ivar dashboard: serves everything outside C{/api} and C{/metrics}, and its sessions.
     """
 
     isLeaf = True
@@ -610,6 +645,8 @@ class ControlAPI(Resource):
         self._peer_removed = peer_removed
         self._connecting = connecting
         self.started: float = network.reactor.seconds()
+        self.metrics = NodeMetrics(network)
+        self.dashboard = Dashboard(network.reactor, self._token, network.identifier)
         self._routes: dict[tuple[bytes, str], Callable[..., Any]] = {
             (b"GET", "status"): self.get_status,
             (b"GET", "peers"): self.get_peers,
@@ -639,6 +676,14 @@ class ControlAPI(Resource):
             return NOT_DONE_YET
         if getattr(request.content, "overflowed", False):
             return self._error(request, 413, f"request body over {MAX_BODY} bytes")
+        path = _path(request)
+        if path == ["metrics"]:
+            if request.method not in (b"GET", b"HEAD"):
+                request.setHeader(b"allow", b"GET")
+                return self._error(request, 405, "use GET on /metrics")
+            return self.metrics.render(request, self._site_counters(request).get("control"))
+        if path[:1] != ["api"]:
+            return self.dashboard.render(request, path)
         try:
             handler, argument = self._route(request)
             result = handler(request, argument)
@@ -659,13 +704,18 @@ class ControlAPI(Resource):
 
     # -- Plumbing ---------------------------------------------------------------------------------
 
-    def _check_caller(self, request: Request) -> None:
+    def _check_caller(
+        self, request: Request, line: tuple[bytes | None, list[str]] | None = None
+    ) -> None:
         """
         Check, from its headers alone, that a request may be served: it has exactly one
         C{Host} header (400 otherwise: with two, which one counts is anybody's guess), which
-        names a loopback host (403), and the bearer token (401).
+        names a loopback host (403), and the bearer token (401), or, without an
+        C{Authorization} header, what the dashboard asks (L{Dashboard.authorize}).
 
         @param request: the request, its headers complete.
+        @param line: its method and path, while the request itself does not know them yet
+            (before its body is read).
         @raise _BadRequest: the status and message of the refusal.
         """
         hosts = request.requestHeaders.getRawHeaders(b"host") or []
@@ -673,15 +723,22 @@ class ControlAPI(Resource):
             raise _BadRequest(400, "more than one Host header")
         if _host_name(hosts[0] if hosts else None) not in LOOPBACK_HOSTS:
             raise _BadRequest(403, "the control API answers only to loopback host names")
-        authorization = request.getHeader(b"authorization") or b""
+        authorization = request.getHeader(b"authorization")
+        if authorization is None:  # a browser: the dashboard's files, login or session
+            method, path = line if line is not None else (request.method, _path(request))
+            refusal = self.dashboard.authorize(request, method, path)
+            if refusal is None:
+                return
+            if refusal[0] == 401:
+                request.setHeader(b"www-authenticate", b'Bearer realm="p2pnet"')
+            raise _BadRequest(*refusal)
         scheme, _, token = authorization.partition(b" ")
         if scheme.lower() != b"bearer" or not hmac.compare_digest(token.strip(), self._token):
             request.setHeader(b"www-authenticate", b'Bearer realm="p2pnet"')
             raise _BadRequest(401, "missing or wrong bearer token")
 
     def _route(self, request: Request) -> tuple[Callable[..., Any], str | None]:
-        path = [part.decode("utf-8", "replace") for part in request.prepath + request.postpath]
-        path = [part for part in path if part]
+        path = _path(request)
         if len(path) < 2 or path[0] != "api":
             raise _BadRequest(404, "no such resource")
         name = path[1]
@@ -747,6 +804,9 @@ class ControlAPI(Resource):
                 "inbound_queue": len(network.inbound),
             },
             "counters": dict(sorted((STATUS_COUNTERS | network.total_counters()).items())),
+            "traffic": {"bytes_in": network.traffic.bytes_in,
+                        "bytes_out": network.traffic.bytes_out},
+            "peers": [_channel_json(network, c) for c in network.active_peer_channels],
             **self._site_counters(request),
             **self._node_info(request),
         }

@@ -64,3 +64,15 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         raise pytest.UsageError(
             f"P2PNET_TX_TEST_INSTALLED is set, but the tests import {p2pnet_tx.__file__}"
         )
+
+
+@pytest.fixture
+def browser(tmp_path):  # type: ignore[no-untyped-def]
+    """
+    A headless Chromium (L{tests.browser.Browser}) whose screenshots go to C{tmp_path}; the
+    test is skipped, with the reason, where Chromium or its driver is not installed.
+    """
+    from tests.browser import open_browser
+
+    with open_browser(tmp_path) as opened:
+        yield opened

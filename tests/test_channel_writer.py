@@ -8,8 +8,10 @@ peer that drains nothing is reported.
 from __future__ import annotations
 
 from twisted.internet.interfaces import INegotiated, IPushProducer
+from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
+from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
@@ -222,6 +224,21 @@ class ChannelWriterFinishTests(SynchronousTestCase):
         transport = RecordingTransport()
         self.make(transport).finish(b"bye", graceful=True)
         self.assertTrue(transport.disconnecting)
+
+    def test_graceful_through_a_wrapper_closes_the_wrapper(self) -> None:
+        """
+        A wrapping transport (TLS is a ProtocolWrapper) that only passes loseWriteConnection on
+        to the transport under it is closed with its own loseConnection: half-closing the TCP
+        connection under TLS made Twisted's TLS fail when the peer's close_notify came.
+        """
+        inner = HalfClosingTransport()
+        wrapper = ProtocolWrapper(WrappingFactory(Factory()), Protocol())
+        wrapper.makeConnection(inner)
+        self.assertTrue(hasattr(wrapper, "loseWriteConnection"), "passed on by __getattr__")
+        self.make(wrapper).finish(b"bye", graceful=True)
+        self.assertEqual(inner.value(), b"bye")
+        self.assertFalse(inner.write_closed)
+        self.assertTrue(wrapper.disconnecting and inner.disconnecting)
 
     def test_abort_drops_the_queue(self) -> None:
         """Not gracefully: the last frame is written and the connection aborted at once."""

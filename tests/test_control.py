@@ -116,7 +116,8 @@ class ControlAPITests(SynchronousTestCase):
         self.assertEqual(code, 200)
         self.assertEqual(body["connected"], [{
             "identifier": "peer-a", "display_name": "alice", "address": "10.0.0.7",
-            "port": 9001, "trusted": True, "direction": "inbound"}])
+            "port": 9001, "trusted": True, "direction": "inbound",
+            "rtt": None, "rtt_source": None, "last_seen": 0.0}])
         self.assertEqual(body["known"], [
             {"identifier": "peer-a", "address": "10.0.0.7", "port": 9001}])
 

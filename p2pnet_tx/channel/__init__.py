@@ -16,6 +16,7 @@ from p2pnet_tx.channel.protocol import (
     KEEPALIVE_MESSAGE,
     ChannelOwner,
     PeerChannel,
+    Traffic,
     TrustProtocol,
 )
 from p2pnet_tx.channel.timers import ChannelTimers, DeadlineQueue
@@ -31,5 +32,6 @@ __all__ = [
     "DeadlineQueue",
     "LogLimiter",
     "PeerChannel",
+    "Traffic",
     "TrustProtocol",
 ]

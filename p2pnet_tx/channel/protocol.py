@@ -66,6 +66,20 @@ GOODBYE_REASON_CHARS = 200
 """How much of the close reason the Disconnect packet a channel sends carries."""
 
 
+class Traffic:
+    """
+    Bytes to and from the peers of all the channels of one owner, since it was made.
+
+    @ivar bytes_in: bytes read (over TLS, the decrypted bytes: the frames themselves).
+    @ivar bytes_out: bytes of the frames written, or queued to be written.
+    """
+
+    __slots__ = ("bytes_in", "bytes_out")
+
+    def __init__(self) -> None:
+        self.bytes_in = self.bytes_out = 0
+
+
 @implementer(IPeerChannelOwner)
 class ChannelOwner:
     """
@@ -73,6 +87,17 @@ class ChannelOwner:
     """
 
     log = Logger()
+
+    @property
+    def traffic(self) -> Traffic:
+        """
+        The bytes all of this owner's channels read and wrote (a channel whose owner has no
+        C{traffic} counts its own, out of sight).
+        """
+        traffic: Traffic | None = self.__dict__.get("_traffic")
+        if traffic is None:
+            traffic = self.__dict__["_traffic"] = Traffic()
+        return traffic
 
     def channel_connected(self, channel: PeerChannel) -> None:
         """Nothing to do."""
@@ -145,7 +170,7 @@ class PeerChannel(Protocol):
         "_open", "_trusted", "_awaiting_identity", "_handshake_error",
         "_receiver", "_timers", "_writer", "_stamp_millis", "_stamp",
         "trusted_since", "last_useful_packet",
-        "_warning_budget", "_chatter_budget",
+        "_warning_budget", "_chatter_budget", "_traffic",
     )
 
     def __init__(
@@ -179,6 +204,9 @@ class PeerChannel(Protocol):
         self.close_reason: str | None = None
         self.trusted_since: float | None = None
         self.last_useful_packet: float | None = None
+        # The owner's byte totals, shared by its channels: no count of its own per channel.
+        traffic = getattr(self.owner, "traffic", None)
+        self._traffic: Traffic = traffic if isinstance(traffic, Traffic) else Traffic()
         # Made when first asked for: an idle channel of a network holds as little as it can.
         self._data_observers: Observers | None = None
         self._waiters: ChannelWaiters | None = None
@@ -249,8 +277,37 @@ class PeerChannel(Protocol):
 
     @property
     def last_incoming_data_received(self) -> float | None:
-        """When bytes last arrived from the peer (on the channel's clock), once connected."""
+        """
+        When bytes last arrived from the peer (on the channel's clock): when it was last
+        seen; its connection time until it says something.  C{None} before the connection.
+        """
         return self._timers.last_received if self._timers is not None else None
+
+    @property
+    def echo_rtt(self) -> float | None:
+        """
+        The round-trip time, in seconds, of the last keep-alive the peer echoed (see
+        L{rtt}), or C{None}.
+        """
+        return self._timers.rtt if self._timers is not None else None
+
+    @property
+    def rtt(self) -> float | None:
+        """
+        The round-trip time to the peer, in seconds: that of the last keep-alive it echoed
+        (a channel that exchanges Identity packets, the p2pnet wire, sends one after
+        C{limits.keepalive_interval} without sending and its peer echoes it), or else the
+        kernel's smoothed RTT of the TCP connection (Linux only: L{kernel_rtt
+        <p2pnet_tx.network.rtt.kernel_rtt>}, one system call); C{None} where neither is known.
+        The dotnet wire has no echo: the kernel's figure is all there is.
+        """
+        rtt = self.echo_rtt
+        if rtt is not None:
+            return rtt
+        # Imported here: the network package imports this one.
+        from p2pnet_tx.network.rtt import kernel_rtt
+
+        return kernel_rtt(self.transport)
 
     def when_trusted(self) -> Deferred[PeerChannel]:
         """
@@ -306,6 +363,7 @@ class PeerChannel(Protocol):
             return False
         frame = self.codec.encode(packet)
         self._writer.write(frame)  # type: ignore[union-attr]
+        self._traffic.bytes_out += len(frame)
         self._timers.last_sent = self.clock.seconds()  # type: ignore[union-attr]
         self.counters[OUT_COUNTERS.get(type(packet)) or "packets_out." + packet.kind.value] += 1
         return True
@@ -452,6 +510,7 @@ class PeerChannel(Protocol):
 
     def dataReceived(self, data: bytes) -> None:
         if self._open:
+            self._traffic.bytes_in += len(data)
             self._receiver.data_received(data)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
@@ -493,7 +552,9 @@ class PeerChannel(Protocol):
         self.owner.peer_misbehaved(self, error)
 
     def _lifecycle_goodbye(self, reason: str, graceful: bool) -> None:
-        self._writer.finish(self.codec.encode(_goodbye(self, reason)), graceful)  # type: ignore
+        goodbye = self.codec.encode(_goodbye(self, reason))
+        self._writer.finish(goodbye, graceful)  # type: ignore[union-attr]
+        self._traffic.bytes_out += len(goodbye)
         self.counters[OUT_COUNTERS[DisconnectPacket]] += 1
         self._lifecycle_closing(reason)
 
@@ -553,14 +614,65 @@ class PeerChannel(Protocol):
         writer = self._writer
         if writer is None or writer.queued or not self._open:
             return  # queued data is on its way: the peer will hear from us
-        packet = PureMessagePacket(KEEPALIVE_MESSAGE, source_origin_identifier=self.local_identifier)
-        writer.write_control(self.codec.encode(packet))
+        if self._echoes_keepalives():
+            # Its time, to the microsecond, is what its echo is known by (see
+            # _keepalive_received); it is the time the timers keep as last_sent.
+            now = self.clock.seconds()
+            self._timers.last_sent = now  # type: ignore[union-attr]
+            packet = PureMessagePacket(KEEPALIVE_MESSAGE,
+                                       source_origin_identifier=self.local_identifier,
+                                       source_origin_time=_keepalive_time(now))
+        else:
+            packet = PureMessagePacket(KEEPALIVE_MESSAGE,
+                                       source_origin_identifier=self.local_identifier)
+        self._write_keepalive(self.codec.encode(packet))
+
+    def _echoes_keepalives(self) -> bool:
+        # Peers that introduce themselves with an Identity (the p2pnet wire) echo keep-alives;
+        # .NET peers (the dotnet wire, no Identity) do not, and are never sent an echo.  An
+        # anonymous channel could not tell its keep-alives' echoes from its peer's.
+        return self._await_identity and bool(self.local_identifier)
+
+    def _keepalive_received(self, packet: PureMessagePacket) -> None:
+        """
+        A keep-alive arrived (the receiver calls this for each one, before its handler).  On a
+        channel that echoes keep-alives, it is one of two things, told apart by the identifier
+        it carries:
+
+          - ours (our own identifier): the echo of a keep-alive of ours.  If it carries the
+            time of the last packet we sent, that was the keep-alive it answers, and its round
+            trip is timed (L{echo_rtt}); an echo of anything older is ignored.
+          - the peer's: its keep-alive, sent back to it unchanged, once, if the peer is trusted
+            and nothing waits in our send queue.  The echo carries the peer's identifier, so
+            the peer never echoes it: an echo is never echoed, and a peer gets back no more
+            than it sent.
+        """
+        if not self._echoes_keepalives():
+            return
+        if packet.source_origin_identifier == self.local_identifier:
+            timers = self._timers
+            if timers is not None and packet.source_origin_time == _keepalive_time(
+                timers.last_sent
+            ):
+                timers.echo_received(self.clock.seconds())
+        elif self._trusted and self._open and self.is_writable:
+            self._write_keepalive(self.codec.encode(packet))
+
+    def _write_keepalive(self, frame: bytes) -> None:
+        """Write a keep-alive or its echo: past the send cap, and moving no deadline."""
+        self._writer.write_control(frame)  # type: ignore[union-attr]
+        self._traffic.bytes_out += len(frame)
         self.counters["keepalives_out"] += 1
 
     def _writes_stalled(self) -> None:
         self.log.warn("writes to {peer} stalled for {timeout} s", peer=self.peer,
                       timeout=self.limits.write_stall_timeout)
         self.abort("write stall")
+
+
+def _keepalive_time(seconds: float) -> datetime:
+    """The time a keep-alive sent at C{seconds} (on the channel's clock) carries."""
+    return datetime.fromtimestamp(seconds, timezone.utc)
 
 
 def _goodbye(channel: PeerChannel, reason: str) -> DisconnectPacket:

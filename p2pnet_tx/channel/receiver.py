@@ -127,6 +127,8 @@ class PacketReceiver:
     def _dispatch(self, packet: Packet) -> None:
         if packet.__class__ is not PureMessagePacket or packet.message != KEEPALIVE_MESSAGE:
             self._channel.last_useful_packet = self._channel.clock.seconds()
+        else:  # only keep-alives pay for this: time their echo, or echo them
+            self._channel._keepalive_received(packet)
         try:
             result = self._channel.handlers.dispatch(self._channel, packet)
         except BaseException:

@@ -145,13 +145,16 @@ class ChannelTimers:
     @param limits: C{idle_timeout}, C{keepalive_interval} and C{partial_frame_timeout}.
     @param queue: the queue that wakes these timers; one per network, or the channel's own.
 
-    @ivar last_received: when bytes last arrived.
-    @ivar last_sent: when a packet was last sent.
+    @ivar last_received: when bytes last arrived: when the peer was last seen.
+    @ivar last_sent: when a packet was last sent (a keep-alive included: on a channel that
+        echoes keep-alives, the time of the last one is what tells its echo apart).
+    @ivar rtt: the round-trip time, in seconds, of the last keep-alive that the peer echoed;
+        C{None} until one is (see L{PeerChannel.rtt <p2pnet_tx.channel.PeerChannel.rtt>}).
     """
 
     __slots__ = (
         "_channel", "_limits", "_queue", "_stopped", "_wake_at", "last_received",
-        "last_sent", "_partial_since",
+        "last_sent", "_partial_since", "rtt",
     )
 
     def __init__(self, channel: PeerChannel, limits: ChannelLimits, queue: DeadlineQueue) -> None:
@@ -162,6 +165,7 @@ class ChannelTimers:
         self._wake_at: float | None = None
         self.last_received = self.last_sent = 0.0
         self._partial_since: float | None = None
+        self.rtt: float | None = None
 
     def start(self, now: float) -> None:
         """Start the deadlines, counted from C{now}."""
@@ -180,6 +184,13 @@ class ChannelTimers:
     def sent(self, now: float) -> None:
         """A packet was sent at C{now}."""
         self.last_sent = now
+
+    def echo_received(self, now: float) -> None:
+        """
+        The peer echoed, at C{now}, the keep-alive sent at L{last_sent}: its round trip is
+        the new L{rtt}.  (The channel checks that the echo is of that keep-alive.)
+        """
+        self.rtt = max(now - self.last_sent, 0.0)
 
     def partial_frame(self, now: float | None) -> None:
         """

@@ -154,10 +154,13 @@ class ChannelWriter:
         transport.write(last_frame)
         if not graceful:
             transport.abortConnection()  # type: ignore[attr-defined]
-        elif INegotiated.providedBy(transport) or not hasattr(transport, "loseWriteConnection"):
+        elif INegotiated.providedBy(transport) or not callable(
+            getattr(type(transport), "loseWriteConnection", None)
+        ):
             # TLS closes its own way: its loseConnection sends what it holds, then its close
-            # alert, and reads on until the peer's.  (Twisted's TLS transport would hand
-            # loseWriteConnection to the TCP socket beneath it, before the TLS records.)
+            # alert, and reads on until the peer's.  Twisted's TLS transport (or any wrapper
+            # that passes unknown attributes on, as ProtocolWrapper's __getattr__ does) would
+            # hand loseWriteConnection to the TCP socket beneath it, behind the TLS records.
             transport.loseConnection()
         else:
             transport.loseWriteConnection()

@@ -106,7 +106,8 @@ class PeerChannelFactory(ServerFactory):
 
     @param admission: decides on each connection.
     @param channels: builds the accepted ones.
-    @param counters: the network's counters; C{refused_connections} is counted here.
+    @param counters: the network's counters; C{refused_connections} is counted here, and
+        C{refused_connections.<cause>} for each cause.
     """
 
     log = Logger()
@@ -124,6 +125,7 @@ class PeerChannelFactory(ServerFactory):
         refusal = self._admission.refusal(host)
         if refusal is not None:
             self._counters["refused_connections"] += 1
+            self._counters["refused_connections." + refusal] += 1
             self.log.info("refused connection from {host}: {why}", host=host, why=refusal)
             return None
         channel = self._channels.make(outbound=False)
