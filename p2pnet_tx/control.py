@@ -546,6 +546,7 @@ def _channel_json(network: PeerNetwork, channel: PeerChannel) -> dict[str, Any]:
     peer = channel.peer
     echo = channel.echo_rtt
     rtt = echo if echo is not None else channel.rtt
+    last_seen = channel.last_incoming_data_received
     return {
         "identifier": getattr(peer, "identifier", None),
         "display_name": channel.properties.get("display_name"),
@@ -555,7 +556,9 @@ def _channel_json(network: PeerNetwork, channel: PeerChannel) -> dict[str, Any]:
         "direction": "outbound" if network.is_outbound(channel) else "inbound",
         "rtt": rtt,
         "rtt_source": None if rtt is None else "keepalive" if echo is not None else "kernel",
-        "last_seen": channel.last_incoming_data_received,
+        "last_seen": last_seen,
+        "seen_seconds_ago": (None if last_seen is None
+                             else max(0.0, round(network.reactor.seconds() - last_seen, 3))),
     }
 
 

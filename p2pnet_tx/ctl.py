@@ -238,7 +238,8 @@ def _format_status(body: dict[str, Any]) -> str:
         ("packets", (f"{packets_in} in, {packets_out} out; {counters.get('refused', 0)} "
                      f"refused, {counters.get('malformed', 0)} malformed")),
     ]
-    return "\n".join(f"{label:<9}{value}" for label, value in rows)
+    lines = [f"{label:<9}{value}" for label, value in rows]
+    return "\n".join(lines + [_peer_line(peer) for peer in body.get("peers", [])])
 
 
 def _peer_line(peer: dict[str, Any]) -> str:
@@ -255,8 +256,8 @@ def _peer_line(peer: dict[str, Any]) -> str:
     # Filled in by nodes that measure them (round-trip time from keepalives, last packet).
     if isinstance(peer.get("rtt"), (int, float)):
         parts.append(f"rtt {peer['rtt'] * 1000:.0f} ms")
-    if isinstance(peer.get("last_seen"), (int, float)):
-        parts.append(f"last seen {escape(peer['last_seen'])}")
+    if isinstance(peer.get("seen_seconds_ago"), (int, float)):
+        parts.append(f"last seen {_duration(peer['seen_seconds_ago'])} ago")
     return "  " + " ".join(parts)
 
 

@@ -117,7 +117,8 @@ class ControlAPITests(SynchronousTestCase):
         self.assertEqual(body["connected"], [{
             "identifier": "peer-a", "display_name": "alice", "address": "10.0.0.7",
             "port": 9001, "trusted": True, "direction": "inbound",
-            "rtt": None, "rtt_source": None, "last_seen": 0.0}])
+            "rtt": None, "rtt_source": None, "last_seen": 0.0,
+            "seen_seconds_ago": 0.0}])
         self.assertEqual(body["known"], [
             {"identifier": "peer-a", "address": "10.0.0.7", "port": 9001}])
 

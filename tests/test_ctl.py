@@ -189,6 +189,16 @@ class CommandTests(SynchronousTestCase):
         self.assertIn("control  ", output)
         self.assertIn("node     node", output)
 
+    def test_status_text_lists_peers_with_rtt_and_last_seen(self) -> None:
+        """status ends with a line per peer: identifier, name, address, trust, RTT, last seen."""
+        self.add_trusted_peer()
+        self.reactor.advance(65)
+        output, result = self.ctl("status")
+        self.assertEqual(result, 0)
+        [line] = [line for line in output.splitlines() if "peer-a" in line]
+        self.assertIn("(alice) 10.0.0.7:9000", line)
+        self.assertIn("last seen 1m 5s ago", line)
+
     def test_json_on_every_command(self) -> None:
         """--json, before or after the command, prints the API's JSON answer."""
         self.add_trusted_peer()
