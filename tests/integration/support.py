@@ -8,6 +8,8 @@ import socket
 from collections.abc import Callable
 
 from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.protocol import Protocol
 from twisted.internet.task import deferLater
 
 
@@ -30,3 +32,17 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+class RawPeer(Protocol):
+    """A client that writes what it is told and records what it gets."""
+
+    def __init__(self) -> None:
+        self.received = bytearray()
+        self.lost: Deferred[None] = Deferred()
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += data
+
+    def connectionLost(self, reason: object) -> None:
+        self.lost.callback(None)

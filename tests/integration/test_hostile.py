@@ -8,34 +8,18 @@ from __future__ import annotations
 import pytest_twisted
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import (
     TCP4ClientEndpoint,
     connectProtocol,
     wrapClientTLS,
 )
-from twisted.internet.protocol import Protocol
 
 from p2pnet_tx.network import PeerNetwork
 from p2pnet_tx.packets import PureMessagePacket
 from p2pnet_tx.peer import GenericPeer
 from p2pnet_tx.tls import NodeTLS
 
-from .support import eventually
-
-
-class RawPeer(Protocol):
-    """A client that writes what it is told and records what it gets."""
-
-    def __init__(self) -> None:
-        self.received = bytearray()
-        self.lost: Deferred[None] = Deferred()
-
-    def dataReceived(self, data: bytes) -> None:
-        self.received += data
-
-    def connectionLost(self, reason: object) -> None:
-        self.lost.callback(None)
+from .support import RawPeer, eventually
 
 
 async def raw_connect(port: int, source: str = "127.0.0.1", tls: bool = True) -> RawPeer:

@@ -9,13 +9,11 @@ import pytest
 import pytest_twisted
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import (
     TCP4ClientEndpoint,
     connectProtocol,
     wrapClientTLS,
 )
-from twisted.internet.protocol import Protocol
 
 from p2pnet_tx.channel import PeerChannel
 from p2pnet_tx.errors import ChannelClosed
@@ -26,7 +24,7 @@ from p2pnet_tx.tls import NodeTLS
 from p2pnet_tx.trust import always_trust
 from p2pnet_tx.wire import get_codec
 
-from .support import eventually
+from .support import RawPeer, eventually
 
 LISTEN = "tcp:0:interface=127.0.0.1"
 
@@ -35,20 +33,6 @@ def tls_endpoint(port: int, key: Ed25519PrivateKey | None = None) -> object:
     """A client endpoint to 127.0.0.1:C{port} over TLS, with C{key} (a fresh one by default)."""
     tls = NodeTLS(Ed25519PrivateKey.generate() if key is None else key, reactor)
     return wrapClientTLS(tls, TCP4ClientEndpoint(reactor, "127.0.0.1", port))
-
-
-class Recorder(Protocol):
-    """Records the (decrypted) bytes it receives."""
-
-    def __init__(self) -> None:
-        self.received = bytearray()
-        self.lost: Deferred[None] = Deferred()
-
-    def dataReceived(self, data: bytes) -> None:
-        self.received += data
-
-    def connectionLost(self, reason: object) -> None:
-        self.lost.callback(None)
 
 
 @pytest_twisted.ensureDeferred
@@ -103,8 +87,8 @@ async def test_relay_not_trusted_as_the_relayed_node() -> None:
     await a.listen(LISTEN)
     await c.listen(LISTEN)
     relay_key = Ed25519PrivateKey.generate()
-    to_c = Recorder()
-    to_a = Recorder()
+    to_c = RawPeer()
+    to_a = RawPeer()
     try:
         await connectProtocol(tls_endpoint(c.listening_port, relay_key), to_c)
         await eventually(lambda: len(to_c.received) > 4)
