@@ -496,7 +496,7 @@ class MemoryPump:
     def _lose(self, end: MemoryTransport, other: MemoryTransport, reason: Failure,
               reset: bool = False) -> None:
         """Close C{end} with C{reason}; the other end reads the end of its input, or is reset
-        (an abort, or bytes C{end} never read)."""
+        (an abort)."""
         if end.disconnected:
             return
         self._moved = True
@@ -512,9 +512,10 @@ class MemoryPump:
             self._call(end, other, self._client_lost, reason)
         if other.disconnected:
             return
-        if reset or other._buffer:
+        if reset:
             self._lose(other, end, Failure(ConnectionLost("connection reset by peer")))
         else:
+            # The other end reads the end of its input; bytes it still sends get a reset.
             other._end_of_input = True
 
     def _call(self, end: MemoryTransport, other: MemoryTransport,
