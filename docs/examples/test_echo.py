@@ -12,7 +12,6 @@ from typing import Any
 from echo import ECHO, delayed_echo, echo, strict_echo
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock, StringTransport
-from twisted.test.iosim import IOPump
 from twisted.trial.unittest import SynchronousTestCase
 
 from p2pnet_tx.channel import PeerChannel
@@ -21,6 +20,7 @@ from p2pnet_tx.network import PeerNetwork
 from p2pnet_tx.packets import PacketType, PureMessagePacket
 from p2pnet_tx.peer import GenericPeer
 from p2pnet_tx.testing import (
+    MemoryPump,
     RecordingHandler,
     complete_tcp_connection,
     connected_channels,
@@ -31,7 +31,7 @@ from p2pnet_tx.wire import get_codec
 
 def echo_pair(
     handler: Any, clock: Clock
-) -> tuple[PeerChannel, PeerChannel, IOPump, RecordingHandler]:
+) -> tuple[PeerChannel, PeerChannel, MemoryPump, RecordingHandler]:
     """
     Join two trusted channels in memory (plaintext: bare channels run no TLS, so they trust
     with C{always_trust}): the server answers messages with C{handler}, the client records
