@@ -445,8 +445,9 @@ def _payload_text(packet: DataTransmissionPacket, dotnet: bool) -> str:
         payload = opening + payload + closing
     text = pybase64.b64encode_as_string(payload)
     if dotnet:
-        # Of the base64 alphabet, .NET escapes only "+": write the JSON string directly.
-        return JSONText('"' + text.replace("+", "\\u002B") + '"')
+        # System.Text.Json writes a byte[] as base64 with nothing escaped, "+" included (its
+        # string encoder would escape "+"; its base64 writer does not): write it directly.
+        return JSONText('"' + text + '"')
     return text
 
 

@@ -1162,7 +1162,8 @@ WIRE_EXAMPLE = (
 )
 
 # Written by hand the way the .NET default JSON encoder writes: PascalCase, own fields first,
-# $type in peers, 7-digit fractions, '+' in base64 escaped as \u002B, "'" as \u0027.
+# $type in peers, 7-digit fractions, '+' in base64 as it is (STJ's base64 writer escapes
+# nothing), "'" as \u0027.
 DOTNET_STREAM = (
     b'<Identity>{"Message":"discovery","Data":8051,"IP":"192.168.1.20",'
     b'"SourceOriginIdentifier":"peer_one","SourceOriginTime":"2026-11-23T18:56:42.1234567Z"}'
@@ -1173,17 +1174,17 @@ DOTNET_STREAM = (
     b'"Address":"192.168.1.21","Identifier":"peer_two"},{"$type":"GenericPeer","Port":8052,'
     b'"Address":"fe80:0:0:0:0:0:0:1","Identifier":null}],"SourceOriginIdentifier":"peer_one",'
     b'"SourceOriginTime":"2026-11-23T18:56:43Z"}</PeerGroup>'
-    b'<DataTransmit>{"Data":"PE1pc2NEYXRhPmhlbGxvPj4\\u002BPzwvTWlzY0RhdGE\\u002B","DataType":2,'
+    b'<DataTransmit>{"Data":"PE1pc2NEYXRhPmhlbGxvPj4+PzwvTWlzY0RhdGE+","DataType":2,'
     b'"SourceOriginIdentifier":"peer_one","SourceOriginTime":"2026-11-23T18:56:44.0000001Z"}'
     b"</DataTransmit>"
-    b'<DataTransmit>{"Data":"PEZpbGU\\u002B\\u002B\\u002B\\u002B\\u002B\\u002BzwvRmlsZT4=",'
+    b'<DataTransmit>{"Data":"PEZpbGU++++++zwvRmlsZT4=",'
     b'"DataType":0,"SourceOriginIdentifier":"peer_one",'
     b'"SourceOriginTime":"2026-11-23T18:56:44.99Z"}</DataTransmit>'
-    b'<DataTransmit>{"Data":"bm8gdGFncyA\\u002BPj4=","DataType":2,'
+    b'<DataTransmit>{"Data":"bm8gdGFncyA+Pj4=","DataType":2,'
     b'"SourceOriginIdentifier":"peer_one","SourceOriginTime":"2026-11-23T18:56:45Z"}'
     b"</DataTransmit>"
-    b'<DataTransmit>{"Data":"PFRhc2s\\u002BeyJUYXNrVHlwZSI6MTUsIlRhc2tEYXRhIjp7fX08L1Rhc2s'
-    b'\\u002B",'
+    b'<DataTransmit>{"Data":"PFRhc2s+eyJUYXNrVHlwZSI6MTUsIlRhc2tEYXRhIjp7fX08L1Rhc2s'
+    b'+",'
     b'"DataType":1,"SourceOriginIdentifier":"peer_one","SourceOriginTime":"2026-11-23T18:56:46Z"}'
     b"</DataTransmit>"
     b'<Disconnect>{"IP":"192.168.1.20","Port":8051,"Timestamp":"2026-11-23T18:57:00.1234567Z",'
@@ -1287,6 +1288,8 @@ class DotNetFormatTests(SynchronousTestCase):
                 expected += short[char]
             elif 0x20 <= code <= 0x7E and char not in "<>&'+\"`":
                 expected += char
+            elif 0xD800 <= code <= 0xDFFF:
+                expected += "\\uFFFD"  # a lone surrogate, as System.Text.Json writes it
             elif code > 0xFFFF:
                 expected += "\\u%04X\\u%04X" % (0xD800 + ((code - 0x10000) >> 10),
                                                   0xDC00 + ((code - 0x10000) & 0x3FF))
@@ -1366,9 +1369,8 @@ class DotNetFormatTests(SynchronousTestCase):
             .replace(b".0000001Z", b"Z")
             .replace(b"fe80:0:0:0:0:0:0:1", b"fe80::1")
             # Our writer always wraps payloads; the reference stream had one without tags.
-            .replace(b"bm8gdGFncyA\\u002BPj4=",
-                     base64.b64encode(b"<MiscData>no tags >>></MiscData>")
-                     .replace(b"+", b"\\u002B"))
+            .replace(b"bm8gdGFncyA+Pj4=",
+                     base64.b64encode(b"<MiscData>no tags >>></MiscData>"))
         )
         self.assertEqual(b"".join(map(DotNetCodec().encode, DOTNET_STREAM_PACKETS)), expected)
 
@@ -1808,3 +1810,39 @@ class DocumentationTests(SynchronousTestCase):
             namespace: dict[str, Any] = {"print": lambda *args: None}
             exec(compile(block, page, "exec"), namespace)
         self.assertIsInstance(namespace["task"], NetworkTask)
+
+
+class SystemTextJsonFixtures(SynchronousTestCase):
+    """
+    Issue 9, finding 8: two strings System.Text.Json writes otherwise than the old writer did,
+    each pinned to the bytes STJ gives.
+    """
+
+    def test_base64_plus_unescaped(self) -> None:
+        """A byte[] is base64 with nothing escaped: "+" stays "+" (it was written \\u002B)."""
+        packet = DataTransmissionPacket(b"\xfb\xef\xbe", DataPayloadFormat.MISC_DATA,
+                                        source_origin_identifier="peer_one",
+                                        source_origin_time=datetime(2026, 11, 23, tzinfo=UTC))
+        frame = DotNetCodec().encode(packet)
+        self.assertEqual(
+            frame,
+            b'<DataTransmit>{"Data":"PE1pc2NEYXRhPvvvvjwvTWlzY0RhdGE+","DataType":2,'
+            b'"SourceOriginIdentifier":"peer_one","SourceOriginTime":"2026-11-23T00:00:00Z"}'
+            b"</DataTransmit>",
+        )
+        self.assertNotIn(b"\\u002B", frame)
+        self.assertEqual(DotNetCodec().decoder().feed(frame), [packet])
+        # What older writers sent (\\u002B) still reads the same.
+        self.assertEqual(
+            DotNetCodec().decoder().feed(frame.replace(b"+", b"\\u002B")), [packet]
+        )
+
+    def test_lone_surrogate_written_as_replacement_character(self) -> None:
+        """A lone surrogate is written \\uFFFD, as STJ does; a pair stays a pair."""
+        packet = PureMessagePacket("a\ud800b\U0001F600", source_origin_identifier="peer_one",
+                                   source_origin_time=datetime(2026, 11, 23, tzinfo=UTC))
+        self.assertEqual(
+            DotNetCodec().encode(packet),
+            b'<Message>{"Message":"a\\uFFFDb\\uD83D\\uDE00","SourceOriginIdentifier":"peer_one",'
+            b'"SourceOriginTime":"2026-11-23T00:00:00Z"}</Message>',
+        )
