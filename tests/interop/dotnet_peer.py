@@ -17,11 +17,12 @@ import json
 from collections import deque
 from typing import Any
 
-from p2pnet_tx.packets import DataTransmissionPacket, PureMessagePacket
-from p2pnet_tx.wire import get_codec
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.protocol import ClientFactory, Factory, Protocol, connectionDone
 from twisted.python.failure import Failure
+
+from p2pnet_tx.packets import DataTransmissionPacket, PureMessagePacket
+from p2pnet_tx.wire import get_codec
 
 # DistributionProtocol.cs, PacketTagMap: the order ExtractWholeMessage tries the tags in.
 PACKET_TAGS = [
