@@ -152,6 +152,10 @@ class PeerChannel(Protocol):
     @param local_identifier: the C{source_origin_identifier} of the packets the channel makes.
     @param deadlines: the queue that wakes the channel's idle, keep-alive and partial-frame
         timers; a network shares one among its channels.  By default the channel has its own.
+    @param writer_class: the L{ChannelWriter} class the channel writes with (the dotnet wire
+        mode's is L{PacedWriter<p2pnet_tx.channel.paced.PacedWriter>}).
+    @param says_goodbye: close with a Disconnect packet; C{False}: simply close the socket
+        (a .NET peer's packet handler dies on a Disconnect).
 
     @ivar counters: packets in and out by type, refused, malformed, unknown, handler errors.
     @ivar close_reason: why the channel closed, once it has.
@@ -170,7 +174,7 @@ class PeerChannel(Protocol):
         "_open", "_trusted", "_awaiting_identity", "_handshake_error",
         "_receiver", "_timers", "_writer", "_stamp_millis", "_stamp",
         "trusted_since", "last_useful_packet",
-        "_warning_budget", "_chatter_budget", "_traffic",
+        "_warning_budget", "_chatter_budget", "_traffic", "_writer_class", "_says_goodbye",
     )
 
     def __init__(
@@ -188,6 +192,8 @@ class PeerChannel(Protocol):
         await_identity: bool = False,
         local_identifier: str = "",
         deadlines: DeadlineQueue | None = None,
+        writer_class: type[ChannelWriter] = ChannelWriter,
+        says_goodbye: bool = True,
     ) -> None:
         self.codec: ICodec = get_codec(codec) if isinstance(codec, str) else codec
         self.handlers = PacketHandleProtocol() if handlers is None else handlers
@@ -211,6 +217,8 @@ class PeerChannel(Protocol):
         self._data_observers: Observers | None = None
         self._waiters: ChannelWaiters | None = None
         self._deadlines = deadlines
+        self._writer_class = writer_class
+        self._says_goodbye = says_goodbye
         self._properties: dict[str, Any] | None = None
         self._trust_protocol = trust_protocol
         self._await_identity = await_identity
@@ -486,7 +494,7 @@ class PeerChannel(Protocol):
     def connectionMade(self) -> None:
         deadlines = DeadlineQueue(self.clock) if self._deadlines is None else self._deadlines
         timers = self._timers = ChannelTimers(self, self.limits, deadlines)
-        self._writer = ChannelWriter(
+        self._writer = self._writer_class(
             self.transport, self.clock, self.limits.max_queued_bytes,
             self.limits.write_stall_timeout, self._writes_stalled,
         )
@@ -552,6 +560,10 @@ class PeerChannel(Protocol):
         self.owner.peer_misbehaved(self, error)
 
     def _lifecycle_goodbye(self, reason: str, graceful: bool) -> None:
+        if not self._says_goodbye:
+            self._writer.finish(b"", graceful)  # type: ignore[union-attr]
+            self._lifecycle_closing(reason)
+            return
         goodbye = self.codec.encode(_goodbye(self, reason))
         self._writer.finish(goodbye, graceful)  # type: ignore[union-attr]
         self._traffic.bytes_out += len(goodbye)

@@ -149,7 +149,9 @@ class PeerNetwork(ChannelOwner):
         GenericPeer("127.0.0.1", 1, self.identifier)  # validates the identifier
         self.policy = IncomingPeerTrustPolicy() if policy is None else policy
         self.limits = NetworkLimits() if limits is None else limits
-        self.channel_limits = ChannelLimits() if channel_limits is None else channel_limits
+        self.channel_limits = (
+            self.wire_mode.channel_limits if channel_limits is None else channel_limits
+        )
         self.trust_protocol = resolve_trust_protocol(
             trust_protocol, self.policy, self.transport, self.wire_mode
         )
