@@ -39,6 +39,9 @@ class WireMode:
     @ivar says_goodbye: channels close with a Disconnect packet (else they close the socket).
     @ivar writer_class: the writer of each channel (L{PacedWriter} paces frames for .NET).
     @ivar channel_limits: the channel limits a network of this mode uses unless given others.
+    @ivar peer_group_awaits_peer_trust: a newly trusted peer is sent the peer list only once
+        the trust protocol reports that the peer trusts us too (ping trust does), since the
+        peer drops a list from a peer it does not trust (.NET does, and never asks again).
     """
 
     name: str
@@ -48,6 +51,7 @@ class WireMode:
     says_goodbye: bool = True
     writer_class: type[ChannelWriter] = ChannelWriter
     channel_limits: ChannelLimits = attrs.field(factory=ChannelLimits)
+    peer_group_awaits_peer_trust: bool = False
 
     def codec(self) -> ICodec:
         """
@@ -78,7 +82,7 @@ DOTNET_CHANNEL_LIMITS = ChannelLimits(
 DOTNET = WireMode(
     "dotnet", exchanges_identity=False, peer_known_by_connection=True,
     sends_empty_peer_group=False, says_goodbye=False, writer_class=PacedWriter,
-    channel_limits=DOTNET_CHANNEL_LIMITS,
+    channel_limits=DOTNET_CHANNEL_LIMITS, peer_group_awaits_peer_trust=True,
 )
 """Compatibility with .NET P2PNet nodes: no Identity, peers known by their connection, no
 Disconnect, frames paced 300 ms apart, no idle close, 64 MiB frames."""

@@ -175,6 +175,7 @@ class PeerChannel(Protocol):
         "_receiver", "_timers", "_writer", "_stamp_millis", "_stamp",
         "trusted_since", "last_useful_packet",
         "_warning_budget", "_chatter_budget", "_traffic", "_writer_class", "_says_goodbye",
+        "_trusted_by_peer", "_peer_trust_waiters",
     )
 
     def __init__(
@@ -219,6 +220,8 @@ class PeerChannel(Protocol):
         self._deadlines = deadlines
         self._writer_class = writer_class
         self._says_goodbye = says_goodbye
+        self._trusted_by_peer = False
+        self._peer_trust_waiters: list[Deferred[PeerChannel]] | None = None
         self._properties: dict[str, Any] | None = None
         self._trust_protocol = trust_protocol
         self._await_identity = await_identity
@@ -330,6 +333,41 @@ class PeerChannel(Protocol):
         if self.close_reason is not None:
             return fail(self._handshake_error or ChannelClosed(self.close_reason))
         return self._waiting().when_trusted()
+
+    @property
+    def is_trusted_by_peer(self) -> bool:
+        """Whether the trust protocol reported that the peer trusts us (L{peer_trusts_us})."""
+        return self._trusted_by_peer
+
+    def peer_trusts_us(self) -> None:
+        """
+        Note that the peer now trusts this node, as far as the trust protocol can tell (ping
+        trust: once it has sent the peer the pings the peer needs).  Fires the
+        L{when_peer_trusts_us} waiters; nothing once the channel is closing.
+        """
+        if self._trusted_by_peer or self.close_reason is not None:
+            return
+        self._trusted_by_peer = True
+        waiters, self._peer_trust_waiters = self._peer_trust_waiters, None
+        for waiter in waiters or ():
+            waiter.callback(self)
+
+    def when_peer_trusts_us(self) -> Deferred[PeerChannel]:
+        """
+        Return a new Deferred that fires with this channel once the trust protocol reports
+        that the peer trusts us (L{peer_trusts_us}), at once if it did.  It fails with
+        L{ChannelClosed} if the channel closes first.  A trust protocol that cannot tell never
+        reports it.
+        """
+        if self._trusted_by_peer:
+            return succeed(self)
+        if self.close_reason is not None:
+            return fail(ChannelClosed(self.close_reason))
+        waiter: Deferred[PeerChannel] = Deferred()
+        if self._peer_trust_waiters is None:
+            self._peer_trust_waiters = []
+        self._peer_trust_waiters.append(waiter)
+        return waiter
 
     def when_closed(self) -> Deferred[str]:
         """Return a new Deferred that fires with the close reason once the connection is gone."""
@@ -589,10 +627,17 @@ class PeerChannel(Protocol):
         self.owner.channel_closed(self, reason)
         if self._waiters is not None:
             self._waiters.untrustable(self._handshake_error or ChannelClosed(reason))
+        self._peer_trust_lost(reason)
+
+    def _peer_trust_lost(self, reason: str) -> None:
+        waiters, self._peer_trust_waiters = self._peer_trust_waiters, None
+        for waiter in waiters or ():
+            waiter.errback(Failure(ChannelClosed(reason)))
 
     def _lifecycle_closed(self, reason: str) -> None:
         if self.close_reason is None:
             self.close_reason = reason
+        self._peer_trust_lost(self.close_reason)
         self._receiver.cancel_pending()
         self._data_observers = None
         self._log_suppressed(self.log, LogLevel.warn, self._warning_budget)

@@ -10,11 +10,13 @@ import os
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
-from twisted.internet.testing import StringTransport
+from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
 from p2pnet_tx.channel import PeerChannel
+from p2pnet_tx.network import PeerNetwork
 from p2pnet_tx.packets import DataTransmissionPacket, Packet
+from p2pnet_tx.peer import GenericPeer
 from p2pnet_tx.trust import ping_trust
 from p2pnet_tx.wire import get_codec
 from p2pnet_tx.wire_mode import DOTNET
@@ -26,12 +28,14 @@ STEP = 0.01
 class Link:
     """Our channel and a .NET model channel, joined by two StringTransports on one clock."""
 
-    def __init__(self, ping_interval: float = 3.0, dotnet_first: float = 0.0) -> None:
-        self.clock = Clock()
-        self.node = DotnetNode(self.clock, ping_interval=ping_interval, local_ip="127.0.0.1")
+    def __init__(self, ping_interval: float = 3.0, dotnet_first: float = 0.0,
+                 clock: Clock | None = None, channel: PeerChannel | None = None,
+                 dotnet_ip: str = "127.0.0.1") -> None:
+        self.clock = Clock() if clock is None else clock
+        self.node = DotnetNode(self.clock, ping_interval=ping_interval, local_ip=dotnet_ip)
         ours = IPv4Address("TCP", "127.0.0.2", 40000)
-        theirs = IPv4Address("TCP", "127.0.0.1", 8051)
-        self.ours = PeerChannel(
+        theirs = IPv4Address("TCP", dotnet_ip, 8051)
+        self.ours = channel or PeerChannel(
             get_codec("dotnet"), None, ping_trust, clock=self.clock,
             limits=DOTNET.channel_limits, writer_class=DOTNET.writer_class,
             says_goodbye=DOTNET.says_goodbye,
@@ -134,3 +138,64 @@ class ConnectedTests(SynchronousTestCase):
         self.assertFalse(self.link.ours.is_closed)
 
 
+
+
+class PeerGroupTests(SynchronousTestCase):
+    """
+    Finding 7: the PeerGroup a network sends a newly trusted .NET peer reaches it, whichever
+    side trusts first.  .NET's gate (PeerChannelBase.HandlePeerGroupPacket) drops a PeerGroup
+    from a peer it does not trust yet, and .NET never sends an enhanced packet that would
+    show it trusts us; but it trusts at its 3rd read with "Ping from" (PeerNetwork.cs,
+    DefaultPingHandler), and our pacing makes each ping a read of its own: so the network
+    sends the list once ping trust has sent its 3rd ping, queued behind it.
+    """
+
+    def setUp(self) -> None:
+        self.reactor = MemoryReactorClock()
+        self.network = PeerNetwork(self.reactor, wire="dotnet", trust_protocol="ping",
+                                   identifier="python_node")
+        # A first .NET peer, trusted both ways: the one the list will name.
+        self.first = self.link("127.0.0.3", 3.0)
+        self.first.run(30)
+        self.assertTrue(self.first.trusted_both_ways())
+
+    def link(self, ip: str, interval: float) -> Link:
+        channel = self.network.make_channel(True, GenericPeer(ip, 8051))
+        return Link(interval, clock=self.reactor, channel=channel, dotnet_ip=ip)
+
+    def check(self, interval: float, we_trust_first: bool) -> None:
+        link = self.link("127.0.0.4", interval)
+        first = None
+        for _ in range(60):
+            link.run(0.5)
+            if first is None and (link.ours.is_trusted or link.dotnet.trusted):
+                first = "we" if link.ours.is_trusted and not link.dotnet.trusted else "dotnet"
+            if link.trusted_both_ways() and link.dotnet.peer_groups:
+                break
+        link.run(2)
+        self.assertEqual(first, "we" if we_trust_first else "dotnet")
+        self.assertTrue(link.trusted_both_ways())
+        self.assertIsNone(link.dotnet.handler_error)
+        [group] = link.dotnet.peer_groups
+        self.assertEqual([(p["Address"], p["Port"]) for p in group["peers"]],
+                         [("127.0.0.3", 8051)])
+        self.assertEqual(link.ours.counters["packets_out.PeerGroup"], 1)
+
+    def test_we_trust_first(self) -> None:
+        """.NET pings faster (2.9 s): we trust it before it trusts us; the list waits."""
+        self.check(2.9, we_trust_first=True)
+
+    def test_dotnet_trusts_first(self) -> None:
+        """.NET pings slower (3.1 s): it trusts us first; the list goes when we trust it."""
+        self.check(3.1, we_trust_first=False)
+
+    def test_list_not_sent_before_dotnet_trusts(self) -> None:
+        """While .NET does not trust us yet, no PeerGroup is sent (it would be dropped)."""
+        link = self.link("127.0.0.4", 2.9)
+        for _ in range(100):
+            link.run(0.1)
+            if link.ours.is_trusted:
+                break
+        self.assertTrue(link.ours.is_trusted)
+        self.assertFalse(link.ours.is_trusted_by_peer)
+        self.assertEqual(link.ours.counters["packets_out.PeerGroup"], 0)
