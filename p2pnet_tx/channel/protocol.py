@@ -231,9 +231,11 @@ class PeerChannel(Protocol):
         self._trusted = False
         self._awaiting_identity = False
         self._handshake_error: TrustRefused | None = None
-        self._receiver = PacketReceiver(
-            self, self.codec.decoder(self.limits.max_untrusted_frame_size)
-        )
+        decoder = self.codec.decoder(self.limits.max_untrusted_frame_size)
+        if isinstance(getattr(decoder, "counters", None), Counter):
+            # The dotnet decoder counts the frames it read leniently: in the channel's counters.
+            decoder.counters = self.counters  # type: ignore[attr-defined]
+        self._receiver = PacketReceiver(self, decoder)
         self._timers: ChannelTimers | None = None
         self._writer: ChannelWriter | None = None
         self._stamp_millis = -1
