@@ -424,7 +424,7 @@ class PingTrustTests(SynchronousTestCase):
         trusts us once it has sent its 3rd ping, whether or not we trust the peer yet
         (issue 9, finding 7).
         """
-        channel, transport, clock = connect(ping_trust)
+        channel, _, clock = connect(ping_trust)
         peer_trusts = channel.when_peer_trusts_us()
         clock.advance(3)
         self.assertFalse(channel.is_trusted_by_peer)
@@ -438,7 +438,7 @@ class PingTrustTests(SynchronousTestCase):
     def test_peer_trust_by_answers(self) -> None:
         """Trusted after our 1st ping, we stop pinging; our answers to the peer's pings are
         our 2nd and 3rd: the 3rd reports the peer's trust."""
-        channel, transport, clock = connect(ping_trust, limits=self.limits)
+        channel, _, clock = connect(ping_trust, limits=self.limits)
         ping = frame(PureMessagePacket("Ping from 10.0.0.7"))
         channel.dataReceived(ping * 3)
         self.assertTrue(channel.is_trusted)
@@ -452,7 +452,7 @@ class PingTrustTests(SynchronousTestCase):
     def test_peer_trust_waiter_fails_on_close(self) -> None:
         """A when_peer_trusts_us() waiter fails with ChannelClosed when the channel closes
         first; one asked afterwards fails at once."""
-        channel, transport, clock = connect(ping_trust)
+        channel, _, _ = connect(ping_trust)
         waiter = channel.when_peer_trusts_us()
         lose(channel)
         self.failureResultOf(waiter, ChannelClosed)

@@ -16,7 +16,7 @@ import os
 import re
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 from hypothesis import HealthCheck, given, settings
@@ -1873,9 +1873,9 @@ class DotNetLeniencyTests(SynchronousTestCase):
     """
 
     # Each fixture: a frame .NET reads, the packet we read from it, the leniency it counts.
-    FIXTURES = [
-        (b'<Message>{"Message":null,"SourceOriginIdentifier":"peer_one",'
-         b'"SourceOriginTime":"2026-11-23T18:56:42Z"}</Message>',
+    FIXTURES: ClassVar[list[tuple[bytes, Any, str]]] = [
+        ((b'<Message>{"Message":null,"SourceOriginIdentifier":"peer_one",'
+         b'"SourceOriginTime":"2026-11-23T18:56:42Z"}</Message>'),
          PureMessagePacket("", source_origin_identifier="peer_one",
                            source_origin_time=datetime(2026, 11, 23, 18, 56, 42, tzinfo=UTC)),
          "null_message"),
@@ -1883,24 +1883,24 @@ class DotNetLeniencyTests(SynchronousTestCase):
          PureMessagePacket("", source_origin_identifier="peer_one",
                            source_origin_time=datetime.min.replace(tzinfo=UTC)),
          "null_message"),
-        (b'<DataTransmit>{"Data":"YWJj","DataType":7,"SourceOriginIdentifier":"peer_one",'
-         b'"SourceOriginTime":"2026-11-23T18:56:42Z"}</DataTransmit>',
+        ((b'<DataTransmit>{"Data":"YWJj","DataType":7,"SourceOriginIdentifier":"peer_one",'
+         b'"SourceOriginTime":"2026-11-23T18:56:42Z"}</DataTransmit>'),
          DataTransmissionPacket(b"abc", DataPayloadFormat.MISC_DATA,
                                 source_origin_identifier="peer_one",
                                 source_origin_time=datetime(2026, 11, 23, 18, 56, 42,
                                                             tzinfo=UTC)),
          "data_type"),
-        (b'<PeerGroup>{"Data":100,"peers":[{"$type":"GenericPeer","Port":0,'
+        ((b'<PeerGroup>{"Data":100,"peers":[{"$type":"GenericPeer","Port":0,'
          b'"Address":"192.168.1.21","Identifier":null},{"$type":"GenericPeer","Port":8052,'
          b'"Address":"192.168.1.22","Identifier":"peer_two"}],"SourceOriginIdentifier":'
-         b'"peer_one","SourceOriginTime":"2026-11-23T18:56:43Z"}</PeerGroup>',
+         b'"peer_one","SourceOriginTime":"2026-11-23T18:56:43Z"}</PeerGroup>'),
          CollectionSharePacket(100, [GenericPeer("192.168.1.22", 8052, "peer_two")],
                                source_origin_identifier="peer_one",
                                source_origin_time=datetime(2026, 11, 23, 18, 56, 43,
                                                            tzinfo=UTC)),
          "port_zero"),
-        (b'<Message>{"Message":"hi","SourceOriginIdentifier":"peer_one",'
-         b'"SourceOriginTime":"2026-11-23"}</Message>',
+        ((b'<Message>{"Message":"hi","SourceOriginIdentifier":"peer_one",'
+         b'"SourceOriginTime":"2026-11-23"}</Message>'),
          PureMessagePacket("hi", source_origin_identifier="peer_one",
                            source_origin_time=datetime(2026, 11, 23, tzinfo=UTC)),
          "date_only"),
@@ -1945,7 +1945,7 @@ class DotNetLeniencyTests(SynchronousTestCase):
     @given(st.integers(min_value=-(2**31), max_value=2**31 - 1))
     def test_any_data_type(self, number: int) -> None:
         """Any Int32 DataType is read; a known one as itself, counting nothing."""
-        frame = b'<DataTransmit>{"Data":"YWJj","DataType":%d}</DataTransmit>' % number
+        frame = b'<DataTransmit>{"Data":"YWJj","DataType":' + str(number).encode() + b"}</DataTransmit>"
         decoder = DotNetCodec().decoder()
         [packet] = decoder.feed(frame)
         self.assertIsInstance(packet, DataTransmissionPacket)
