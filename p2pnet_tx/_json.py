@@ -146,6 +146,9 @@ def _dotnet_escape(char: str) -> str:
     if code > 0xFFFF:
         code -= 0x10000
         return f"\\u{0xD800 + (code >> 10):04X}\\u{0xDC00 + (code & 0x3FF):04X}"
+    if 0xD800 <= code <= 0xDFFF:
+        # A lone surrogate is no character: System.Text.Json writes U+FFFD in its place.
+        return "\\uFFFD"
     return f"\\u{code:04X}"
 
 

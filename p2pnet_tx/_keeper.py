@@ -21,6 +21,10 @@ it is not a C{ClientService}, because our dial does not fit ClientService's:
   - ClientService resets its backoff as soon as a connection is made.  Ours resets only once
     the peer trusts us (C{channel.when_trusted()}): a peer that accepts and then refuses every
     handshake is redialled ever more slowly, not every second.
+  - A .NET peer (a network of the dotnet wire) that closes L{DOTNET_REFUSALS} connections in
+    a row as soon as they are made, never trusting us, is refusing our IP until it restarts
+    (its KnownPeers is never pruned): it is dialled only at the policy's longest wait from
+    then on, and a warning says why, once, until it trusts us again.
 
 The states and their transitions are drawn in C{docs/state-machines/keeper.dot}.
 """
@@ -44,6 +48,23 @@ from p2pnet_tx.logtext import REASON_TEXT_LIMIT, peer_text
 
 GIVE_UP_ON = (SelfConnection, PeerBlocked)
 """Dial failures after which a kept peer is not dialled again until the service restarts."""
+
+DOTNET_REFUSALS = 3
+"""Refusals in a row (connections a .NET peer closed at once, never trusting us) after which
+its keeper waits its longest between dials (see L{REFUSAL_WINDOW})."""
+
+REFUSAL_WINDOW = 2.0
+"""Seconds: a connection closed this soon after it was made, never trusted, is a refusal."""
+
+LONGEST_WAIT_AFTER = 64
+"""The failure count at which a retry policy is asked for its longest wait."""
+
+DOTNET_REFUSAL_EXPLANATION = (
+    "{peer} closed {count} connections in a row as soon as they were made, never trusting "
+    "us: an unmodified .NET P2PNet node refuses, until it is restarted, every IP it was ever "
+    "connected to (its KnownPeers is never pruned); dialling it only every {delay} s from "
+    "now on (restart the .NET node to connect again; see docs/dotnet.md)"
+)
 
 
 def doubling_backoff(
@@ -128,8 +149,34 @@ class _Core:
     log: Logger
     failed_attempts: int = 0
     channel: PeerChannel | None = None
+    refusal_limit: int | None = None
+    refusals: int = 0
+    refusal_logged: bool = False
+    connected_at: float = 0.0
+    kept_trusted: bool = False
     stop_waiters: list[Deferred[None]] = field(default_factory=list)
     connect_waiters: list[Deferred[PeerChannel]] = field(default_factory=list)
+
+    def note_close(self) -> None:
+        """The kept channel closed: count it as a refusal if it closed at once, untrusted."""
+        if not self.kept_trusted and (
+            self.clock.seconds() - self.connected_at <= REFUSAL_WINDOW
+        ):
+            self.refusals += 1
+        else:
+            self.refusals = 0
+
+    def retry_delay(self) -> float:
+        """The wait before the next dial: the policy's, or its longest for a refusing peer."""
+        delay = self.retry_policy(self.failed_attempts)
+        if self.refusal_limit is None or self.refusals < self.refusal_limit:
+            return delay
+        delay = max(delay, self.retry_policy(LONGEST_WAIT_AFTER))
+        if not self.refusal_logged:
+            self.refusal_logged = True
+            self.log.warn(DOTNET_REFUSAL_EXPLANATION, peer=self.peer, count=self.refusals,
+                          delay=delay)
+        return delay
 
     def wait_for_stop(self) -> Deferred[None]:
         waiter: Deferred[None] = Deferred()
@@ -171,18 +218,23 @@ def _build() -> Callable[[_Core], _Keeper]:
 
     def watch(keeper: _Keeper, core: _Core, channel: KeptChannel) -> KeptChannel:
         core.channel = channel
+        core.connected_at = core.clock.seconds()
+        core.kept_trusted = False
         core.log.info("keeping {peer} connected on {channel}", peer=core.peer, channel=channel)
         channel.when_trusted().addCallbacks(lambda _: keeper._trusted(channel), lambda _: None)
-        channel.when_closed().addBoth(
-            lambda reason: keeper._closed(reason if isinstance(reason, str) else "closed")
-        )
+
+        def closed(reason: object) -> None:
+            core.note_close()
+            keeper._closed(reason if isinstance(reason, str) else "closed")
+
+        channel.when_closed().addBoth(closed)
         core.fire_connect_waiters(channel)
         return channel
 
     def wait_for_retry(keeper: _Keeper, core: _Core, why: Failure | str) -> IDelayedCall:
         core.channel = None
         core.failed_attempts += 1
-        delay = core.retry_policy(core.failed_attempts)
+        delay = core.retry_delay()
         core.log.info(
             "{peer}: {why}; dialling again in {delay} s (attempt {attempt})",
             peer=core.peer,
@@ -233,6 +285,9 @@ def _build() -> Callable[[_Core], _Keeper]:
             # Only a peer that trusts us resets the backoff: one that accepts and then refuses
             # every handshake must not be redialled every second.
             core.failed_attempts = 0
+            core.kept_trusted = True
+            core.refusals = 0
+            core.refusal_logged = False
 
     # A trust event of a channel no longer kept (it may be delivered late) changes nothing.
     for state in (idle, connecting, waiting, gave_up, disconnecting, restarting):

@@ -40,7 +40,13 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from p2pnet_tx._keeper import GIVE_UP_ON, Dialer, KeeperMachine, doubling_backoff
+from p2pnet_tx._keeper import (
+    DOTNET_REFUSALS,
+    GIVE_UP_ON,
+    Dialer,
+    KeeperMachine,
+    doubling_backoff,
+)
 from p2pnet_tx._keeper import _Core as _KeeperCore
 from p2pnet_tx.channel import PeerChannel
 from p2pnet_tx.control import (
@@ -94,7 +100,10 @@ class PeerConnectionService(Service):
     @param peer: the peer to keep connected.
     @param clock: schedules the retries.
     @param retry_policy: seconds to wait after C{n} failures in a row, C{policy(n)}; by
-        default L{doubling_backoff}C{()}: 1, 2, 4 ... 60 s.
+        default L{doubling_backoff}C{()}: 1, 2, 4 ... 60 s.  A .NET peer (the network's wire
+        is C{"dotnet"}) that closed 3 connections in a row at once, never trusting us, is
+        refusing our IP until it restarts: it is dialled at the policy's longest wait
+        (C{policy(64)}), and a warning says so once (see docs/dotnet.md).
     @ivar peer: the kept peer.
     @ivar held: whether the peer is held: not dialled (after L{hold}) until L{release} or the
         next start.
@@ -114,7 +123,8 @@ class PeerConnectionService(Service):
         self.peer = peer
         self.clock = clock
         self._core = _KeeperCore(
-            network, peer, clock, retry_policy or doubling_backoff(), self.log
+            network, peer, clock, retry_policy or doubling_backoff(), self.log,
+            refusal_limit=DOTNET_REFUSALS if getattr(network, "wire", None) == "dotnet" else None,
         )
         self._machine = KeeperMachine(self._core)
 

@@ -150,6 +150,8 @@ def ping_trust(channel: PeerChannel) -> Deferred[bool]:
     The reference implementation's trust protocol: send C{"Ping from <our address>"} every
     3 seconds until the peer has sent 3 messages containing C{"Ping from"}, then trust it and
     answer its remaining pings.  It authenticates nothing: use it only to talk to .NET peers.
+    Once it has sent its own 3rd ping, the peer (which counts the same way) trusts us: it
+    tells the channel so (L{PeerChannel.peer_trusts_us}).
 
     @return: a Deferred that fires True once the peer pinged enough; cancelling it stops the
         pinging.
@@ -170,9 +172,21 @@ def ping_trust(channel: PeerChannel) -> Deferred[bool]:
             return True
         return False
 
+    pings_sent = 0
+
+    def send_ping() -> None:
+        nonlocal pings_sent
+        if channel.send_message(f"{PING_PREFIX} {host}"):
+            pings_sent += 1
+            if pings_sent == PINGS_TO_TRUST:
+                # The peer counts our pings as we count its (.NET: reads containing "Ping
+                # from", which the dotnet mode's pacing keeps one frame each): it trusts us
+                # from this one on, whatever the order of the two trusts.
+                channel.peer_trusts_us()
+
     core = PingCore(
         clock=channel.clock,
-        send_ping=lambda: channel.send_message(f"{PING_PREFIX} {host}"),
+        send_ping=send_ping,
         trusted=lambda: decided.callback(True),
     )
     machine = new_ping_trust(core)

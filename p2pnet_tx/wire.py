@@ -22,6 +22,7 @@ from __future__ import annotations
 import binascii
 import re
 import struct
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timezone
 from typing import Any
@@ -73,6 +74,7 @@ from p2pnet_tx.peer import GenericPeer, normalize_address
 
 __all__ = [
     "DEFAULT_MAX_FRAME_SIZE",
+    "LENIENCIES",
     "DotNetCodec",
     "P2PNetCodec",
     "decode_packet_object",
@@ -445,8 +447,9 @@ def _payload_text(packet: DataTransmissionPacket, dotnet: bool) -> str:
         payload = opening + payload + closing
     text = pybase64.b64encode_as_string(payload)
     if dotnet:
-        # Of the base64 alphabet, .NET escapes only "+": write the JSON string directly.
-        return JSONText('"' + text.replace("+", "\\u002B") + '"')
+        # System.Text.Json writes a byte[] as base64 with nothing escaped, "+" included (its
+        # string encoder would escape "+"; its base64 writer does not): write it directly.
+        return JSONText('"' + text + '"')
     return text
 
 
@@ -751,6 +754,73 @@ class DotNetCodec:
         return TagFramedDecoder(max_frame_size)
 
 
+# -- Reading as leniently as .NET ------------------------------------------------------------
+#
+# System.Text.Json reads a few things our readers refuse: a null or missing Message (it
+# becomes null), any DataType number (an enum takes any int; DistributionHandler ignores one
+# it has no case for), a peer on port 0 (GenericPeer takes any int), a date without a time
+# (midnight).  A .NET peer that sends one is no offender: the dotnet decoder reads such a
+# frame again with the field made what .NET makes of it, and counts it, per leniency, in its
+# counters ("lenient.null_message", "lenient.data_type", "lenient.port_zero",
+# "lenient.date_only").  Only frames the strict reader refused take this path.
+
+LENIENCIES = ("null_message", "data_type", "port_zero", "date_only")
+"""The names of the leniencies of the dotnet decoder; each counts as C{"lenient." + name}."""
+
+_DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII).fullmatch
+
+
+def _relax(reader: Callable[[Mapping[str, Any]], Packet], obj: dict[str, Any]) -> list[str]:
+    """Make C{obj}'s fields what .NET reads them as, in place; return the leniencies used."""
+    used = []
+    for name in ("SourceOriginTime", "Timestamp"):
+        value = obj.get(name)
+        if type(value) is str and _DATE_ONLY(value):
+            obj[name] = value + "T00:00:00Z"
+            used.append("date_only")
+    if reader is _read_message and obj.get("Message") is None:
+        obj["Message"] = ""
+        used.append("null_message")
+    elif reader is _read_data_transmit:
+        number = obj.get("DataType")
+        if type(number) is int and number not in _DATA_TYPES:
+            obj["DataType"] = int(DataPayloadFormat.MISC_DATA)
+            used.append("data_type")
+    elif reader is _read_peer_group and type(obj.get("peers")) is list:
+        peers = obj["peers"]
+        kept = [p for p in peers if not (type(p) is dict and p.get("Port") == 0
+                                         and type(p.get("Port")) is int)]
+        if len(kept) < len(peers):
+            # A port-0 peer cannot be dialled: it is left out of the list.
+            obj["peers"] = kept
+            used.append("port_zero")
+    return sorted(set(used))
+
+
+def _read_leniently(
+    reader: Callable[[Mapping[str, Any]], Packet],
+    refused: MalformedPacket,
+    counters: Counter[str],
+) -> Packet | MalformedPacket:
+    """Read a frame the strict reader refused as .NET would, counting each leniency used."""
+    try:
+        obj = orjson.loads(refused.raw)
+    except orjson.JSONDecodeError:
+        return refused
+    if type(obj) is not dict:
+        return refused
+    used = _relax(reader, obj)
+    if not used:
+        return refused
+    try:
+        packet = reader(obj)
+    except Invalid:
+        return refused
+    for name in used:
+        counters["lenient." + name] += 1
+    return packet
+
+
 _OPENING_TAGS: Mapping[bytes, tuple[Callable[[Mapping[str, Any]], Packet], bytes]] = {
     f"<{kind.value}>".encode(): (_READERS[kind], f"</{kind.value}>".encode())
     for kind in PacketType
@@ -779,10 +849,14 @@ class TagFramedDecoder:
         accepted in a row.  It may be changed at any time, even while an iterator of
         L{iter_feed} is being consumed: the bytes that follow are judged by the new value.
     @ivar garbage_bytes: the number of bytes skipped outside frames so far.
+    @ivar counters: the frames read more leniently than our own format allows, as .NET reads
+        them, by leniency (C{"lenient.null_message"} ...: see L{LENIENCIES}).  A channel
+        makes this its own counters.
     """
 
     def __init__(self, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> None:
         self.max_frame_size = _check_max_frame_size(max_frame_size)
+        self.counters: Counter[str] = Counter()
         self.garbage_bytes = 0
         self._garbage_run = 0
         # The bytes held; those before _position are already decoded or skipped.
@@ -867,6 +941,8 @@ class TagFramedDecoder:
                 if end - position > limit:
                     raise FrameTooLarge(end - position, limit)
                 item = _read_body(reader, buffer[position:end])
+                if item.__class__ is MalformedPacket:
+                    item = _read_leniently(reader, item, self.counters)  # type: ignore[arg-type]
                 position = self._position = end + len(closing)
                 frame = self._frame = None
                 self._garbage_run = 0

@@ -296,6 +296,104 @@ class PeerConnectionServiceTests(SynchronousTestCase):
         self.successResultOf(self.service.stopService())
 
 
+class DotnetRefusalTests(SynchronousTestCase):
+    """
+    Issue 9, finding 4: after any close, an unmodified .NET node refuses our IP until it is
+    restarted (PeerNetwork.cs: KnownPeers is never pruned; handleInboundConnection disposes
+    a known IP's client at once).  The keeper of a dotnet network must not hammer it.
+    """
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.network = FakeNetwork()
+        self.network.wire = "dotnet"  # type: ignore[attr-defined]
+        self.service = PeerConnectionService(
+            self.network, PEER, self.clock, doubling_backoff(1.0, 8.0)
+        )
+        self.logged = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+
+    def refused(self, after: float = 0.0) -> float:
+        """The latest dial connects; the peer closes after C{after} s; return the wait."""
+        channel = FakeChannel()
+        self.network.dials[-1].callback(channel)
+        self.clock.advance(after)
+        channel.lose("connection lost: Connection was closed cleanly.")
+        [delay] = pending_delays(self.clock)
+        self.clock.advance(delay)
+        return delay
+
+    def warnings(self) -> list[Any]:
+        return [e for e in self.logged if e["log_level"] == LogLevel.warn]
+
+    def test_backed_off_to_longest_and_logged_once(self) -> None:
+        """From the 3rd refusal in a row on, the wait is the policy's longest (8 s here, not
+        4), and one warning explains why, however many refusals follow."""
+        self.service.startService()
+        delays = [self.refused() for _ in range(6)]
+        self.assertEqual(delays, [1.0, 2.0, 8.0, 8.0, 8.0, 8.0])
+        [warning] = self.warnings()
+        self.assertEqual((warning["peer"], warning["count"], warning["delay"]), (PEER, 3, 8.0))
+        self.assertIn("KnownPeers", warning["log_format"])
+        self.assertIn("restart", warning["log_format"])
+
+    def test_trust_resets(self) -> None:
+        """A peer that trusts us again (restarted) resets the count and the warning."""
+        self.service.startService()
+        for _ in range(3):
+            self.refused()
+        channel = FakeChannel()
+        self.network.dials[-1].callback(channel)
+        channel.trust()
+        self.clock.advance(60)
+        channel.lose()
+        self.assertEqual(pending_delays(self.clock), [1.0])
+        self.clock.advance(1.0)
+        self.assertEqual([self.refused() for _ in range(3)], [2.0, 4.0, 8.0])
+        self.assertEqual(len(self.warnings()), 2)
+
+    def test_late_close_is_no_refusal(self) -> None:
+        """A connection that lived past the refusal window before closing is no refusal: the
+        ordinary backoff applies, and nothing is logged."""
+        self.service.startService()
+        delays = [self.refused(after=5.0) for _ in range(4)]
+        self.assertEqual(delays, [1.0, 2.0, 4.0, 8.0])
+        self.assertEqual(self.warnings(), [])
+
+    def test_dial_failures_are_no_refusals(self) -> None:
+        """A .NET node that is down (the dial fails) is dialled with the ordinary backoff."""
+        self.service.startService()
+        delays = []
+        for _ in range(3):
+            self.network.dials[-1].errback(ConnectionRefusedError())
+            [delay] = pending_delays(self.clock)
+            delays.append(delay)
+            self.clock.advance(delay)
+        self.assertEqual(delays, [1.0, 2.0, 4.0])
+        self.assertEqual(self.warnings(), [])
+
+    def test_p2pnet_network_unchanged(self) -> None:
+        """The p2pnet wire keeps its ordinary backoff for the same closes."""
+        self.network.wire = "p2pnet"  # type: ignore[attr-defined]
+        self.service = PeerConnectionService(
+            self.network, PEER, self.clock, doubling_backoff(1.0, 8.0)
+        )
+        self.service.startService()
+        self.assertEqual([self.refused() for _ in range(4)], [1.0, 2.0, 4.0, 8.0])
+        self.assertEqual(self.warnings(), [])
+
+    def test_real_networks(self) -> None:
+        """The rule follows the network's wire: on for a dotnet network, off for p2pnet."""
+        from twisted.internet.testing import MemoryReactorClock
+
+        from p2pnet_tx.network import PeerNetwork
+
+        reactor = MemoryReactorClock()
+        dotnet = PeerNetwork(reactor, wire="dotnet", trust_protocol="ping")
+        p2pnet = PeerNetwork(reactor)
+        self.assertEqual(PeerConnectionService(dotnet, PEER, reactor)._core.refusal_limit, 3)
+        self.assertIsNone(PeerConnectionService(p2pnet, PEER, reactor)._core.refusal_limit)
+
+
 class HoldTests(SynchronousTestCase):
     """A kept peer removed by hand is held (not redialled) until it is released."""
 

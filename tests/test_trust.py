@@ -418,6 +418,48 @@ class PingTrustTests(SynchronousTestCase):
         channel.dataReceived(ping * 10)
         self.assertEqual(len(sent_packets(transport)), 3)
 
+    def test_reports_peer_trust_at_third_ping_sent(self) -> None:
+        """
+        The peer counts our pings as we count its: ping trust tells the channel the peer
+        trusts us once it has sent its 3rd ping, whether or not we trust the peer yet
+        (issue 9, finding 7).
+        """
+        channel, _, clock = connect(ping_trust)
+        peer_trusts = channel.when_peer_trusts_us()
+        clock.advance(3)
+        self.assertFalse(channel.is_trusted_by_peer)
+        self.assertNoResult(peer_trusts)
+        clock.advance(3)
+        self.assertIs(self.successResultOf(peer_trusts), channel)
+        self.assertTrue(channel.is_trusted_by_peer and not channel.is_trusted)
+        self.assertEqual(channel.counters["packets_out.Message"], 3)
+        self.assertIs(self.successResultOf(channel.when_peer_trusts_us()), channel)
+
+    def test_peer_trust_by_answers(self) -> None:
+        """Trusted after our 1st ping, we stop pinging; our answers to the peer's pings are
+        our 2nd and 3rd: the 3rd reports the peer's trust."""
+        channel, _, clock = connect(ping_trust, limits=self.limits)
+        ping = frame(PureMessagePacket("Ping from 10.0.0.7"))
+        channel.dataReceived(ping * 3)
+        self.assertTrue(channel.is_trusted)
+        clock.advance(30)
+        self.assertFalse(channel.is_trusted_by_peer)
+        channel.dataReceived(ping)
+        self.assertFalse(channel.is_trusted_by_peer)
+        channel.dataReceived(ping)
+        self.assertTrue(channel.is_trusted_by_peer)
+
+    def test_peer_trust_waiter_fails_on_close(self) -> None:
+        """A when_peer_trusts_us() waiter fails with ChannelClosed when the channel closes
+        first; one asked afterwards fails at once."""
+        channel, _, _ = connect(ping_trust)
+        waiter = channel.when_peer_trusts_us()
+        lose(channel)
+        self.failureResultOf(waiter, ChannelClosed)
+        self.failureResultOf(channel.when_peer_trusts_us(), ChannelClosed)
+        channel.peer_trusts_us()
+        self.assertFalse(channel.is_trusted_by_peer)
+
     def test_authenticates_nothing(self) -> None:
         """Anyone who sends three pings is trusted: it is for .NET interop only."""
         channel, _, _ = connect(ping_trust)

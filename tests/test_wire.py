@@ -16,7 +16,7 @@ import os
 import re
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 from hypothesis import HealthCheck, given, settings
@@ -991,6 +991,15 @@ WRONG_FIELDS: list[tuple[str, dict[str, Any]]] = [
     ("Message", {"Message": False}),
 ]
 
+# The wrong fields that .NET reads all the same: the dotnet decoder reads them too.
+DOTNET_LENIENT_FIELDS: list[tuple[str, dict[str, Any]]] = [
+    ("PeerGroup", _peer_with(Port=0)),
+    ("DataTransmit", {"DataType": 7}),
+    ("DataTransmit", {"DataType": -1}),
+    ("Message", {"Message": None}),
+    ("Message", {"Message": MISSING}),
+]
+
 BAD_JSON: list[bytes] = [
     b"",
     b"{",
@@ -1067,6 +1076,14 @@ class HostileBodyTests(SynchronousTestCase):
         for name in FORMATS:
             for tag, changes in WRONG_FIELDS:
                 encoded, raw = frame(name, tag, _object_json(tag, changes))
+                if name == "dotnet" and (tag, changes) in DOTNET_LENIENT_FIELDS:
+                    # System.Text.Json reads these: so does the dotnet decoder, counting them
+                    # (issue 9, finding 8; DotNetLeniencyTests).
+                    decoder = get_codec(name).decoder()
+                    [item] = decoder.feed(encoded)
+                    self.assertIsInstance(item, PACKET_CLASSES[PacketType(tag)], (tag, changes))
+                    self.assertEqual(sum(decoder.counters.values()), 1, (tag, changes))
+                    continue
                 item = self._assert_isolated(name, encoded, raw)
                 self.assertIs(type(item), MalformedPacket, (name, tag, changes))
 
@@ -1162,7 +1179,8 @@ WIRE_EXAMPLE = (
 )
 
 # Written by hand the way the .NET default JSON encoder writes: PascalCase, own fields first,
-# $type in peers, 7-digit fractions, '+' in base64 escaped as \u002B, "'" as \u0027.
+# $type in peers, 7-digit fractions, '+' in base64 as it is (STJ's base64 writer escapes
+# nothing), "'" as \u0027.
 DOTNET_STREAM = (
     b'<Identity>{"Message":"discovery","Data":8051,"IP":"192.168.1.20",'
     b'"SourceOriginIdentifier":"peer_one","SourceOriginTime":"2026-11-23T18:56:42.1234567Z"}'
@@ -1173,17 +1191,17 @@ DOTNET_STREAM = (
     b'"Address":"192.168.1.21","Identifier":"peer_two"},{"$type":"GenericPeer","Port":8052,'
     b'"Address":"fe80:0:0:0:0:0:0:1","Identifier":null}],"SourceOriginIdentifier":"peer_one",'
     b'"SourceOriginTime":"2026-11-23T18:56:43Z"}</PeerGroup>'
-    b'<DataTransmit>{"Data":"PE1pc2NEYXRhPmhlbGxvPj4\\u002BPzwvTWlzY0RhdGE\\u002B","DataType":2,'
+    b'<DataTransmit>{"Data":"PE1pc2NEYXRhPmhlbGxvPj4+PzwvTWlzY0RhdGE+","DataType":2,'
     b'"SourceOriginIdentifier":"peer_one","SourceOriginTime":"2026-11-23T18:56:44.0000001Z"}'
     b"</DataTransmit>"
-    b'<DataTransmit>{"Data":"PEZpbGU\\u002B\\u002B\\u002B\\u002B\\u002B\\u002BzwvRmlsZT4=",'
+    b'<DataTransmit>{"Data":"PEZpbGU++++++zwvRmlsZT4=",'
     b'"DataType":0,"SourceOriginIdentifier":"peer_one",'
     b'"SourceOriginTime":"2026-11-23T18:56:44.99Z"}</DataTransmit>'
-    b'<DataTransmit>{"Data":"bm8gdGFncyA\\u002BPj4=","DataType":2,'
+    b'<DataTransmit>{"Data":"bm8gdGFncyA+Pj4=","DataType":2,'
     b'"SourceOriginIdentifier":"peer_one","SourceOriginTime":"2026-11-23T18:56:45Z"}'
     b"</DataTransmit>"
-    b'<DataTransmit>{"Data":"PFRhc2s\\u002BeyJUYXNrVHlwZSI6MTUsIlRhc2tEYXRhIjp7fX08L1Rhc2s'
-    b'\\u002B",'
+    b'<DataTransmit>{"Data":"PFRhc2s+eyJUYXNrVHlwZSI6MTUsIlRhc2tEYXRhIjp7fX08L1Rhc2s'
+    b'+",'
     b'"DataType":1,"SourceOriginIdentifier":"peer_one","SourceOriginTime":"2026-11-23T18:56:46Z"}'
     b"</DataTransmit>"
     b'<Disconnect>{"IP":"192.168.1.20","Port":8051,"Timestamp":"2026-11-23T18:57:00.1234567Z",'
@@ -1287,6 +1305,8 @@ class DotNetFormatTests(SynchronousTestCase):
                 expected += short[char]
             elif 0x20 <= code <= 0x7E and char not in "<>&'+\"`":
                 expected += char
+            elif 0xD800 <= code <= 0xDFFF:
+                expected += "\\uFFFD"  # a lone surrogate, as System.Text.Json writes it
             elif code > 0xFFFF:
                 expected += "\\u%04X\\u%04X" % (0xD800 + ((code - 0x10000) >> 10),
                                                   0xDC00 + ((code - 0x10000) & 0x3FF))
@@ -1366,9 +1386,8 @@ class DotNetFormatTests(SynchronousTestCase):
             .replace(b".0000001Z", b"Z")
             .replace(b"fe80:0:0:0:0:0:0:1", b"fe80::1")
             # Our writer always wraps payloads; the reference stream had one without tags.
-            .replace(b"bm8gdGFncyA\\u002BPj4=",
-                     base64.b64encode(b"<MiscData>no tags >>></MiscData>")
-                     .replace(b"+", b"\\u002B"))
+            .replace(b"bm8gdGFncyA+Pj4=",
+                     base64.b64encode(b"<MiscData>no tags >>></MiscData>"))
         )
         self.assertEqual(b"".join(map(DotNetCodec().encode, DOTNET_STREAM_PACKETS)), expected)
 
@@ -1808,3 +1827,168 @@ class DocumentationTests(SynchronousTestCase):
             namespace: dict[str, Any] = {"print": lambda *args: None}
             exec(compile(block, page, "exec"), namespace)
         self.assertIsInstance(namespace["task"], NetworkTask)
+
+
+class SystemTextJsonFixtures(SynchronousTestCase):
+    """
+    Issue 9, finding 8: two strings System.Text.Json writes otherwise than the old writer did,
+    each pinned to the bytes STJ gives.
+    """
+
+    def test_base64_plus_unescaped(self) -> None:
+        """A byte[] is base64 with nothing escaped: "+" stays "+" (it was written \\u002B)."""
+        packet = DataTransmissionPacket(b"\xfb\xef\xbe", DataPayloadFormat.MISC_DATA,
+                                        source_origin_identifier="peer_one",
+                                        source_origin_time=datetime(2026, 11, 23, tzinfo=UTC))
+        frame = DotNetCodec().encode(packet)
+        self.assertEqual(
+            frame,
+            b'<DataTransmit>{"Data":"PE1pc2NEYXRhPvvvvjwvTWlzY0RhdGE+","DataType":2,'
+            b'"SourceOriginIdentifier":"peer_one","SourceOriginTime":"2026-11-23T00:00:00Z"}'
+            b"</DataTransmit>",
+        )
+        self.assertNotIn(b"\\u002B", frame)
+        self.assertEqual(DotNetCodec().decoder().feed(frame), [packet])
+        # What older writers sent (\\u002B) still reads the same.
+        self.assertEqual(
+            DotNetCodec().decoder().feed(frame.replace(b"+", b"\\u002B")), [packet]
+        )
+
+    def test_lone_surrogate_written_as_replacement_character(self) -> None:
+        """A lone surrogate is written \\uFFFD, as STJ does; a pair stays a pair."""
+        packet = PureMessagePacket("a\ud800b\U0001F600", source_origin_identifier="peer_one",
+                                   source_origin_time=datetime(2026, 11, 23, tzinfo=UTC))
+        self.assertEqual(
+            DotNetCodec().encode(packet),
+            b'<Message>{"Message":"a\\uFFFDb\\uD83D\\uDE00","SourceOriginIdentifier":"peer_one",'
+            b'"SourceOriginTime":"2026-11-23T00:00:00Z"}</Message>',
+        )
+
+
+class DotNetLeniencyTests(SynchronousTestCase):
+    """
+    Issue 9, finding 8: the dotnet decoder reads what System.Text.Json reads (a null or
+    missing Message, any DataType number, a peer on port 0, a date without a time) and counts
+    each such frame per leniency instead of refusing it; the p2pnet codec stays strict.
+    """
+
+    # Each fixture: a frame .NET reads, the packet we read from it, the leniency it counts.
+    FIXTURES: ClassVar[list[tuple[bytes, Any, str]]] = [
+        ((b'<Message>{"Message":null,"SourceOriginIdentifier":"peer_one",'
+         b'"SourceOriginTime":"2026-11-23T18:56:42Z"}</Message>'),
+         PureMessagePacket("", source_origin_identifier="peer_one",
+                           source_origin_time=datetime(2026, 11, 23, 18, 56, 42, tzinfo=UTC)),
+         "null_message"),
+        (b'<Message>{"SourceOriginIdentifier":"peer_one"}</Message>',
+         PureMessagePacket("", source_origin_identifier="peer_one",
+                           source_origin_time=datetime.min.replace(tzinfo=UTC)),
+         "null_message"),
+        ((b'<DataTransmit>{"Data":"YWJj","DataType":7,"SourceOriginIdentifier":"peer_one",'
+         b'"SourceOriginTime":"2026-11-23T18:56:42Z"}</DataTransmit>'),
+         DataTransmissionPacket(b"abc", DataPayloadFormat.MISC_DATA,
+                                source_origin_identifier="peer_one",
+                                source_origin_time=datetime(2026, 11, 23, 18, 56, 42,
+                                                            tzinfo=UTC)),
+         "data_type"),
+        ((b'<PeerGroup>{"Data":100,"peers":[{"$type":"GenericPeer","Port":0,'
+         b'"Address":"192.168.1.21","Identifier":null},{"$type":"GenericPeer","Port":8052,'
+         b'"Address":"192.168.1.22","Identifier":"peer_two"}],"SourceOriginIdentifier":'
+         b'"peer_one","SourceOriginTime":"2026-11-23T18:56:43Z"}</PeerGroup>'),
+         CollectionSharePacket(100, [GenericPeer("192.168.1.22", 8052, "peer_two")],
+                               source_origin_identifier="peer_one",
+                               source_origin_time=datetime(2026, 11, 23, 18, 56, 43,
+                                                           tzinfo=UTC)),
+         "port_zero"),
+        ((b'<Message>{"Message":"hi","SourceOriginIdentifier":"peer_one",'
+         b'"SourceOriginTime":"2026-11-23"}</Message>'),
+         PureMessagePacket("hi", source_origin_identifier="peer_one",
+                           source_origin_time=datetime(2026, 11, 23, tzinfo=UTC)),
+         "date_only"),
+    ]
+
+    def test_fixtures(self) -> None:
+        """Each frame is read as .NET reads it and counted under its leniency alone."""
+        for frame, packet, leniency in self.FIXTURES:
+            decoder = DotNetCodec().decoder()
+            self.assertEqual(decoder.feed(frame), [packet], frame)
+            self.assertEqual(dict(decoder.counters), {"lenient." + leniency: 1}, frame)
+            self.assertIn(leniency, wire.LENIENCIES)
+
+    def test_strict_frames_count_nothing(self) -> None:
+        """A frame the strict reader takes counts no leniency."""
+        decoder = DotNetCodec().decoder()
+        decoder.feed(DOTNET_STREAM)
+        self.assertEqual(decoder.counters, {})
+
+    def test_p2pnet_codec_stays_strict(self) -> None:
+        """The p2pnet codec refuses the same bodies."""
+        codec = P2PNetCodec()
+        for frame, _, _ in self.FIXTURES:
+            body = frame[frame.index(b">") + 1 : frame.rindex(b"<")]
+            tag = frame[1 : frame.index(b">")].decode()
+            envelope = b'{"type":"' + tag.encode() + b'","packet":' + body + b"}"
+            [read] = codec.decoder().feed(len(envelope).to_bytes(4, "big") + envelope)
+            self.assertIsInstance(read, MalformedPacket, frame)
+
+    def test_what_net_refuses_stays_malformed(self) -> None:
+        """Leniency goes no further than .NET's: a Message of the wrong type, a DataType that
+        is no number, a time that is no date stay malformed, and count nothing."""
+        decoder = DotNetCodec().decoder()
+        for frame in (b'<Message>{"Message":5}</Message>',
+                      b'<DataTransmit>{"Data":"YWJj","DataType":"File"}</DataTransmit>',
+                      b'<Message>{"Message":"a","SourceOriginTime":"2026-13-45"}</Message>',
+                      b'<Message>{"Message":null,"SourceOriginTime":5}</Message>'):
+            [read] = decoder.feed(frame)
+            self.assertIsInstance(read, MalformedPacket, frame)
+        self.assertEqual(decoder.counters, {})
+
+    @given(st.integers(min_value=-(2**31), max_value=2**31 - 1))
+    def test_any_data_type(self, number: int) -> None:
+        """Any Int32 DataType is read; a known one as itself, counting nothing."""
+        frame = b'<DataTransmit>{"Data":"YWJj","DataType":' + str(number).encode() + b"}</DataTransmit>"
+        decoder = DotNetCodec().decoder()
+        [packet] = decoder.feed(frame)
+        self.assertIsInstance(packet, DataTransmissionPacket)
+        self.assertEqual(packet.payload, b"abc")
+        known = number in {int(kind) for kind in DataPayloadFormat}
+        self.assertEqual(decoder.counters["lenient.data_type"], 0 if known else 1)
+        if known:
+            self.assertEqual(packet.data_type, number)
+
+    @given(st.dates(min_value=datetime(1, 1, 1).date(), max_value=datetime(9999, 12, 31).date()),
+           st.sampled_from(["SourceOriginTime", "Timestamp"]))
+    def test_any_date_only_time(self, day: Any, name: str) -> None:
+        """Any date without a time reads as its midnight, UTC."""
+        frame = (b'<Disconnect>{"IP":"127.0.0.1","Port":0,"' + name.encode() + b'":"'
+                 + day.isoformat().encode() + b'"}</Disconnect>')
+        decoder = DotNetCodec().decoder()
+        [packet] = decoder.feed(frame)
+        self.assertIsInstance(packet, DisconnectPacket)
+        midnight = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        read = packet.source_origin_time if name == "SourceOriginTime" else packet.timestamp
+        self.assertEqual(read, midnight)
+        self.assertEqual(decoder.counters, {"lenient.date_only": 1})
+
+    def test_channel_counts_and_keeps_the_peer(self) -> None:
+        """A dotnet channel hands such frames on, counts them in its own counters, and keeps
+        the peer; the malformed counter stays at zero."""
+        from twisted.internet.task import Clock
+        from twisted.internet.testing import StringTransport
+
+        from p2pnet_tx.channel import PeerChannel
+        from p2pnet_tx.policy import IncomingPeerTrustPolicy
+
+        channel = PeerChannel("dotnet", None, None, clock=Clock(),
+                              policy=IncomingPeerTrustPolicy(allow_enhanced_packet_exchange=True))
+        received: list[Any] = []
+        channel.on_data_received.add(lambda c, p: received.append(p))
+        transport = StringTransport()
+        channel.makeConnection(transport)
+        for frame, _, _ in self.FIXTURES:
+            channel.dataReceived(frame)
+        self.assertEqual(received, [packet for _, packet, _ in self.FIXTURES])
+        self.assertEqual(channel.counters["lenient.null_message"], 2)
+        for leniency in ("data_type", "port_zero", "date_only"):
+            self.assertEqual(channel.counters["lenient." + leniency], 1)
+        self.assertEqual(channel.counters["malformed"], 0)
+        self.assertFalse(transport.disconnecting)

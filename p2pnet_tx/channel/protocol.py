@@ -152,6 +152,10 @@ class PeerChannel(Protocol):
     @param local_identifier: the C{source_origin_identifier} of the packets the channel makes.
     @param deadlines: the queue that wakes the channel's idle, keep-alive and partial-frame
         timers; a network shares one among its channels.  By default the channel has its own.
+    @param writer_class: the L{ChannelWriter} class the channel writes with (the dotnet wire
+        mode's is L{PacedWriter<p2pnet_tx.channel.paced.PacedWriter>}).
+    @param says_goodbye: close with a Disconnect packet; C{False}: simply close the socket
+        (a .NET peer's packet handler dies on a Disconnect).
 
     @ivar counters: packets in and out by type, refused, malformed, unknown, handler errors.
     @ivar close_reason: why the channel closed, once it has.
@@ -170,7 +174,8 @@ class PeerChannel(Protocol):
         "_open", "_trusted", "_awaiting_identity", "_handshake_error",
         "_receiver", "_timers", "_writer", "_stamp_millis", "_stamp",
         "trusted_since", "last_useful_packet",
-        "_warning_budget", "_chatter_budget", "_traffic",
+        "_warning_budget", "_chatter_budget", "_traffic", "_writer_class", "_says_goodbye",
+        "_trusted_by_peer", "_peer_trust_waiters",
     )
 
     def __init__(
@@ -188,6 +193,8 @@ class PeerChannel(Protocol):
         await_identity: bool = False,
         local_identifier: str = "",
         deadlines: DeadlineQueue | None = None,
+        writer_class: type[ChannelWriter] = ChannelWriter,
+        says_goodbye: bool = True,
     ) -> None:
         self.codec: ICodec = get_codec(codec) if isinstance(codec, str) else codec
         self.handlers = PacketHandleProtocol() if handlers is None else handlers
@@ -211,6 +218,10 @@ class PeerChannel(Protocol):
         self._data_observers: Observers | None = None
         self._waiters: ChannelWaiters | None = None
         self._deadlines = deadlines
+        self._writer_class = writer_class
+        self._says_goodbye = says_goodbye
+        self._trusted_by_peer = False
+        self._peer_trust_waiters: list[Deferred[PeerChannel]] | None = None
         self._properties: dict[str, Any] | None = None
         self._trust_protocol = trust_protocol
         self._await_identity = await_identity
@@ -220,9 +231,11 @@ class PeerChannel(Protocol):
         self._trusted = False
         self._awaiting_identity = False
         self._handshake_error: TrustRefused | None = None
-        self._receiver = PacketReceiver(
-            self, self.codec.decoder(self.limits.max_untrusted_frame_size)
-        )
+        decoder = self.codec.decoder(self.limits.max_untrusted_frame_size)
+        if isinstance(getattr(decoder, "counters", None), Counter):
+            # The dotnet decoder counts the frames it read leniently: in the channel's counters.
+            decoder.counters = self.counters  # type: ignore[attr-defined]
+        self._receiver = PacketReceiver(self, decoder)
         self._timers: ChannelTimers | None = None
         self._writer: ChannelWriter | None = None
         self._stamp_millis = -1
@@ -322,6 +335,41 @@ class PeerChannel(Protocol):
         if self.close_reason is not None:
             return fail(self._handshake_error or ChannelClosed(self.close_reason))
         return self._waiting().when_trusted()
+
+    @property
+    def is_trusted_by_peer(self) -> bool:
+        """Whether the trust protocol reported that the peer trusts us (L{peer_trusts_us})."""
+        return self._trusted_by_peer
+
+    def peer_trusts_us(self) -> None:
+        """
+        Note that the peer now trusts this node, as far as the trust protocol can tell (ping
+        trust: once it has sent the peer the pings the peer needs).  Fires the
+        L{when_peer_trusts_us} waiters; nothing once the channel is closing.
+        """
+        if self._trusted_by_peer or self.close_reason is not None:
+            return
+        self._trusted_by_peer = True
+        waiters, self._peer_trust_waiters = self._peer_trust_waiters, None
+        for waiter in waiters or ():
+            waiter.callback(self)
+
+    def when_peer_trusts_us(self) -> Deferred[PeerChannel]:
+        """
+        Return a new Deferred that fires with this channel once the trust protocol reports
+        that the peer trusts us (L{peer_trusts_us}), at once if it did.  It fails with
+        L{ChannelClosed} if the channel closes first.  A trust protocol that cannot tell never
+        reports it.
+        """
+        if self._trusted_by_peer:
+            return succeed(self)
+        if self.close_reason is not None:
+            return fail(ChannelClosed(self.close_reason))
+        waiter: Deferred[PeerChannel] = Deferred()
+        if self._peer_trust_waiters is None:
+            self._peer_trust_waiters = []
+        self._peer_trust_waiters.append(waiter)
+        return waiter
 
     def when_closed(self) -> Deferred[str]:
         """Return a new Deferred that fires with the close reason once the connection is gone."""
@@ -486,7 +534,7 @@ class PeerChannel(Protocol):
     def connectionMade(self) -> None:
         deadlines = DeadlineQueue(self.clock) if self._deadlines is None else self._deadlines
         timers = self._timers = ChannelTimers(self, self.limits, deadlines)
-        self._writer = ChannelWriter(
+        self._writer = self._writer_class(
             self.transport, self.clock, self.limits.max_queued_bytes,
             self.limits.write_stall_timeout, self._writes_stalled,
         )
@@ -552,6 +600,10 @@ class PeerChannel(Protocol):
         self.owner.peer_misbehaved(self, error)
 
     def _lifecycle_goodbye(self, reason: str, graceful: bool) -> None:
+        if not self._says_goodbye:
+            self._writer.finish(b"", graceful)  # type: ignore[union-attr]
+            self._lifecycle_closing(reason)
+            return
         goodbye = self.codec.encode(_goodbye(self, reason))
         self._writer.finish(goodbye, graceful)  # type: ignore[union-attr]
         self._traffic.bytes_out += len(goodbye)
@@ -577,10 +629,17 @@ class PeerChannel(Protocol):
         self.owner.channel_closed(self, reason)
         if self._waiters is not None:
             self._waiters.untrustable(self._handshake_error or ChannelClosed(reason))
+        self._peer_trust_lost(reason)
+
+    def _peer_trust_lost(self, reason: str) -> None:
+        waiters, self._peer_trust_waiters = self._peer_trust_waiters, None
+        for waiter in waiters or ():
+            waiter.errback(Failure(ChannelClosed(reason)))
 
     def _lifecycle_closed(self, reason: str) -> None:
         if self.close_reason is None:
             self.close_reason = reason
+        self._peer_trust_lost(self.close_reason)
         self._receiver.cancel_pending()
         self._data_observers = None
         self._log_suppressed(self.log, LogLevel.warn, self._warning_budget)

@@ -142,7 +142,8 @@ class ChannelWriter:
 
     def finish(self, last_frame: bytes, graceful: bool) -> None:
         """
-        End the connection after C{last_frame} (a Disconnect): gracefully, after everything
+        End the connection after C{last_frame} (a Disconnect; C{b""}: none, and a graceful end
+        then closes the socket outright, since no peer will answer a goodbye): gracefully, after everything
         queued, or at once, dropping the queue.  A graceful end half-closes and goes on reading
         until the peer closes (it does on a Disconnect; the channel's close timer aborts
         otherwise): closing a socket with unread data sends an RST, and the peer's kernel then
@@ -151,10 +152,11 @@ class ChannelWriter:
         transport = self._transport
         if graceful:
             self.flush()
-        transport.write(last_frame)
+        if last_frame:
+            transport.write(last_frame)
         if not graceful:
             transport.abortConnection()  # type: ignore[attr-defined]
-        elif INegotiated.providedBy(transport) or not callable(
+        elif not last_frame or INegotiated.providedBy(transport) or not callable(
             getattr(type(transport), "loseWriteConnection", None)
         ):
             # TLS closes its own way: its loseConnection sends what it holds, then its close

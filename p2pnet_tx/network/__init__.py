@@ -57,6 +57,7 @@ from p2pnet_tx.packets import CollectionSharePacket, IdentifierPacket, Packet, P
 from p2pnet_tx.peer import GenericPeer
 from p2pnet_tx.policy import IncomingPeerTrustPolicy
 from p2pnet_tx.tls import NodeTLS
+from p2pnet_tx.trust import ping_trust
 from p2pnet_tx.wire_mode import WireMode, get_wire_mode
 
 __all__ = [
@@ -149,7 +150,9 @@ class PeerNetwork(ChannelOwner):
         GenericPeer("127.0.0.1", 1, self.identifier)  # validates the identifier
         self.policy = IncomingPeerTrustPolicy() if policy is None else policy
         self.limits = NetworkLimits() if limits is None else limits
-        self.channel_limits = ChannelLimits() if channel_limits is None else channel_limits
+        self.channel_limits = (
+            self.wire_mode.channel_limits if channel_limits is None else channel_limits
+        )
         self.trust_protocol = resolve_trust_protocol(
             trust_protocol, self.policy, self.transport, self.wire_mode
         )
@@ -430,8 +433,21 @@ class PeerNetwork(ChannelOwner):
         self._membership.trusted(channel)
         self._gossip.trusted(channel)
         self.peer_trusted.notify(channel)
-        if self._table.is_connected(channel):  # an observer may have closed it
-            self._gossip.send(channel, peers)
+        if not self._table.is_connected(channel):  # an observer may have closed it
+            return
+        if (self.wire_mode.peer_group_awaits_peer_trust and self.trust_protocol is ping_trust
+                and not channel.is_trusted_by_peer):
+            # .NET's gate drops a PeerGroup from a peer it does not trust yet, and it never
+            # asks again: send it once our pings made it trust us (docs/dotnet.md).
+            channel.when_peer_trusts_us().addCallbacks(
+                self._send_peer_list_late, lambda _: None
+            )
+            return
+        self._gossip.send(channel, peers)
+
+    def _send_peer_list_late(self, channel: PeerChannel) -> None:
+        if channel.is_trusted and self._table.is_connected(channel):
+            self._gossip.send(channel, self._gossip.peer_list_for(channel))
 
     def peer_misbehaved(self, channel: PeerChannel, error: object) -> None:
         """Discourage the offender's address."""

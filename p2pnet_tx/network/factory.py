@@ -92,6 +92,8 @@ class ChannelMaker:
             await_identity=self._wire_mode.exchanges_identity,
             local_identifier=self._local.identifier,
             deadlines=self._deadlines,
+            writer_class=self._wire_mode.writer_class,
+            says_goodbye=self._wire_mode.says_goodbye,
         )
         if outbound:
             self._table.mark_outbound(channel)
