@@ -12,6 +12,7 @@ import os
 import signal
 from collections.abc import Callable
 
+import pytest
 import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.task import deferLater
@@ -117,6 +118,7 @@ async def test_node_dials_dotnet(tmp_path) -> None:
     assert b"Traceback" not in node.output, node.output.decode()[-3000:]
 
 
+@pytest.mark.long
 @pytest_twisted.ensureDeferred
 async def test_dotnet_dials_node_and_stays_up_two_minutes_idle(tmp_path) -> None:
     """.NET dials the node: trust both ways; then two minutes with nothing to say (a trusted
