@@ -255,7 +255,8 @@ def _peer_line(peer: dict[str, Any]) -> str:
         parts.append(escape(peer["direction"]))
     # Filled in by nodes that measure them (round-trip time from keepalives, last packet).
     if isinstance(peer.get("rtt"), (int, float)):
-        parts.append(f"rtt {peer['rtt'] * 1000:.0f} ms")
+        millis = peer["rtt"] * 1000
+        parts.append(f"rtt {millis:.0f} ms" if millis >= 10 else f"rtt {millis:.2g} ms")
     if isinstance(peer.get("seen_seconds_ago"), (int, float)):
         parts.append(f"last seen {_duration(peer['seen_seconds_ago'])} ago")
     return "  " + " ".join(parts)

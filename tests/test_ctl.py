@@ -199,6 +199,14 @@ class CommandTests(SynchronousTestCase):
         self.assertIn("(alice) 10.0.0.7:9000", line)
         self.assertIn("last seen 1m 5s ago", line)
 
+    def test_rtt_shown_to_two_significant_digits_under_10_ms(self) -> None:
+        """Loopback RTTs are fractions of a millisecond: they are not shown as 0 ms."""
+        from p2pnet_tx.ctl import _peer_line
+
+        self.assertIn("rtt 0.052 ms", _peer_line({"address": "10.0.0.7", "rtt": 0.000052}))
+        self.assertIn("rtt 2.5 ms", _peer_line({"address": "10.0.0.7", "rtt": 0.0025}))
+        self.assertIn("rtt 120 ms", _peer_line({"address": "10.0.0.7", "rtt": 0.1204}))
+
     def test_json_on_every_command(self) -> None:
         """--json, before or after the command, prints the API's JSON answer."""
         self.add_trusted_peer()
