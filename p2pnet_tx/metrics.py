@@ -142,7 +142,7 @@ class NodeMetrics:
         Collect every metric now.
 
         @param control: the control site's counters (L{ControlSite.counters
-            <p2pnet_tx.control.ControlSite.counters>}), if served by one.
+            <p2pnet_tx.control_site.ControlSite.counters>}), if served by one.
         @return: the text exposition.
         """
         out = MetricsText()
