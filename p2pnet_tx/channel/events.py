@@ -1,19 +1,26 @@
-# -*- test-case-name: tests.test_channel_events -*-
+# -*- test-case-name: tests.test_channel_events,tests.test_trust -*-
 """
-L{ChannelWaiters}: who waits on a channel, through C{when_trusted()} and C{when_closed()}.
+L{ChannelWaiters}: who waits on a channel, through C{when_trusted()} and C{when_closed()};
+and who waits, through C{when_peer_trusts_us()}, for the peer to trust this node.
 
-Each caller gets a Deferred of its own.  The channel makes this object only when somebody
-first waits, and fires it only after its owner has heard the news (see L{PeerChannel}).
+Each caller gets a Deferred of its own.  The channel makes L{ChannelWaiters} only when
+somebody first waits, and fires it only after its owner has heard the news (see
+L{PeerChannel <p2pnet_tx.channel.PeerChannel>}).  The waiters for the peer's trust are a list
+the channel holds itself, made by the first of them (L{when_peer_trusts_us}).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.python.failure import Failure
 
 from p2pnet_tx._observer import OneShotObserver
+from p2pnet_tx.errors import ChannelClosed
+
+if TYPE_CHECKING:
+    from p2pnet_tx.channel.protocol import PeerChannel
 
 
 class ChannelWaiters:
@@ -55,3 +62,39 @@ class ChannelWaiters:
     def closed_with(self, reason: str) -> None:
         """The connection is gone: fire every close waiter, now and later, with C{reason}."""
         self._closed.fire(reason)
+
+
+def peer_trusts_us(channel: PeerChannel) -> None:
+    """
+    The trust protocol reports that C{channel}'s peer trusts this node: note it and fire the
+    L{when_peer_trusts_us} waiters; nothing once the channel is closing.
+    """
+    if channel._trusted_by_peer or channel.close_reason is not None:
+        return
+    channel._trusted_by_peer = True
+    waiters, channel._peer_trust_waiters = channel._peer_trust_waiters, None
+    for waiter in waiters or ():
+        waiter.callback(channel)
+
+
+def when_peer_trusts_us(channel: PeerChannel) -> Deferred[PeerChannel]:
+    """
+    Return a new Deferred that fires with C{channel} once its peer trusts us (at once if it
+    does), or fails with L{ChannelClosed} if the channel closes first.
+    """
+    if channel._trusted_by_peer:
+        return succeed(channel)
+    if channel.close_reason is not None:
+        return fail(ChannelClosed(channel.close_reason))
+    waiter: Deferred[PeerChannel] = Deferred()
+    if channel._peer_trust_waiters is None:
+        channel._peer_trust_waiters = []
+    channel._peer_trust_waiters.append(waiter)
+    return waiter
+
+
+def peer_trust_lost(channel: PeerChannel, reason: str) -> None:
+    """C{channel} is closing: fail its L{when_peer_trusts_us} waiters with L{ChannelClosed}."""
+    waiters, channel._peer_trust_waiters = channel._peer_trust_waiters, None
+    for waiter in waiters or ():
+        waiter.errback(Failure(ChannelClosed(reason)))

@@ -1,6 +1,7 @@
-# -*- test-case-name: tests.test_channel_loglimit -*-
+# -*- test-case-name: tests.test_channel_loglimit,tests.test_channel_logs -*-
 """
-L{LogLimiter}: how many lines about one peer may be logged, and how many were not.
+L{LogLimiter}: how many lines about one peer may be logged, and how many were not; L{log_peer}:
+a line a peer caused, logged within its channel's budget.
 
 A peer decides how often it sends what a node logs (an unknown packet type, a failing
 handler, a message at debug level): left alone, one connection could fill the node's disk with
@@ -11,7 +12,18 @@ logging resumes or when the channel closes.  No timer runs: the bucket fills up 
 
 from __future__ import annotations
 
-__all__ = ["LogLimiter"]
+from typing import TYPE_CHECKING, Any
+
+from twisted.logger import Logger, LogLevel
+
+if TYPE_CHECKING:
+    from p2pnet_tx.channel.protocol import PeerChannel
+
+__all__ = ["LogLimiter", "log_peer"]
+
+# The levels of the lines a peer causes in the normal course of things (one per packet, at
+# most): they have a log budget of their own, so that they never use up that of warnings.
+_CHATTER = frozenset({LogLevel.debug, LogLevel.info})
 
 
 class LogLimiter:
@@ -56,3 +68,48 @@ class LogLimiter:
         """Return how many lines were refused since the last call, and start counting anew."""
         count, self.suppressed = self.suppressed, 0
         return count
+
+
+def log_peer(channel: PeerChannel, log: Logger, level: LogLevel, format: str,
+             fields: dict[str, Any]) -> bool:
+    """
+    Log a line that C{channel}'s peer caused, within the channel's log budget: this is
+    L{PeerChannel.log_peer <p2pnet_tx.channel.PeerChannel.log_peer>}, which says how.
+
+    @param channel: the channel whose peer caused the line.
+    @param log: the logger the line belongs to.
+    @param level: its level.
+    @param format: its template.
+    @param fields: its fields.
+    @return: whether the line was logged.
+    """
+    chatter = level in _CHATTER
+    budget = channel._chatter_budget if chatter else channel._warning_budget
+    now = channel.clock.seconds()
+    if budget is None:
+        limits = channel.limits
+        budget = LogLimiter(limits.peer_log_burst, limits.peer_log_window, now)
+        if chatter:
+            channel._chatter_budget = budget
+        else:
+            channel._warning_budget = budget
+    if not budget.admit(now):
+        return False
+    _log_suppressed(channel, log, level, budget)
+    log.emit(level, format, **fields)
+    return True
+
+
+def log_suppressed_lines(channel: PeerChannel) -> None:
+    """C{channel} is closed: say how many lines of each of its budgets were not logged."""
+    _log_suppressed(channel, channel.log, LogLevel.warn, channel._warning_budget)
+    _log_suppressed(channel, channel.log, LogLevel.debug, channel._chatter_budget)
+
+
+def _log_suppressed(channel: PeerChannel, log: Logger, level: LogLevel,
+                    budget: LogLimiter | None) -> None:
+    count = budget.take_suppressed() if budget is not None else 0
+    if count:
+        log.emit(level, "{count} more lines about {peer} were not logged (at most {burst} "
+                 "per {window} s)", count=count, peer=channel.peer,
+                 burst=channel.limits.peer_log_burst, window=channel.limits.peer_log_window)

@@ -26,11 +26,14 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from p2pnet_tx._observer import Observers
+from p2pnet_tx.channel import events, keepalive, loglimit
 from p2pnet_tx.channel.lifecycle import LifecycleCore, new_lifecycle
 from p2pnet_tx.channel.events import ChannelWaiters
+from p2pnet_tx.channel.keepalive import KEEPALIVE_MESSAGE  # noqa: F401 (imported from here)
 from p2pnet_tx.channel.limits import ChannelLimits
 from p2pnet_tx.channel.loglimit import LogLimiter
-from p2pnet_tx.channel.receiver import KEEPALIVE_MESSAGE, OUT_COUNTERS, PacketReceiver
+from p2pnet_tx.channel.owner import ChannelOwner, Traffic
+from p2pnet_tx.channel.receiver import OUT_COUNTERS, PacketReceiver
 from p2pnet_tx.channel.timers import ChannelTimers, DeadlineQueue
 from p2pnet_tx.channel.writer import ChannelWriter
 from p2pnet_tx.errors import (
@@ -47,7 +50,6 @@ from p2pnet_tx.packets import (
     IdentifierPacket,
     Packet,
     PacketType,
-    PureMessagePacket,
 )
 from p2pnet_tx.peer import GenericPeer
 from p2pnet_tx.policy import IncomingPeerTrustPolicy
@@ -58,66 +60,8 @@ TrustProtocol = Callable[["PeerChannel"], "Deferred[bool] | Any"]
 
 _DEFAULT_KINDS = frozenset({PacketType.MESSAGE, PacketType.DISCONNECT})
 
-# The levels of the lines a peer causes in the normal course of things (one per packet, at
-# most): they have a log budget of their own, so that they never use up that of warnings.
-_CHATTER = frozenset({LogLevel.debug, LogLevel.info})
-
 GOODBYE_REASON_CHARS = 200
 """How much of the close reason the Disconnect packet a channel sends carries."""
-
-
-class Traffic:
-    """
-    Bytes to and from the peers of all the channels of one owner, since it was made.
-
-    @ivar bytes_in: bytes read (over TLS, the decrypted bytes: the frames themselves).
-    @ivar bytes_out: bytes of the frames written, or queued to be written.
-    """
-
-    __slots__ = ("bytes_in", "bytes_out")
-
-    def __init__(self) -> None:
-        self.bytes_in = self.bytes_out = 0
-
-
-@implementer(IPeerChannelOwner)
-class ChannelOwner:
-    """
-    An owner that accepts every peer and otherwise only logs; the base of real owners.
-    """
-
-    log = Logger()
-
-    @property
-    def traffic(self) -> Traffic:
-        """
-        The bytes all of this owner's channels read and wrote (a channel whose owner has no
-        C{traffic} counts its own, out of sight).
-        """
-        traffic: Traffic | None = self.__dict__.get("_traffic")
-        if traffic is None:
-            traffic = self.__dict__["_traffic"] = Traffic()
-        return traffic
-
-    def channel_connected(self, channel: PeerChannel) -> None:
-        """Nothing to do."""
-
-    def channel_secured(self, channel: PeerChannel) -> None:
-        """Nothing to do: a trust protocol (L{p2pnet_tx.trust.KeyTrust}) may check the key."""
-
-    def identity_received(self, channel: PeerChannel, packet: IdentifierPacket) -> bool:
-        """Accept every peer."""
-        return True
-
-    def channel_trusted(self, channel: PeerChannel) -> None:
-        """Log it."""
-        self.log.info("peer {peer} trusted", peer=channel.peer)
-
-    def peer_misbehaved(self, channel: PeerChannel, error: Exception) -> None:
-        """Nothing to do: the channel already logged it."""
-
-    def channel_closed(self, channel: PeerChannel, reason: str) -> None:
-        """Nothing to do."""
 
 
 def _peer_from_address(address: Any) -> GenericPeer | None:
@@ -302,7 +246,7 @@ class PeerChannel(Protocol):
         The round-trip time, in seconds, of the last keep-alive the peer echoed (see
         L{rtt}), or C{None}.
         """
-        return self._timers.rtt if self._timers is not None else None
+        return keepalive.echo_rtt(self)
 
     @property
     def rtt(self) -> float | None:
@@ -314,13 +258,7 @@ class PeerChannel(Protocol):
         <p2pnet_tx.network.rtt.kernel_rtt>}, one system call); C{None} where neither is known.
         The dotnet wire has no echo: the kernel's figure is all there is.
         """
-        rtt = self.echo_rtt
-        if rtt is not None:
-            return rtt
-        # Imported here: the network package imports this one.
-        from p2pnet_tx.network.rtt import kernel_rtt
-
-        return kernel_rtt(self.transport)
+        return keepalive.rtt(self)
 
     def when_trusted(self) -> Deferred[PeerChannel]:
         """
@@ -347,12 +285,7 @@ class PeerChannel(Protocol):
         trust: once it has sent the peer the pings the peer needs).  Fires the
         L{when_peer_trusts_us} waiters; nothing once the channel is closing.
         """
-        if self._trusted_by_peer or self.close_reason is not None:
-            return
-        self._trusted_by_peer = True
-        waiters, self._peer_trust_waiters = self._peer_trust_waiters, None
-        for waiter in waiters or ():
-            waiter.callback(self)
+        events.peer_trusts_us(self)
 
     def when_peer_trusts_us(self) -> Deferred[PeerChannel]:
         """
@@ -361,15 +294,7 @@ class PeerChannel(Protocol):
         L{ChannelClosed} if the channel closes first.  A trust protocol that cannot tell never
         reports it.
         """
-        if self._trusted_by_peer:
-            return succeed(self)
-        if self.close_reason is not None:
-            return fail(ChannelClosed(self.close_reason))
-        waiter: Deferred[PeerChannel] = Deferred()
-        if self._peer_trust_waiters is None:
-            self._peer_trust_waiters = []
-        self._peer_trust_waiters.append(waiter)
-        return waiter
+        return events.when_peer_trusts_us(self)
 
     def when_closed(self) -> Deferred[str]:
         """Return a new Deferred that fires with the close reason once the connection is gone."""
@@ -467,27 +392,7 @@ class PeerChannel(Protocol):
         @param fields: its fields (C{log_failure=failure} logs a failure, as C{log.failure}).
         @return: whether the line was logged.
         """
-        chatter = level in _CHATTER
-        budget = self._chatter_budget if chatter else self._warning_budget
-        now = self.clock.seconds()
-        if budget is None:
-            budget = LogLimiter(self.limits.peer_log_burst, self.limits.peer_log_window, now)
-            if chatter:
-                self._chatter_budget = budget
-            else:
-                self._warning_budget = budget
-        if not budget.admit(now):
-            return False
-        self._log_suppressed(log, level, budget)
-        log.emit(level, format, **fields)
-        return True
-
-    def _log_suppressed(self, log: Logger, level: LogLevel, budget: LogLimiter | None) -> None:
-        count = budget.take_suppressed() if budget is not None else 0
-        if count:
-            log.emit(level, "{count} more lines about {peer} were not logged (at most {burst} "
-                     "per {window} s)", count=count, peer=self.peer,
-                     burst=self.limits.peer_log_burst, window=self.limits.peer_log_window)
+        return loglimit.log_peer(self, log, level, format, fields)
 
     def allows(self, kind: PacketType) -> bool:
         """Whether the gate lets a packet of type C{kind} through from this peer now."""
@@ -629,21 +534,15 @@ class PeerChannel(Protocol):
         self.owner.channel_closed(self, reason)
         if self._waiters is not None:
             self._waiters.untrustable(self._handshake_error or ChannelClosed(reason))
-        self._peer_trust_lost(reason)
-
-    def _peer_trust_lost(self, reason: str) -> None:
-        waiters, self._peer_trust_waiters = self._peer_trust_waiters, None
-        for waiter in waiters or ():
-            waiter.errback(Failure(ChannelClosed(reason)))
+        events.peer_trust_lost(self, reason)
 
     def _lifecycle_closed(self, reason: str) -> None:
         if self.close_reason is None:
             self.close_reason = reason
-        self._peer_trust_lost(self.close_reason)
+        events.peer_trust_lost(self, self.close_reason)
         self._receiver.cancel_pending()
         self._data_observers = None
-        self._log_suppressed(self.log, LogLevel.warn, self._warning_budget)
-        self._log_suppressed(self.log, LogLevel.debug, self._chatter_budget)
+        loglimit.log_suppressed_lines(self)
         self.log.info("channel to {peer} closed: {reason}", peer=self.peer,
                       reason=peer_text(self.close_reason, REASON_TEXT_LIMIT))
         self._waiting().closed_with(self.close_reason)
@@ -669,69 +568,13 @@ class PeerChannel(Protocol):
 
     # -- Sending and timers ---------------------------------------------------------------------
 
-    def _keepalive_due(self) -> None:
-        writer = self._writer
-        if writer is None or writer.queued or not self._open:
-            return  # queued data is on its way: the peer will hear from us
-        if self._echoes_keepalives():
-            # Its time, to the microsecond, is what its echo is known by (see
-            # _keepalive_received); it is the time the timers keep as last_sent.
-            now = self.clock.seconds()
-            self._timers.last_sent = now  # type: ignore[union-attr]
-            packet = PureMessagePacket(KEEPALIVE_MESSAGE,
-                                       source_origin_identifier=self.local_identifier,
-                                       source_origin_time=_keepalive_time(now))
-        else:
-            packet = PureMessagePacket(KEEPALIVE_MESSAGE,
-                                       source_origin_identifier=self.local_identifier)
-        self._write_keepalive(self.codec.encode(packet))
-
-    def _echoes_keepalives(self) -> bool:
-        # Peers that introduce themselves with an Identity (the p2pnet wire) echo keep-alives;
-        # .NET peers (the dotnet wire, no Identity) do not, and are never sent an echo.  An
-        # anonymous channel could not tell its keep-alives' echoes from its peer's.
-        return self._await_identity and bool(self.local_identifier)
-
-    def _keepalive_received(self, packet: PureMessagePacket) -> None:
-        """
-        A keep-alive arrived (the receiver calls this for each one, before its handler).  On a
-        channel that echoes keep-alives, it is one of two things, told apart by the identifier
-        it carries:
-
-          - ours (our own identifier): the echo of a keep-alive of ours.  If it carries the
-            time of the last packet we sent, that was the keep-alive it answers, and its round
-            trip is timed (L{echo_rtt}); an echo of anything older is ignored.
-          - the peer's: its keep-alive, sent back to it unchanged, once, if the peer is trusted
-            and nothing waits in our send queue.  The echo carries the peer's identifier, so
-            the peer never echoes it: an echo is never echoed, and a peer gets back no more
-            than it sent.
-        """
-        if not self._echoes_keepalives():
-            return
-        if packet.source_origin_identifier == self.local_identifier:
-            timers = self._timers
-            if timers is not None and packet.source_origin_time == _keepalive_time(
-                timers.last_sent
-            ):
-                timers.echo_received(self.clock.seconds())
-        elif self._trusted and self._open and self.is_writable:
-            self._write_keepalive(self.codec.encode(packet))
-
-    def _write_keepalive(self, frame: bytes) -> None:
-        """Write a keep-alive or its echo: past the send cap, and moving no deadline."""
-        self._writer.write_control(frame)  # type: ignore[union-attr]
-        self._traffic.bytes_out += len(frame)
-        self.counters["keepalives_out"] += 1
+    # The keep-alives are keepalive.py's; the timers call this when one is due.
+    _keepalive_due = keepalive.keepalive_due
 
     def _writes_stalled(self) -> None:
         self.log.warn("writes to {peer} stalled for {timeout} s", peer=self.peer,
                       timeout=self.limits.write_stall_timeout)
         self.abort("write stall")
-
-
-def _keepalive_time(seconds: float) -> datetime:
-    """The time a keep-alive sent at C{seconds} (on the channel's clock) carries."""
-    return datetime.fromtimestamp(seconds, timezone.utc)
 
 
 def _goodbye(channel: PeerChannel, reason: str) -> DisconnectPacket:

@@ -17,6 +17,7 @@ from twisted.internet.defer import CancelledError, Deferred
 from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
+from p2pnet_tx.channel.keepalive import KEEPALIVE_MESSAGE, keepalive_received
 from p2pnet_tx.errors import FramingError, MalformedPacket, UnknownPacketType
 from p2pnet_tx.interfaces import IFrameDecoder
 from p2pnet_tx.logtext import REASON_TEXT_LIMIT, peer_text
@@ -35,9 +36,6 @@ if TYPE_CHECKING:
 # code): formatting them per packet costs more than the counting.
 IN_COUNTERS = {cls: "packets_in." + kind.value for kind, cls in PACKET_CLASSES.items()}
 OUT_COUNTERS = {cls: "packets_out." + kind.value for kind, cls in PACKET_CLASSES.items()}
-
-KEEPALIVE_MESSAGE = "Pinging"
-"""The text of the PureMessage a channel sends when it has said nothing for a while."""
 
 _MESSAGES_IN = IN_COUNTERS[PureMessagePacket]
 
@@ -128,7 +126,7 @@ class PacketReceiver:
         if packet.__class__ is not PureMessagePacket or packet.message != KEEPALIVE_MESSAGE:
             self._channel.last_useful_packet = self._channel.clock.seconds()
         else:  # only keep-alives pay for this: time their echo, or echo them
-            self._channel._keepalive_received(packet)
+            keepalive_received(self._channel, packet)
         try:
             result = self._channel.handlers.dispatch(self._channel, packet)
         except BaseException:
