@@ -31,7 +31,12 @@ as little as TLS allows.
   C{peer_trusted} event), and the server's CPU time per handshake between the first and the last
   trust: "handshakes per second on one core" is one over it.  Beside it the same over plaintext
   TCP (C{always_trust}), and the plain baseline: a Twisted TLS accept loop that counts completed
-  handshakes (L{HandshakeCounter}) and answers a few bytes, on which its clients close.
+  handshakes (L{HandshakeCounter}) and answers a few bytes, on which its clients close.  The
+  server says which key-exchange group its first TLS handshake negotiated.
+
+C{--tls-group NAME} (L{use_tls_group}) has every child offer and accept only that key-exchange
+group, through an OpenSSL configuration they inherit (C{OPENSSL_CONF}, C{Groups}): the library
+is unchanged, and so is its default, OpenSSL's own list (post-quantum hybrid first).
 """
 
 from __future__ import annotations
@@ -41,8 +46,10 @@ import gc
 import os
 import resource
 import select
+import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
@@ -271,7 +278,7 @@ class HandshakeCounter(Protocol):
     """The baseline for handshakes: counts each completed TLS handshake and answers a string."""
 
     def handshakeCompleted(self) -> None:
-        self.factory.completed()
+        self.factory.completed(self)
         self.transport.write(b"\0\0\0\2ok")
 
 
@@ -335,10 +342,13 @@ class TrustClock:
     def __init__(self) -> None:
         self.times: list[float] = []
         self.cpu0 = 0.0
+        self.group = "-"
 
-    def completed(self, *ignored: object) -> None:
+    def completed(self, protocol: Any = None) -> None:
+        """A handshake completed on C{protocol} (a channel, or the plain TLS protocol)."""
         if not self.times:
             self.cpu0 = cpu_seconds()
+            self.group = negotiated_group(protocol)
         self.times.append(time.perf_counter())
 
     def span(self) -> float:
@@ -346,6 +356,32 @@ class TrustClock:
 
     def cpu_span(self) -> float:
         return cpu_seconds() - self.cpu0 if len(self.times) > 1 else 0.0
+
+
+def negotiated_group(protocol: Any) -> str:
+    """The key-exchange group the TLS connection under C{protocol} negotiated, or C{-}."""
+    handle = getattr(getattr(protocol, "transport", None), "getHandle", lambda: None)()
+    group = getattr(handle, "get_group_name", lambda: None)()
+    return group or "-"
+
+
+def use_tls_group(group: str) -> str:
+    """
+    Make every child started from now on offer and accept only the key-exchange C{group}: write
+    an OpenSSL configuration whose system default says C{Groups = group}, and point
+    C{OPENSSL_CONF} at it (children inherit the environment; this process does no TLS).
+
+    @return: the configuration's path.
+    """
+    if not group.replace("_", "").isalnum():
+        raise ValueError(f"not an OpenSSL group name: {group!r}")
+    path = os.path.join(tempfile.gettempdir(), f"bench_network.{group}.cnf")
+    with open(path, "w") as config:
+        config.write("openssl_conf = openssl_init\n[openssl_init]\nssl_conf = ssl_sect\n"
+                     "[ssl_sect]\nsystem_default = system_default_sect\n"
+                     f"[system_default_sect]\nGroups = {group}\n")
+    os.environ["OPENSSL_CONF"] = path
+    return path
 
 
 def hs_server_setup(flavor: str, channels: int) -> Callable[[Any], Callable[[str], None]]:
@@ -379,7 +415,7 @@ def hs_server_setup(flavor: str, channels: int) -> Callable[[Any], Callable[[str
                     counters.get("handshakes_failed", 0),
                     counters.get("refused_connections", 0),
                     len(network.active_peer_channels) if network is not None else 0,
-                    log.count, f"{clock.cpu_span():.6f}")
+                    log.count, f"{clock.cpu_span():.6f}", clock.group)
 
         return command
 
@@ -765,7 +801,7 @@ def handshake_run(flavor: str, options: argparse.Namespace,
                 "busy": cpu / span if span else 0.0,
                 "handshakes_failed": int(fields[2]), "refused": int(fields[3]),
                 "client_ok": int(ok), "client_failed": int(failed), "warnings": int(fields[5]),
-                "client_busy": float(client_busy)}
+                "client_busy": float(client_busy), "group": fields[7]}
     finally:
         if clients is not None:
             clients.stop()
@@ -824,30 +860,53 @@ def run_memory(options: argparse.Namespace, flavors: list[str], channels: int,
 
 def run_handshakes(options: argparse.Namespace, flavors: list[str],
                    results: dict[str, Any]) -> None:
+    """
+    The handshake figure, C{options.handshake_rounds} rounds; each round runs every flavor
+    once, in an order that rotates from round to round.  Rates and CPU are medians of rounds;
+    the ratio ours/TLS : plain/TLS is the median of the per-round ratios.
+    """
     how = ("clients hold their channels open" if options.hold else
            f"each client closes once trusted, at most {options.concurrency} open")
-    print(f"  handshakes, {options.handshakes:,} per server ({how}); light clients, each TLS "
-          f"connection with its own key:")
+    rounds = options.handshake_rounds
+    print(f"  handshakes, {options.handshakes:,} per server ({how}), {rounds} round(s), flavors "
+          f"rotating; light clients, each TLS connection with its own key:")
+    runs: dict[str, list[dict[str, Any]]] = {flavor: [] for flavor in flavors}
+    for index in range(rounds):
+        for flavor in flavors[index % len(flavors):] + flavors[: index % len(flavors)]:
+            hs = handshake_run(flavor, options)
+            what = "handshakes completed" if not is_ours(flavor) else "trusted"
+            print(f"  {LABELS[flavor]:10s} {hs['trusts']:,} {what} on the server in "
+                  f"{hs['span']:.2f} s: {hs['rate']:,.0f}/s ({hs['handshakes_failed']} failed, "
+                  f"{hs['refused']} refused at accept; clients saw {hs['client_ok']} ok, "
+                  f"{hs['client_failed']} failed"
+                  + (f"; {hs['warnings']} warnings" if hs["warnings"] else "")
+                  + (f"; key exchange {hs['group']}" if is_tls(flavor) else "") + ")")
+            if hs["cpu_each"]:
+                print(f"  {'':10s} server CPU {hs['cpu_each'] * 1e6:,.0f} us per handshake "
+                      f"(busy {hs['busy']:.0%} of the run; clients {hs['client_busy']:.0%}): "
+                      f"{1 / hs['cpu_each']:,.0f}/s on one core", flush=True)
+                runs[flavor].append(hs)
     figures = results.setdefault("handshakes", {})
-    for flavor in flavors:
-        hs = handshake_run(flavor, options)
-        what = "handshakes completed" if not is_ours(flavor) else "trusted"
-        print(f"  {LABELS[flavor]:10s} {hs['trusts']:,} {what} on the server in "
-              f"{hs['span']:.2f} s: {hs['rate']:,.0f}/s ({hs['handshakes_failed']} failed, "
-              f"{hs['refused']} refused at accept; clients saw {hs['client_ok']} ok, "
-              f"{hs['client_failed']} failed"
-              + (f"; {hs['warnings']} warnings" if hs["warnings"] else "") + ")")
-        if hs["cpu_each"]:
-            print(f"  {'':10s} server CPU {hs['cpu_each'] * 1e6:,.0f} us per handshake "
-                  f"(busy {hs['busy']:.0%} of the run; clients {hs['client_busy']:.0%}): "
-                  f"{1 / hs['cpu_each']:,.0f}/s on one core", flush=True)
-            figures[flavor] = {"rate": hs["rate"], "cpu_us": hs["cpu_each"] * 1e6,
-                               "one_core": 1 / hs["cpu_each"],
-                               "complete": hs["trusts"] >= options.handshakes}
+    for flavor, done in runs.items():
+        if not done:
+            continue
+        cpu = statistics.median(hs["cpu_each"] for hs in done)
+        figures[flavor] = {"rate": statistics.median(hs["rate"] for hs in done),
+                           "cpu_us": cpu * 1e6, "one_core": 1 / cpu, "group": done[0]["group"],
+                           "complete": all(hs["trusts"] >= options.handshakes for hs in done),
+                           "rounds": [1 / hs["cpu_each"] for hs in done]}
+    if rounds > 1:
+        for flavor, figure in figures.items():
+            print(f"  {LABELS[flavor]:10s} median of {len(figure['rounds'])} rounds: "
+                  f"{figure['cpu_us']:,.0f} us per handshake, {figure['one_core']:,.0f}/s on one "
+                  f"core (rounds: {', '.join(f'{r:,.0f}' for r in figure['rounds'])})")
     if "ours-tls" in figures and "plain-tls" in figures:
         ours, plain = figures["ours-tls"]["cpu_us"], figures["plain-tls"]["cpu_us"]
+        pairs = zip(runs["ours-tls"], runs["plain-tls"])
+        ratio = statistics.median(a["cpu_each"] / b["cpu_each"] for a, b in pairs)
+        figures["ours-tls"]["ratio"] = 1 / ratio
         print(f"  {'':10s} ours/TLS costs the server {ours - plain:,.0f} us more per handshake "
-              f"than a plain Twisted TLS accept ({ours / plain:.2f}x)")
+              f"than a plain Twisted TLS accept ({ratio:.2f}x, median of the rounds' ratios)")
 
 
 def profile_handshakes(options: argparse.Namespace, top: int = 30) -> None:

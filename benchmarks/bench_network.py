@@ -15,6 +15,8 @@ measured in the same run, printed as ratios against their targets.
     python benchmarks/bench_network.py --only breakdown # what an idle trusted channel holds
     python benchmarks/bench_network.py --only streams --profile plain   # cProfile both ends
     python benchmarks/bench_network.py --profile handshakes  # cProfile the TLS server
+    python benchmarks/bench_network.py --only handshakes --tls-group X25519  # without the
+                                                        # post-quantum hybrid, to compare
 
 Flavors (L{_netbench.FLAVORS}): C{ours-tls}, our node as it runs by default (TLS 1.3, mutual,
 key trust); C{ours-tcp}, our node over plaintext TCP (C{transport="tcp"}, C{always_trust});
@@ -56,7 +58,8 @@ and the receiver's "last packet" are comparable.
 6. handshakes: light clients (over TLS each connection with its own Ed25519 key and
    certificate) against a fresh server; completed trusts per second on the server and its CPU
    per handshake: "handshakes per second on one core" is one over it (target >= 500/s over
-   TLS).  Beside it ours over TCP and a plain Twisted TLS accept loop (see L{_netbench}).
+   TLS).  Beside it ours over TCP and a plain Twisted TLS accept loop (see L{_netbench}),
+   C{--handshake-rounds} rounds (default 3, 2 with C{--quick}), flavors rotating: medians.
 
 Rounds (C{--rounds}, default 5) rotate which flavor goes first; rates and CPU are medians of
 rounds, a ratio is the median of the per-round ratios.  Each run has a deadline; a run that
@@ -64,6 +67,11 @@ loses messages or whose connection aborts is reported, and makes the exit status
 
 C{--max-queued-bytes} sets C{ChannelLimits.max_queued_bytes} on both sides (the library's
 default otherwise: the channel has C{drain}); C{max_frame_size} is 4 MiB on both sides.
+
+C{--tls-group NAME} runs every TLS figure with that key-exchange group only (an OpenSSL group
+name, e.g. C{X25519}); by default OpenSSL's own list, which puts the post-quantum hybrid
+C{X25519MLKEM768} first, as the library does.  The handshake figure says which group each TLS
+server negotiated.
 
 C{--profile CASE} replaces the rounds by one run of CASE per flavor under cProfile in both
 children, and prints each process's top functions by own time; C{--profile handshakes} runs
@@ -788,10 +796,12 @@ def summary(results: dict[str, Any]) -> None:
             continue
         hs = handshakes[flavor]
         base = handshakes.get("plain-tls")
-        rows.append((f"6. handshakes/s on one core ({LABELS[flavor][5:]})",
+        group = f", {hs['group']}" if flavor == "ours-tls" else ""
+        rows.append((f"6. handshakes/s on one core ({LABELS[flavor][5:]}{group})",
                      f"{LABELS[flavor]} {hs['one_core']:,.0f}/s (wall {hs['rate']:,.0f}/s)",
                      f"plain/TLS {base['one_core']:,.0f}/s" if base else "",
-                     f"{hs['one_core'] / base['one_core']:.2f}x" if base else "", target,
+                     f"{hs.get('ratio', hs['one_core'] / base['one_core']):.2f}x" if base else "",
+                     target,
                      verdict(hs["one_core"] >= 500 and hs["complete"]) if target else ""))
     if not rows:
         return
@@ -817,6 +827,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, help="rounds of the stream figures (default 5)")
     parser.add_argument("--channels", type=int, help="idle channels for memory (default 10,000)")
     parser.add_argument("--handshakes", type=int, help="handshakes per server (default 5,000)")
+    parser.add_argument("--handshake-rounds", type=int,
+                        help="rounds of the handshake figure, flavors rotating (default 3)")
     parser.add_argument("--concurrency", type=int, default=100,
                         help="client connections in flight for memory/handshakes (default 100)")
     parser.add_argument("--budget", type=float, default=60.0,
@@ -826,6 +838,11 @@ def main() -> int:
     parser.add_argument("--tls-buffers", choices=("release", "keep"), default="release",
                         help="memory: 'keep' clears OpenSSL's MODE_RELEASE_BUFFERS on the TLS "
                              "servers, to show what it saves (default: as the library sets it)")
+    parser.add_argument("--tls-group", metavar="GROUP",
+                        help="TLS figures: offer and accept only this key-exchange group (an "
+                             "OpenSSL name, e.g. X25519), set in an OpenSSL configuration the "
+                             "children inherit; default: OpenSSL's list, post-quantum hybrid "
+                             "X25519MLKEM768 first (the library's default is unchanged)")
     parser.add_argument("--profile", choices=("plain", "paced", "big", "handshakes"),
                         help="streams: instead of the rounds, one run of this case per flavor "
                              "under cProfile in both children; handshakes: one run of the TLS "
@@ -868,6 +885,7 @@ def main() -> int:
     options.rounds = options.rounds or (2 if quick else 5)
     options.channels = options.channels or (1_000 if quick else 10_000)
     options.handshakes = options.handshakes or (500 if quick else 5_000)
+    options.handshake_rounds = options.handshake_rounds or (2 if quick else 3)
 
     if options.only == "breakdown":
         from _channel_memory import main as breakdown
@@ -883,6 +901,9 @@ def main() -> int:
           f"{' '.join(f'{x:.2f}' for x in os.getloadavg())} at start; clock: time.monotonic() "
           f"(CLOCK_MONOTONIC, shared by the processes of this host)")
     print(f"Flavors: {', '.join(LABELS[f] for f in flavors)} (--transport {options.transport})")
+    if options.tls_group:
+        path = nb.use_tls_group(options.tls_group)
+        print(f"TLS key exchange: {options.tls_group} only (--tls-group; OPENSSL_CONF={path})")
     results: dict[str, Any] = {}
     losses: list[str] = []
     if options.profile == "handshakes":

@@ -7,7 +7,10 @@ and asks its peer for one.  The certificate chain is not checked (there is no au
 matters is the key, which the TLS handshake proves the peer holds (its CertificateVerify is
 signed with it), on this very connection.  After the handshake, code checks that key
 (L{peer_public_key}): it must be Ed25519, and the peer's identifier must derive from it
-(L{p2pnet_tx.identity.identifier_for_public_key}).  A relayed or replayed handshake cannot
+(L{p2pnet_tx.identity.identifier_for_public_key}).  L{proven_key} gives both at once; a
+channel keeps what it returns (L{PeerChannel.proven_key
+<p2pnet_tx.channel.PeerChannel.proven_key>}), so the certificate is parsed and the identifier
+derived once per connection, whoever asks.  A relayed or replayed handshake cannot
 pass: the proof is the handshake of the connection it arrived on.
 
 L{NodeTLS} holds what a network needs, built once: the certificate, a server and a client
@@ -20,6 +23,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import attrs
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
@@ -45,10 +49,12 @@ from p2pnet_tx.identity import identifier_for_public_key, public_key_bytes
 
 __all__ = [
     "NodeTLS",
+    "ProvenKey",
     "TLSServerFactory",
     "certificate_for_key",
     "is_tls",
     "peer_public_key",
+    "proven_key",
 ]
 
 # A certificate here carries a key, not a validity claim: nobody checks its dates.  These are
@@ -113,6 +119,33 @@ def peer_public_key(transport: object) -> bytes:
             f"the peer's certificate holds a {type(key).__name__}, not an Ed25519 key"
         )
     return public_key_bytes(key)
+
+
+@attrs.frozen
+class ProvenKey:
+    """
+    The Ed25519 key the peer of a TLS connection proved it holds, and the identifier it derives.
+
+    @ivar public_key: the 32 raw key bytes.
+    @ivar identifier: the identifier derived from it (L{identifier_for_public_key}).
+    """
+
+    public_key: bytes
+    identifier: str
+
+
+def proven_key(transport: object) -> ProvenKey:
+    """
+    The key the peer of a TLS connection proved it holds (L{peer_public_key}) and the
+    identifier it derives.  It parses the certificate and hashes the key: ask the channel
+    instead (L{PeerChannel.proven_key<p2pnet_tx.channel.PeerChannel.proven_key>}), which
+    keeps the answer for its connection.
+
+    @param transport: a TLS transport whose handshake is complete.
+    @raise InvalidPeerCertificate: as L{peer_public_key}.
+    """
+    key = peer_public_key(transport)
+    return ProvenKey(key, identifier_for_public_key(key))
 
 
 class TLSServerFactory(TLSMemoryBIOFactory):

@@ -33,7 +33,6 @@ from p2pnet_tx.identity import identifier_for_public_key, public_key_bytes
 from p2pnet_tx.logtext import peer_text
 from p2pnet_tx.packets import Packet, PureMessagePacket
 from p2pnet_tx.pins import NamePins, PinMismatch
-from p2pnet_tx.tls import peer_public_key
 
 __all__ = [
     "KeyTrust",
@@ -224,10 +223,10 @@ class KeyTrust:
 
     def __call__(self, channel: PeerChannel) -> Deferred[bool]:
         try:
-            key = peer_public_key(channel.transport)
+            proven = channel.proven_key()
         except InvalidPeerCertificate as e:
             return self._refuse(channel, str(e))
-        derived = identifier_for_public_key(key)
+        key, derived = proven.public_key, proven.identifier
         claimed = getattr(channel.peer, "identifier", None)
         if claimed != derived:
             return self._refuse(

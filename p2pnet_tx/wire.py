@@ -155,10 +155,11 @@ class _EncodingCache:
     second, so it is kept, and the time written last is returned at once (the same packet sent
     to several peers, or messages of one millisecond).  A node sends mostly under its own
     identifier: the JSON around it is kept per identifier.  Both are bounded: a sender writing
-    arbitrary times or identifiers makes a cache start afresh, never grow.
+    arbitrary times or identifiers makes a cache start afresh, never grow.  The last Identity
+    and the last peer list written are kept whole (L{frame}).
     """
 
-    __slots__ = ("_seconds", "_last_time", "_last_text", "identifiers")
+    __slots__ = ("_seconds", "_last_time", "_last_text", "identifiers", "_frames")
 
     SECONDS = 256
     IDENTIFIERS = 1024
@@ -168,6 +169,26 @@ class _EncodingCache:
         self._last_time: datetime | None = None
         self._last_text = ""
         self.identifiers: dict[str, Any] = {}
+        self._frames: dict[type, tuple[Packet, list[Any] | None, bytes]] | None = None
+
+    def frame(self, packet: Packet, write: Callable[[Packet], bytes]) -> bytes:
+        """
+        C{write(packet)} for an Identity or a peer list, kept for the last packet of each of
+        the two types: a node sends every peer it accepts the same two, its own Identity and
+        the peer list its network keeps until trust changes.  Both are frozen; a peer list's
+        frame is used again only while its list names the same peers, the one part of either
+        that can change.
+        """
+        peers = packet.peers if type(packet) is CollectionSharePacket else None
+        frames = self._frames
+        if frames is None:
+            frames = self._frames = {}
+        kept = frames.get(type(packet))
+        if kept is not None and kept[0] is packet and kept[1] == peers:
+            return kept[2]
+        written = write(packet)
+        frames[type(packet)] = (packet, None if peers is None else list(peers), written)
+        return written
 
     def timestamp(self, value: datetime) -> str:
         """L{format_timestamp}, from the caches when it can."""
@@ -518,6 +539,18 @@ def _dotnet_identifier(identifier: str) -> str:
     return ',"SourceOriginIdentifier":' + dotnet_string(identifier) + ',"SourceOriginTime":"'
 
 
+_SENT_TO_EVERY_PEER = (IdentifierPacket, CollectionSharePacket)
+"""The packets a node sends, alike, to every peer it accepts (see L{_EncodingCache.frame})."""
+
+
+def _p2pnet_frame(packet: Packet) -> bytes:
+    """One p2pnet frame carrying C{packet}, by the general path."""
+    fields = _packet_fields(packet, False)  # first: a TypeError for what is not a packet
+    tag = _WIRE_TAGS.get(type(packet)) or packet.kind.value
+    body = orjson.dumps({"type": tag, "packet": fields})
+    return _pack_length(len(body)) + body
+
+
 # -- Codecs --------------------------------------------------------------------------------------
 
 
@@ -558,10 +591,9 @@ class P2PNetCodec:
                     )
                 )
                 return _pack_length(len(body)) + body
-        fields = _packet_fields(packet, False)  # first: a TypeError for what is not a packet
-        tag = _WIRE_TAGS.get(type(packet)) or packet.kind.value
-        body = orjson.dumps({"type": tag, "packet": fields})
-        return _pack_length(len(body)) + body
+        if type(packet) in _SENT_TO_EVERY_PEER:
+            return self._cache.frame(packet, _p2pnet_frame)
+        return _p2pnet_frame(packet)
 
     def decoder(self, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> LengthPrefixedDecoder:
         """Return a new incremental decoder; frames over C{max_frame_size} bytes are refused."""

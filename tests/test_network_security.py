@@ -15,6 +15,7 @@ from twisted.internet.testing import (
     StringTransport,
 )
 from twisted.logger import globalLogPublisher
+from twisted.protocols.tls import BufferingTLSTransport
 from twisted.trial.unittest import SynchronousTestCase
 
 from p2pnet_tx.channel import PeerChannel
@@ -284,6 +285,31 @@ class TLSNetworkTests(SynchronousTestCase):
         allowing = self.nodes.node(8055, trust_protocol=key_trust([self.client.tls.public_key]))
         d, _ = self.nodes.dial(self.client, allowing, source_port=40001)
         self.assertTrue(self.successResultOf(d).is_trusted)
+
+    def test_certificate_read_once(self) -> None:
+        """
+        The peer's certificate is read once per connection: the key binding at the handshake,
+        the check of the claimed identifier and key trust all use the key the channel keeps.
+        """
+        reads: list[object] = []
+
+        class CountingTLS(BufferingTLSTransport):
+            def getPeerCertificate(self) -> object:
+                reads.append(self)
+                return super().getPeerCertificate()
+
+        self.server.factory.protocol = CountingTLS
+        trusted: list[PeerChannel] = []
+        self.server.peer_trusted.add(trusted.append)
+        d, _ = self.nodes.dial(self.client, self.server)
+        self.assertTrue(self.successResultOf(d).is_trusted)
+        [inbound] = trusted
+        self.assertEqual(len(reads), 1)
+        proven = inbound.proven_key()
+        self.assertIs(inbound.proven_key(), proven)
+        self.assertEqual((proven.public_key, proven.identifier),
+                         (self.client.tls.public_key, self.client.identifier))
+        self.assertEqual(len(reads), 1)
 
     def test_bad_display_name_ignored(self) -> None:
         """A display name unfit to show is ignored; the peer is still accepted."""

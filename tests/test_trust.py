@@ -24,7 +24,12 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from p2pnet_tx.channel import ChannelLimits, PeerChannel
-from p2pnet_tx.errors import ChannelClosed, HandshakeTimeout, TrustRefused
+from p2pnet_tx.errors import (
+    ChannelClosed,
+    HandshakeTimeout,
+    InvalidPeerCertificate,
+    TrustRefused,
+)
 from p2pnet_tx.handlers import PacketHandleProtocol
 from p2pnet_tx.packets import (
     DisconnectPacket,
@@ -35,7 +40,7 @@ from p2pnet_tx.packets import (
 )
 from p2pnet_tx.pins import NamePins, PinMismatch
 from p2pnet_tx.testing import RecordingHandler, connected_channels
-from p2pnet_tx.tls import NodeTLS
+from p2pnet_tx.tls import NodeTLS, ProvenKey
 from p2pnet_tx.trust import (
     KeyTrust,
     PingCore,
@@ -632,6 +637,30 @@ class KeyTrustTests(SynchronousTestCase):
         _, _, (server_trusted, _) = self.pair(key_trust(name_pins=pins), key_trust())
         self.successResultOf(server_trusted)
         self.assertEqual(len(pins), 1)
+
+    def test_proven_key_kept(self) -> None:
+        """
+        A channel keeps the key its TLS peer proved and the identifier it derives, made once
+        for its connection, whoever asks.
+        """
+        server, client, trusted = self.pair(key_trust(), key_trust())
+        for d in trusted:
+            self.successResultOf(d)
+        proven = server.proven_key()
+        self.assertIsInstance(proven, ProvenKey)
+        self.assertIs(server.proven_key(), proven)
+        self.assertEqual(proven, ProvenKey(public_key_bytes(self.client_key),
+                                           identifier_for_public_key(self.client_key)))
+        self.assertEqual(client.proven_key().identifier,
+                         identifier_for_public_key(self.server_key))
+
+    def test_proven_key_not_tls(self) -> None:
+        """Over plaintext there is no proven key: an error each time, nothing kept."""
+        channel, _, _ = connect(None)
+        for _ in range(2):
+            with self.assertRaises(InvalidPeerCertificate) as caught:
+                channel.proven_key()
+            self.assertIn("not TLS", str(caught.exception))
 
     def test_not_tls(self) -> None:
         """Over a plaintext transport key trust refuses every peer."""

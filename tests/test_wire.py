@@ -1773,6 +1773,45 @@ class SendShortcutTests(SynchronousTestCase):
             for name in FORMATS:
                 self.assertEqual(get_codec(name).encode(packet), general_encode(name, packet))
 
+    def test_identity_and_peer_list_written_once(self) -> None:
+        """
+        The Identity and the peer list a node sends every peer it accepts are written once:
+        the same packet again gets the same frame, the frame the general path writes, and
+        alternating the two keeps both.
+        """
+        codec = get_codec("p2pnet")
+        identity = IdentifierPacket("connect", 8051, "", source_origin_identifier="node",
+                                    source_origin_time=T0)
+        peers = CollectionSharePacket(100, [GenericPeer("10.0.0.8", 8051, "two")],
+                                      source_origin_identifier="node", source_origin_time=T0)
+        frames = [codec.encode(identity), codec.encode(peers)]
+        for _ in range(2):
+            self.assertIs(codec.encode(identity), frames[0])
+            self.assertIs(codec.encode(peers), frames[1])
+        self.assertEqual(frames, [general_encode("p2pnet", identity),
+                                  general_encode("p2pnet", peers)])
+        again = IdentifierPacket("connect", 8051, "", source_origin_identifier="node",
+                                 source_origin_time=T0)
+        self.assertEqual(codec.encode(again), frames[0])  # an equal packet: written afresh
+        self.assertEqual(codec.decoder().feed(codec.encode(peers)), [peers])
+
+    def test_peer_list_changed_in_place_written_afresh(self) -> None:
+        """
+        A peer list whose list was changed after it was written (the one part of a frozen
+        packet that can change) is written afresh, never sent with its old peers.
+        """
+        codec = get_codec("p2pnet")
+        packet = CollectionSharePacket(100, [GenericPeer("10.0.0.8", 8051, "two")],
+                                       source_origin_time=T0)
+        first = codec.encode(packet)
+        packet.peers.append(GenericPeer("10.0.0.9", 8052, "three"))
+        self.assertEqual(codec.encode(packet), general_encode("p2pnet", packet))
+        self.assertNotEqual(codec.encode(packet), first)
+        packet.peers[0] = GenericPeer("10.0.0.7", 8053, "one")
+        self.assertEqual(codec.decoder().feed(codec.encode(packet)), [packet])
+        packet.peers.clear()
+        self.assertEqual(codec.decoder().feed(codec.encode(packet)), [packet])
+
 
 # -- Tasks ----------------------------------------------------------------------------------------
 

@@ -53,6 +53,7 @@ from p2pnet_tx.packets import (
 )
 from p2pnet_tx.peer import GenericPeer
 from p2pnet_tx.policy import IncomingPeerTrustPolicy
+from p2pnet_tx.tls import ProvenKey, proven_key
 from p2pnet_tx.wire import get_codec
 
 TrustProtocol = Callable[["PeerChannel"], "Deferred[bool] | Any"]
@@ -113,6 +114,7 @@ class PeerChannel(Protocol):
     # factory) still go to the instance dict, which then stays tiny.
     __slots__ = (
         "codec", "handlers", "policy", "owner", "limits", "clock", "peer", "local_identity",
+        "_proven_key",
         "local_identifier", "counters", "close_reason", "_data_observers", "_waiters",
         "_deadlines", "_properties", "_trust_protocol", "_await_identity", "_lifecycle",
         "_open", "_trusted", "_awaiting_identity", "_handshake_error",
@@ -146,6 +148,7 @@ class PeerChannel(Protocol):
         self.owner: IPeerChannelOwner = ChannelOwner() if owner is None else owner
         self.limits = ChannelLimits() if limits is None else limits
         self.clock = clock
+        self._proven_key: ProvenKey | None = None  # asked for over TLS only
         self.peer: IPeer | None = peer
         self.local_identity = local_identity
         self.local_identifier = local_identifier or (
@@ -211,6 +214,21 @@ class PeerChannel(Protocol):
         if self._properties is None:
             self._properties = {}
         return self._properties
+
+    def proven_key(self) -> ProvenKey:
+        """
+        The Ed25519 key this connection's TLS peer proved it holds, and the identifier it
+        derives (L{p2pnet_tx.tls.proven_key}).  The certificate is parsed and the identifier
+        derived on the first call only: the key binding and key trust both ask, and a TLS 1.3
+        connection (the only version a node speaks) never changes its peer's certificate.
+
+        @raise InvalidPeerCertificate: if the connection is not TLS, its handshake is not over,
+            or the peer's certificate holds no Ed25519 key; nothing is kept then, and the
+            next call reads the certificate again.
+        """
+        if self._proven_key is None:
+            self._proven_key = proven_key(self.transport)
+        return self._proven_key
 
     @property
     def is_trusted(self) -> bool:

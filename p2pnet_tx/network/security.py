@@ -13,10 +13,8 @@ from typing import TYPE_CHECKING
 from twisted.logger import Logger
 
 from p2pnet_tx.errors import IdentityMismatch, InvalidPeerCertificate, PeerRefused
-from p2pnet_tx.identity import identifier_for_public_key
 from p2pnet_tx.logtext import peer_text
 from p2pnet_tx.policy import IncomingPeerTrustPolicy
-from p2pnet_tx.tls import peer_public_key
 from p2pnet_tx.trust import KeyTrust, key_trust, ping_trust
 from p2pnet_tx.wire_mode import WireMode
 
@@ -148,16 +146,18 @@ class KeyBinding:
         """
         A channel's TLS handshake is over: keep the proven key in
         C{channel.properties["public_key"]}, and check it against the identifier dialled.
+        (The channel keeps the key and its identifier for the later checks:
+        L{PeerChannel.proven_key<p2pnet_tx.channel.PeerChannel.proven_key>}.)
 
         @return: why the peer must be dropped, or C{None}.
         """
         try:
-            key = peer_public_key(channel.transport)
+            proven = channel.proven_key()
         except InvalidPeerCertificate as e:
             return self._refused(channel, InvalidPeerCertificate(str(e), channel.peer))
-        channel.properties["public_key"] = key
+        channel.properties["public_key"] = proven.public_key
         expected = getattr(channel.peer, "identifier", None)
-        derived = identifier_for_public_key(key)
+        derived = proven.identifier
         if expected is not None and expected != derived:
             return self._refused(channel, IdentityMismatch(
                 f"dialled {expected} but the peer's key is that of {derived}", channel.peer,
@@ -166,15 +166,16 @@ class KeyBinding:
 
     def claim_refusal(self, channel: PeerChannel, claimed: str | None) -> PeerRefused | None:
         """
-        A peer claims an identifier in its Identity packet.
+        A peer claims an identifier in its Identity packet: it must be the one derived from
+        the key its TLS handshake proved (the channel's, not what C{channel.properties} says).
 
         @return: why the claim is refused (the peer must be dropped), or C{None}.
         """
-        key = channel.properties.get("public_key")
-        if key is None:
+        try:
+            derived = channel.proven_key().identifier
+        except InvalidPeerCertificate:
             return self._refused(channel, InvalidPeerCertificate(
                 "an Identity before any TLS key was proven", channel.peer))
-        derived = identifier_for_public_key(key)
         if claimed != derived:
             self._counters["identities_unbound"] += 1
             error = IdentityMismatch(
