@@ -12,7 +12,6 @@ reports to its owner (the network).
 
 from __future__ import annotations
 
-import ipaddress
 from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -26,10 +25,11 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from p2pnet_tx._observer import Observers
-from p2pnet_tx.channel import events, keepalive, loglimit
-from p2pnet_tx.channel.lifecycle import LifecycleCore, new_lifecycle
+from p2pnet_tx.channel import actions, events, keepalive, loglimit
+from p2pnet_tx.channel.actions import GOODBYE_REASON_CHARS  # noqa: F401 (imported from here)
 from p2pnet_tx.channel.events import ChannelWaiters
 from p2pnet_tx.channel.keepalive import KEEPALIVE_MESSAGE  # noqa: F401 (imported from here)
+from p2pnet_tx.channel.lifecycle import LifecycleCore, new_lifecycle
 from p2pnet_tx.channel.limits import ChannelLimits
 from p2pnet_tx.channel.loglimit import LogLimiter
 from p2pnet_tx.channel.owner import ChannelOwner, Traffic
@@ -38,20 +38,17 @@ from p2pnet_tx.channel.timers import ChannelTimers, DeadlineQueue
 from p2pnet_tx.channel.writer import ChannelWriter
 from p2pnet_tx.errors import (
     ChannelClosed,
-    HandshakeTimeout,
     TrustRefused,
 )
 from p2pnet_tx.handlers import PacketHandleProtocol
 from p2pnet_tx.interfaces import ICodec, IPeer, IPeerChannelOwner
-from p2pnet_tx.logtext import REASON_TEXT_LIMIT, peer_text
 from p2pnet_tx.packets import (
-    _pure_message_packet,
     DisconnectPacket,
     IdentifierPacket,
     Packet,
     PacketType,
+    _pure_message_packet,
 )
-from p2pnet_tx.peer import GenericPeer
 from p2pnet_tx.policy import IncomingPeerTrustPolicy
 from p2pnet_tx.tls import ProvenKey, proven_key
 from p2pnet_tx.wire import get_codec
@@ -60,18 +57,6 @@ TrustProtocol = Callable[["PeerChannel"], "Deferred[bool] | Any"]
 """A trust protocol: called with a channel, returns (a Deferred of, or a coroutine of) a bool."""
 
 _DEFAULT_KINDS = frozenset({PacketType.MESSAGE, PacketType.DISCONNECT})
-
-GOODBYE_REASON_CHARS = 200
-"""How much of the close reason the Disconnect packet a channel sends carries."""
-
-
-def _peer_from_address(address: Any) -> GenericPeer | None:
-    host, port = getattr(address, "host", None), getattr(address, "port", None)
-    try:
-        return GenericPeer(host, port)
-    except ValueError:
-        return None
-
 
 @implementer(IHandshakeListener)
 class PeerChannel(Protocol):
@@ -218,13 +203,10 @@ class PeerChannel(Protocol):
     def proven_key(self) -> ProvenKey:
         """
         The Ed25519 key this connection's TLS peer proved it holds, and the identifier it
-        derives (L{p2pnet_tx.tls.proven_key}).  The certificate is parsed and the identifier
-        derived on the first call only: the key binding and key trust both ask, and a TLS 1.3
-        connection (the only version a node speaks) never changes its peer's certificate.
+        derives (L{p2pnet_tx.tls.proven_key}), read from the certificate once.
 
         @raise InvalidPeerCertificate: if the connection is not TLS, its handshake is not over,
-            or the peer's certificate holds no Ed25519 key; nothing is kept then, and the
-            next call reads the certificate again.
+            or the peer's certificate holds no Ed25519 key (nothing is kept then).
         """
         if self._proven_key is None:
             self._proven_key = proven_key(self.transport)
@@ -270,11 +252,8 @@ class PeerChannel(Protocol):
     def rtt(self) -> float | None:
         """
         The round-trip time to the peer, in seconds: that of the last keep-alive it echoed
-        (a channel that exchanges Identity packets, the p2pnet wire, sends one after
-        C{limits.keepalive_interval} without sending and its peer echoes it), or else the
-        kernel's smoothed RTT of the TCP connection (Linux only: L{kernel_rtt
-        <p2pnet_tx.network.rtt.kernel_rtt>}, one system call); C{None} where neither is known.
-        The dotnet wire has no echo: the kernel's figure is all there is.
+        (the p2pnet wire), else the kernel's smoothed RTT of the TCP connection (Linux:
+        L{kernel_rtt<p2pnet_tx.network.rtt.kernel_rtt>}); C{None} where neither is known.
         """
         return keepalive.rtt(self)
 
@@ -335,8 +314,7 @@ class PeerChannel(Protocol):
             return fail(ChannelClosed(self.close_reason or "not connected"))
         return self._writer.drain().addCallback(lambda _: self)
 
-    when_writable = drain
-    """An older name of L{drain}."""
+    when_writable = drain  # an older name of drain()
 
     def send(self, packet: Packet) -> bool:
         """
@@ -368,19 +346,7 @@ class PeerChannel(Protocol):
         if text.__class__ is not str:
             raise TypeError(f"a message is a str, not {type(text).__name__}")
         # The one check the packet's validators would make: the identifier was checked once.
-        return self.send(_pure_message_packet(text, self.local_identifier, self._timestamp()))
-
-    def _timestamp(self) -> datetime:
-        """
-        Now on the channel's clock, to the millisecond.  Messages sent within one millisecond
-        share one datetime, which the codec formats once: making and formatting a time was a
-        third of the cost of a small message.
-        """
-        millis = int(self.clock.seconds() * 1000)
-        if millis != self._stamp_millis:
-            self._stamp_millis = millis
-            self._stamp = datetime.fromtimestamp(millis / 1000, timezone.utc)
-        return self._stamp  # type: ignore[return-value]
+        return self.send(_pure_message_packet(text, self.local_identifier, _message_time(self)))
 
     def trust(self) -> None:
         """
@@ -395,19 +361,12 @@ class PeerChannel(Protocol):
 
     def log_peer(self, log: Logger, level: LogLevel, format: str, **fields: Any) -> bool:
         """
-        Log a line that this channel's peer caused, within the channel's log budget: at most
-        C{limits.peer_log_burst} lines at once, then as many per C{limits.peer_log_window}
-        seconds (a token bucket on the channel's clock).  Warnings and worse have one budget;
-        debug and info lines another.  A line over budget is counted, not logged; the next
-        line logged, or the channel's close, says how many were not.
-
-        Whatever the peer chose goes in C{fields} through L{peer_text
+        Log a line this channel's peer caused, within the channel's log budget (a token bucket
+        of C{limits.peer_log_burst} lines per C{limits.peer_log_window} s; warnings have a
+        budget of their own): over it the line is counted, and a later line says how many were
+        not logged.  Peer text goes in C{fields}, through L{peer_text
         <p2pnet_tx.logtext.peer_text>}, never into C{format}.
 
-        @param log: the logger the line belongs to.
-        @param level: its level.
-        @param format: its template.
-        @param fields: its fields (C{log_failure=failure} logs a failure, as C{log.failure}).
         @return: whether the line was logged.
         """
         return loglimit.log_peer(self, log, level, format, fields)
@@ -445,33 +404,12 @@ class PeerChannel(Protocol):
         self._closing_requested("disconnected by peer")
         self._lifecycle.peer_left("disconnected by peer")
 
-    def _closing_requested(self, reason: str) -> None:
-        # Automat runs an input given during a transition (an owner callback, a waiter) only
-        # once that transition is over: stop sending and reading now, not then.
-        if self._open:
-            self._open = False
-            self.close_reason = reason
+    _closing_requested = actions.closing_requested
 
     # -- Protocol -------------------------------------------------------------------------------
 
     def connectionMade(self) -> None:
-        deadlines = DeadlineQueue(self.clock) if self._deadlines is None else self._deadlines
-        timers = self._timers = ChannelTimers(self, self.limits, deadlines)
-        self._writer = self._writer_class(
-            self.transport, self.clock, self.limits.max_queued_bytes,
-            self.limits.write_stall_timeout, self._writes_stalled,
-        )
-        self._lifecycle.connected()
-        if self.peer is None:
-            self.peer = _peer_from_address(self.transport.getPeer())
-        timers.start(self.clock.seconds())
-        if self.local_identity is not None:
-            self.send(self.local_identity)
-        self.owner.channel_connected(self)
-        if self._await_identity:
-            self._lifecycle.expect_identity()
-        elif self._trust_protocol is not None and self.policy.run_default_trust_protocol:
-            self._lifecycle.start_handshake()
+        actions.connection_made(self)
 
     def handshakeCompleted(self) -> None:
         """The TLS handshake is over (L{IHandshakeListener
@@ -487,83 +425,18 @@ class PeerChannel(Protocol):
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._lifecycle.connection_lost("connection lost: " + reason.getErrorMessage())
 
-    # -- Lifecycle actions (called by the machine in p2pnet_tx.channel.lifecycle only) ----------
+    # -- Lifecycle actions: called by the machine (lifecycle.py) only; actions.py does them --
 
-    def _lifecycle_opened(self) -> None:
-        self._open = True
-
-    def _lifecycle_awaiting_identity(self) -> None:
-        self._awaiting_identity = True
-
-    def _lifecycle_trusted(self) -> None:
-        self._trusted = True
-        self.trusted_since = self.clock.seconds()
-        self._receiver.decoder.max_frame_size = self.limits.max_frame_size
-        self.owner.channel_trusted(self)
-        if self._waiters is not None and self._open:  # the owner may have closed it
-            self._waiters.trusted(self)
-
-    def _lifecycle_untrusted(self) -> None:
-        self._trusted = False
-        self.trusted_since = None
-        self._receiver.decoder.max_frame_size = self.limits.max_untrusted_frame_size
-        self.log.info("peer {peer} no longer trusted", peer=self.peer)
-
-    def _lifecycle_handshake_failed(self, error: TrustRefused) -> None:
-        self.counters["handshakes_failed"] += 1
-        self._handshake_error = error
-        if isinstance(error, HandshakeTimeout):
-            self.log.warn("peer {peer} not trusted within {timeout} s", peer=self.peer,
-                          timeout=error.timeout)
-            return
-        self.log.warn("not trusting {peer}: {reason}", peer=self.peer,
-                      reason=peer_text(str(error), REASON_TEXT_LIMIT))
-        # A wrong key or signature, a replay or a step out of order is a protocol violation:
-        # the owner discourages the address (RELIABILITY.md row 10).  Silence is not.
-        self.owner.peer_misbehaved(self, error)
-
-    def _lifecycle_goodbye(self, reason: str, graceful: bool) -> None:
-        if not self._says_goodbye:
-            self._writer.finish(b"", graceful)  # type: ignore[union-attr]
-            self._lifecycle_closing(reason)
-            return
-        goodbye = self.codec.encode(_goodbye(self, reason))
-        self._writer.finish(goodbye, graceful)  # type: ignore[union-attr]
-        self._traffic.bytes_out += len(goodbye)
-        self.counters[OUT_COUNTERS[DisconnectPacket]] += 1
-        self._lifecycle_closing(reason)
-
-    def _lifecycle_peer_left(self, reason: str) -> None:
-        self.transport.loseConnection()
-        self._lifecycle_closing(reason)
-
-    def _lifecycle_stuck(self) -> None:
-        self.transport.abortConnection()
-
-    def _lifecycle_closing(self, reason: str) -> None:
-        # The owner first: whoever waits on this channel and reconnects from an errback must
-        # find it gone from the network already.
-        self.close_reason = reason
-        self._open = self._trusted = self._awaiting_identity = False
-        if self._timers is not None:
-            self._timers.stop()
-        if self._writer is not None:
-            self._writer.stop(reason)
-        self.owner.channel_closed(self, reason)
-        if self._waiters is not None:
-            self._waiters.untrustable(self._handshake_error or ChannelClosed(reason))
-        events.peer_trust_lost(self, reason)
-
-    def _lifecycle_closed(self, reason: str) -> None:
-        if self.close_reason is None:
-            self.close_reason = reason
-        events.peer_trust_lost(self, self.close_reason)
-        self._receiver.cancel_pending()
-        self._data_observers = None
-        loglimit.log_suppressed_lines(self)
-        self.log.info("channel to {peer} closed: {reason}", peer=self.peer,
-                      reason=peer_text(self.close_reason, REASON_TEXT_LIMIT))
-        self._waiting().closed_with(self.close_reason)
+    _lifecycle_opened = actions.opened
+    _lifecycle_awaiting_identity = actions.awaiting_identity
+    _lifecycle_trusted = actions.trusted
+    _lifecycle_untrusted = actions.untrusted
+    _lifecycle_handshake_failed = actions.handshake_failed
+    _lifecycle_goodbye = actions.goodbye
+    _lifecycle_peer_left = actions.peer_left
+    _lifecycle_stuck = actions.stuck
+    _lifecycle_closing = actions.closing
+    _lifecycle_closed = actions.closed
 
     # -- Receiving (the packet path itself is the PacketReceiver's) -----------------------------
 
@@ -578,36 +451,21 @@ class PeerChannel(Protocol):
         else:
             self._lifecycle.open()
 
-    def _misbehaved(self, error: Exception) -> None:
-        reason = peer_text(str(error), REASON_TEXT_LIMIT)
-        self.log.warn("dropping misbehaving peer {peer}: {error}", peer=self.peer, error=reason)
-        self.owner.peer_misbehaved(self, error)
-        self.abort(f"misbehaving: {reason}")
+    # -- Dropping the peer, and the timers' calls (actions.py and keepalive.py do them) ---------
 
-    # -- Sending and timers ---------------------------------------------------------------------
-
-    # The keep-alives are keepalive.py's; the timers call this when one is due.
+    _misbehaved = actions.misbehaved
+    _writes_stalled = actions.writes_stalled
     _keepalive_due = keepalive.keepalive_due
 
-    def _writes_stalled(self) -> None:
-        self.log.warn("writes to {peer} stalled for {timeout} s", peer=self.peer,
-                      timeout=self.limits.write_stall_timeout)
-        self.abort("write stall")
 
-
-def _goodbye(channel: PeerChannel, reason: str) -> DisconnectPacket:
-    """The Disconnect packet that tells the peer why C{channel} closes."""
-    host = getattr(channel.transport.getHost(), "host", "")
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        host = ""
-    return DisconnectPacket(
-        host,
-        channel.local_identity.data if channel.local_identity else 0,
-        datetime.fromtimestamp(channel.clock.seconds(), timezone.utc),
-        # Cut, so that the goodbye fits the peer's pre-trust frame cap even when the reason
-        # quotes the peer (in the dotnet format a character may take 12 bytes).
-        {"Reason": peer_text(reason, GOODBYE_REASON_CHARS)},
-        source_origin_identifier=channel.local_identifier,
-    )
+def _message_time(channel: PeerChannel) -> datetime:
+    """
+    Now on the channel's clock, to the millisecond.  Messages sent within one millisecond
+    share one datetime, which the codec formats once: making and formatting a time was a
+    third of the cost of a small message.
+    """
+    millis = int(channel.clock.seconds() * 1000)
+    if millis != channel._stamp_millis:
+        channel._stamp_millis = millis
+        channel._stamp = datetime.fromtimestamp(millis / 1000, timezone.utc)
+    return channel._stamp  # type: ignore[return-value]

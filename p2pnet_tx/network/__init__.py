@@ -36,24 +36,34 @@ from p2pnet_tx._observer import Observers
 from p2pnet_tx.channel import ChannelLimits, ChannelOwner, PeerChannel, TrustProtocol
 from p2pnet_tx.errors import NetworkClosed, SendBufferFull
 from p2pnet_tx.handlers import PacketHandleProtocol
-from p2pnet_tx.identity import identifier_for_public_key, sanitize_display_name
+from p2pnet_tx.identity import identifier_for_public_key
 from p2pnet_tx.inbound import InboundConnectingPeersQueue
 from p2pnet_tx.interfaces import IPeer, IPeerChannelOwner
 from p2pnet_tx.network.admission import MAX_RATE_TRACKED_HOSTS, Admission, TokenBucket
 from p2pnet_tx.network.dialer import Dialer
-from p2pnet_tx.network.factory import ChannelMaker, OutboundChannelFactory, PeerChannelFactory
+from p2pnet_tx.network.factory import (
+    ChannelMaker,
+    OutboundChannelFactory,
+    PeerChannelFactory,
+)
 from p2pnet_tx.network.gossip import Gossip
 from p2pnet_tx.network.limits import NetworkLimits
 from p2pnet_tx.network.local import DEFAULT_BACKLOG, IDENTITY_MESSAGE, LocalNode
 from p2pnet_tx.network.membership import Membership
 from p2pnet_tx.network.security import (
     KeyBinding,
+    check_names,
     resolve_transport,
     resolve_trust_protocol,
     security_warnings,
 )
 from p2pnet_tx.network.table import PeerTable, host_of
-from p2pnet_tx.packets import CollectionSharePacket, IdentifierPacket, Packet, PacketType
+from p2pnet_tx.packets import (
+    CollectionSharePacket,
+    IdentifierPacket,
+    Packet,
+    PacketType,
+)
 from p2pnet_tx.peer import GenericPeer
 from p2pnet_tx.policy import IncomingPeerTrustPolicy
 from p2pnet_tx.tls import NodeTLS
@@ -135,15 +145,7 @@ class PeerNetwork(ChannelOwner):
         self.wire_mode = get_wire_mode(wire)
         self.wire = self.wire_mode.name
         self.transport = resolve_transport(transport, self.wire_mode)
-        if identifier is not None and self.transport == "tls":
-            raise ValueError(
-                "over TLS a node's identifier is derived from its key and cannot be chosen: "
-                "use display_name= for a name (identifier= works only with transport 'tcp')"
-            )
-        if display_name is not None and sanitize_display_name(display_name) is None:
-            raise ValueError(
-                f"display name {display_name!r} is not 1 to 64 printable characters"
-            )
+        check_names(identifier, display_name, self.transport)
         self.display_name = display_name
         self.private_key = Ed25519PrivateKey.generate() if private_key is None else private_key
         self.identifier = identifier or identifier_for_public_key(self.private_key)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from twisted.logger import Logger
 
 from p2pnet_tx.errors import IdentityMismatch, InvalidPeerCertificate, PeerRefused
+from p2pnet_tx.identity import sanitize_display_name
 from p2pnet_tx.logtext import peer_text
 from p2pnet_tx.policy import IncomingPeerTrustPolicy
 from p2pnet_tx.trust import KeyTrust, key_trust, ping_trust
@@ -47,6 +48,22 @@ def resolve_transport(transport: str | None, wire_mode: WireMode) -> str:
             "use transport 'tcp'"
         )
     return transport
+
+
+def check_names(identifier: str | None, display_name: str | None, transport: str) -> None:
+    """
+    Check the names a network is given: an identifier may be chosen only over plaintext TCP
+    (over TLS it is derived from the key), and a display name must be fit to show.
+
+    @raise ValueError: saying which, and what to use instead.
+    """
+    if identifier is not None and transport == "tls":
+        raise ValueError(
+            "over TLS a node's identifier is derived from its key and cannot be chosen: "
+            "use display_name= for a name (identifier= works only with transport 'tcp')"
+        )
+    if display_name is not None and sanitize_display_name(display_name) is None:
+        raise ValueError(f"display name {display_name!r} is not 1 to 64 printable characters")
 
 
 def resolve_trust_protocol(
