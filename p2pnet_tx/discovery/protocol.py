@@ -153,7 +153,7 @@ class DiscoveryProtocol(DatagramProtocol):
         except BadAnnouncement as e:
             self._reject(e.cause, source, str(e))
             return
-        except Exception:
+        except Exception:  # noqa: BLE001
             # A reader's bug must not silence discovery: count it as malformed, say so.
             self.counters["rejected.malformed"] += 1
             self.log.failure("reading a discovery datagram from {source} failed",
