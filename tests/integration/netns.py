@@ -231,6 +231,15 @@ class NetnsLab:
                 except ProcessLookupError:
                     pass
 
+    def kill_processes(self) -> None:
+        """SIGKILL whatever still runs (a finalizer's last resort; the reactor reaps them)."""
+        for process in self.processes:
+            if not process.ended.called and process.pid is not None:
+                try:
+                    os.kill(process.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
     def destroy(self) -> None:
         """Delete every namespace (and with them their links and the bridge)."""
         for name in reversed(self._namespaces):
