@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import random
+from itertools import pairwise
 from collections import Counter
 
 from twisted.internet.task import Clock
@@ -56,7 +57,7 @@ class AnnouncerTests(SynchronousTestCase):
         announcer.start()
         times = self.send_times(announcer, 60)
         self.assertLessEqual(times[0], FIRST_DELAY + 0.01)
-        waits = [b - a for a, b in zip(times, times[1:])]
+        waits = [b - a for a, b in pairwise(times)]
         for wait, nominal in zip(waits, [1, 2, 4, 8, 10, 10, 10]):
             self.assertGreaterEqual(wait, nominal * 0.9 + 0.1 - 0.011)
             self.assertLessEqual(wait, nominal * 1.1 + 0.3 + 0.011)
@@ -78,7 +79,7 @@ class AnnouncerTests(SynchronousTestCase):
         announcer = self.announcer(interval=0.5)
         announcer.start()
         times = self.send_times(announcer, 10)
-        waits = [b - a for a, b in zip(times, times[1:])]
+        waits = [b - a for a, b in pairwise(times)]
         self.assertTrue(all(0.5 * 0.9 + 0.1 - 0.011 <= w <= 0.5 * 1.1 + 0.3 + 0.011
                             for w in waits), waits)
 
@@ -100,7 +101,7 @@ class AnnouncerTests(SynchronousTestCase):
     def test_nothing_to_announce(self) -> None:
         """A round with no datagrams (no listening port yet) sends nothing, and the schedule
         goes on."""
-        announcer = Announcer(self.clock, lambda: [], self.write, self.counters, 10.0)
+        announcer = Announcer(self.clock, list, self.write, self.counters, 10.0)
         announcer.start()
         self.clock.pump([0.1] * 300)
         self.assertEqual(self.written, [])

@@ -121,6 +121,7 @@ class DiscoveryProtocol(DatagramProtocol):
     """
 
     log = Logger()
+    noisy = False  # the service logs where discovery listens, once
 
     def __init__(
         self,

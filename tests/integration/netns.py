@@ -54,7 +54,14 @@ def netns_unavailable() -> str | None:
     made = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True)
     if made.returncode != 0:
         return f"'ip netns add' fails here: {made.stderr.strip()}"
-    subprocess.run(["ip", "netns", "del", probe], capture_output=True)
+    try:
+        for args in (["link", "add", "br0", "type", "bridge"],
+                     ["link", "add", "a0", "type", "veth", "peer", "name", "b0"]):
+            done = subprocess.run(["ip", "-n", probe, *args], capture_output=True, text=True)
+            if done.returncode != 0:
+                return f"'ip {' '.join(args)}' fails in a namespace here: {done.stderr.strip()}"
+    finally:
+        subprocess.run(["ip", "netns", "del", probe], capture_output=True)
     return None
 
 

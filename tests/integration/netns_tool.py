@@ -18,7 +18,6 @@ import sys
 from datetime import UTC, datetime
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from twisted.internet import reactor as _reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
 from twisted.internet.task import deferLater, react
@@ -65,8 +64,8 @@ async def dotnet(reactor, to: str, address: str, port: str) -> None:
     # The datagram of P2PNet/DicoveryChannels/LANDiscoveryChannelBase.cs (UniqueIdentifier():
     # the IdentifierPacket serialized with System.Text.Json), written out here by hand.
     when = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f0Z")
-    data = ('{"Message":"discovery","Data":%d,"IP":"%s","SourceOriginIdentifier":"peer_one",'
-            '"SourceOriginTime":"%s"}' % (int(port), address, when)).encode()
+    data = (f'{{"Message":"discovery","Data":{int(port)},"IP":"{address}",'
+            f'"SourceOriginIdentifier":"peer_one","SourceOriginTime":"{when}"}}').encode()
     _sender(reactor).write(data, _destination(to))
     print("sent", flush=True)
 
