@@ -199,6 +199,35 @@ class LanDiscoveryServiceTests(SynchronousTestCase):
         self.assertEqual(service.counters["join_failed"], 1)
         self.assertTrue(self.reactor.udp_ports[0].written)
 
+    def test_config_checked(self) -> None:
+        """A group that is not IPv4 multicast, an address that is not IPv4, an interval of 0:
+        refused when configured, not when first used."""
+        for bad in ({"group": "10.0.0.1"}, {"group": "ff02::1"}, {"address": "::1"},
+                    {"address": "host"}, {"interval": 0}, {"port": 0},
+                    {"max_pending_dials": 0}):
+            with self.subTest(**{k: repr(v) for k, v in bad.items()}):
+                self.assertRaises(ValueError, LanDiscoveryConfig, **bad)  # type: ignore[arg-type]
+
+    def test_a_failing_round_does_not_end_the_schedule(self) -> None:
+        """A round whose datagrams cannot be made (here: finding the address fails with a
+        bug) is logged and counted; the next round goes out."""
+        calls = []
+
+        def address() -> str:
+            calls.append(None)
+            if len(calls) == 1:
+                raise RuntimeError("a bug")
+            return "10.0.0.1"
+
+        network = PeerNetwork(self.reactor)
+        network.port_opened(self.reactor.listenTCP(8051, network.factory))
+        service = LanDiscoveryService(network, self.reactor, local_address=address)
+        service.startService()
+        self.run_for(2)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.assertEqual(service.counters["send_failed"], 1)
+        self.assertTrue(self.reactor.udp_ports[0].written)
+
     def test_a_part_of_the_node(self) -> None:
         """Added with add_part, discovery starts and stops with the node and shows in
         /api/status under "discovery"."""

@@ -104,12 +104,16 @@ class Announcer:
                 self._last_error = None
 
     def _announce(self) -> None:
-        self._call = None
-        self.announce_now()
         wait = self._next_wait
         self._next_wait = min(self._next_wait * 2, self.interval)
         jittered = wait * self._rng.uniform(0.9, 1.1) + self._rng.uniform(0.1, 0.3)
+        # The next round is scheduled first: a round that fails does not end the schedule.
         self._call = self._clock.callLater(jittered, self._announce)
+        try:
+            self.announce_now()
+        except Exception:  # noqa: BLE001
+            self.counters["send_failed"] += 1
+            self.log.failure("making this round's discovery datagrams failed")
 
     def _failed(self, destination: tuple[str, int], error: OSError) -> None:
         self.counters["send_failed"] += 1

@@ -21,6 +21,7 @@ is what C{/api/status} shows under C{"discovery"}.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import random
 from collections import Counter
@@ -120,6 +121,26 @@ class LanDiscoveryConfig:
     def _check_port(self, attribute: attrs.Attribute, value: int) -> None:
         if not isinstance(value, int) or not 1 <= value <= 65535:
             raise ValueError(f"the discovery port must be 1-65535, not {value!r}")
+
+    def __attrs_post_init__(self) -> None:
+        if not _is_ipv4(self.group) or not ipaddress.IPv4Address(self.group).is_multicast:
+            raise ValueError(f"the discovery group must be an IPv4 multicast address, not "
+                             f"{self.group!r}")
+        if self.address is not None and not _is_ipv4(self.address):
+            raise ValueError(f"the announced address must be IPv4, not {self.address!r}")
+        if not self.interval > 0:
+            raise ValueError(f"the announce interval must be above 0 s, not {self.interval!r}")
+        if self.max_pending_dials < 1 or self.max_datagram < 1 or self.source_burst < 1:
+            raise ValueError("max_pending_dials, max_datagram and source_burst must be at "
+                             "least 1")
+
+
+def _is_ipv4(text: object) -> bool:
+    try:
+        ipaddress.IPv4Address(text)
+    except ValueError:
+        return False
+    return True
 
 
 class LanDiscoveryService(Service):
