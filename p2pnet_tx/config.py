@@ -24,6 +24,7 @@ from typing import Any
 __all__ = ["CONFIG_KEYS", "ConfigError", "read_config"]
 
 _STRING, _STRINGS, _INTEGER, _BOOLEAN = "a string", "a list of strings", "an integer", "true or false"
+_NUMBER = "a number"
 
 CONFIG_KEYS: Mapping[str, str] = {
     "listen": _STRING,
@@ -40,6 +41,9 @@ CONFIG_KEYS: Mapping[str, str] = {
     "control": _STRING,
     "control-max-connections": _INTEGER,
     "log-level": _STRING,
+    "discovery": _STRING,
+    "discovery-interval": _NUMBER,
+    "discovery-port": _INTEGER,
 }
 """Each key a configuration file may hold, and what its value must be."""
 
@@ -62,6 +66,7 @@ def _checked(path: str, key: str, value: Any) -> Any:
         _STRINGS: isinstance(value, list) and all(isinstance(v, str) for v in value),
         _INTEGER: isinstance(value, int) and not isinstance(value, bool),
         _BOOLEAN: isinstance(value, bool),
+        _NUMBER: isinstance(value, int | float) and not isinstance(value, bool),
     }[kind]
     if not ok:
         raise ConfigError(f"{path}: key '{key}' must be {kind}, not {_type_name(value)}")

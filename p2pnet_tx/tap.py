@@ -42,6 +42,8 @@ from p2pnet_tx.datadir import (
     DataDirError,
     NodeDataDir,
 )
+from p2pnet_tx.discovery import DEFAULT_PORT as DEFAULT_DISCOVERY_PORT
+from p2pnet_tx.discovery import LanDiscoveryConfig, LanDiscoveryService
 from p2pnet_tx.identity import MAX_DISPLAY_NAME, sanitize_display_name
 from p2pnet_tx.network import PeerNetwork
 from p2pnet_tx.network.security import TRANSPORTS, TRUST_NAMES, resolve_transport
@@ -53,6 +55,9 @@ from p2pnet_tx.wire import get_codec
 from p2pnet_tx.wire_mode import get_wire_mode
 
 TRUST_CHOICES = TRUST_NAMES
+
+DISCOVERY_CHOICES = ("none", "lan")
+"""The values of C{--discovery}."""
 
 _log = Logger(namespace="p2pnet_tx.tap")
 
@@ -134,6 +139,11 @@ class Options(usage.Options):
                                      "or error (twistd's own log observers).")],
         ["config", None, None, ("A TOML file of options (keys: the long option names); "
                                 "options on the command line win.")],
+        ["discovery", None, "none", ("Find peers on the LAN: none (default) or lan (UDP "
+                                     "broadcast and multicast; see docs/discovery.md).")],
+        ["discovery-interval", None, "10", "Seconds between LAN announcements (0.5-3600)."],
+        ["discovery-port", None, None, ("UDP port of p2pnet LAN announcements (default 8004; "
+                                        "the dotnet wire uses .NET's ports).")],
     ]
 
     def __init__(self) -> None:
@@ -265,6 +275,7 @@ class Options(usage.Options):
                 raise usage.UsageError(
                     f"--{name}: bad endpoint {self[name]!r}: {e}{_endpoint_hint(self[name])}"
                 ) from None
+        _check_discovery(self)
         # Open the data directory last, so that a bad option leaves no directory behind; a
         # bad one is a usage error, and a bad file in it one line on stderr (SystemExit).
         data_dir = self._open_data_dir()
@@ -279,6 +290,35 @@ class Options(usage.Options):
             remove_created_data_dir(self["data-dir-created"], data_dir.path)
             raise SystemExit(f"twistd p2pnet: {e}") from None
         self["data-dir-object"] = data_dir
+
+
+def _check_discovery(options: Options) -> None:
+    """Turn the discovery options into a L{LanDiscoveryConfig} (C{options["discovery-config"]},
+    C{None} for C{--discovery none})."""
+    options["discovery-config"] = None
+    if options["discovery"] not in DISCOVERY_CHOICES:
+        raise usage.UsageError(
+            f"--discovery must be one of {', '.join(DISCOVERY_CHOICES)}, not "
+            f"{options['discovery']!r}")
+    try:
+        interval = float(options["discovery-interval"])
+    except (TypeError, ValueError):
+        interval = float("nan")
+    if not 0.5 <= interval <= 3600:
+        raise usage.UsageError(
+            f"--discovery-interval must be a number of seconds from 0.5 to 3600, not "
+            f"{options['discovery-interval']!r}")
+    port = options["discovery-port"]
+    if port is not None:
+        if options["wire"] == "dotnet":
+            raise usage.UsageError(
+                "--discovery-port: the dotnet wire uses .NET's discovery ports (8001-8003 and "
+                "3000); the option is for the p2pnet wire")
+        if not str(port).isdigit() or not 1 <= int(port) <= 65535:
+            raise usage.UsageError(f"--discovery-port must be a UDP port 1-65535, not {port!r}")
+    if options["discovery"] == "lan":
+        options["discovery-config"] = LanDiscoveryConfig(
+            port=DEFAULT_DISCOVERY_PORT if port is None else int(port), interval=interval)
 
 
 class TwistdOptions(Options):
@@ -450,7 +490,7 @@ def makeService(options: Options) -> PeerNetworkService:
         trust_protocol=options["trust"] if pins is None else key_trust(name_pins=pins),
     )
     parent = getattr(options, "parent", None)
-    return _TwistdNode(
+    node = _TwistdNode(
         network,
         created_data_dir=options.get("data-dir-created"),
         log_level=LOG_LEVELS[options["log-level"]],
@@ -463,3 +503,7 @@ def makeService(options: Options) -> PeerNetworkService:
         control_fallback=options["control"] == DEFAULT_CONTROL,
         control_max_connections=options["control-max-connections"],
     )
+    if options.get("discovery-config") is not None:
+        discovery = LanDiscoveryService(network, reactor, options["discovery-config"])
+        node.add_part("discovery", discovery, status=discovery.status)
+    return node
