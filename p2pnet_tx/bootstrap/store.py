@@ -173,6 +173,21 @@ class BootstrapStore:
         self._pool = pool
 
     @classmethod
+    def at(cls, path: str | os.PathLike[str], reactor: IReactorCore) -> BootstrapStore:
+        """
+        A store of the database file at C{path} (nothing is opened until the first call, on
+        the pool's thread, once the reactor runs).
+
+        @param path: the file.
+        @param reactor: the reactor the pool reports results on.
+        """
+        pool = adbapi.ConnectionPool(
+            "sqlite3", str(Path(path)), cp_min=1, cp_max=1, check_same_thread=False,
+            cp_reactor=reactor, cp_openfun=_private_file(Path(path)),
+        )
+        return cls(pool)
+
+    @classmethod
     def open(cls, path: str | os.PathLike[str], reactor: IReactorCore) -> Deferred[BootstrapStore]:
         """
         Open (creating it if needed) the database file at C{path}, and its schema.
@@ -182,11 +197,7 @@ class BootstrapStore:
         @return: a Deferred firing the store, or failing with C{sqlite3.Error} when the file
             cannot be used (the pool is closed then).
         """
-        pool = adbapi.ConnectionPool(
-            "sqlite3", str(Path(path)), cp_min=1, cp_max=1, check_same_thread=False,
-            cp_reactor=reactor, cp_openfun=_private_file(Path(path)),
-        )
-        return cls(pool).create_schema()
+        return cls.at(path, reactor).create_schema()
 
     def create_schema(self) -> Deferred[BootstrapStore]:
         """
