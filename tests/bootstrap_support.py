@@ -83,8 +83,9 @@ def make_server(tmp_path: Path, mode: str = "trustless", ttl: float = 1800.0,
     server = BootstrapServer(reactor, store, Registry(limits or BootstrapLimits(), ttl),
                              Authority(mode, key), 8.0, {})
     resource = BootstrapResource.build(server, ADMIN_TOKEN)
-    server.load()
-    assert server.ready
+    loaded: list[Any] = []
+    server.load().addBoth(loaded.append)
+    assert loaded == [None], loaded
     return reactor, server, resource
 
 
@@ -112,7 +113,9 @@ class Response:
 
     def header(self, name: str) -> str | None:
         values = self.request.responseHeaders.getRawHeaders(name)
-        return values[0].decode() if values else None
+        if not values:
+            return None
+        return values[0].decode() if isinstance(values[0], bytes) else values[0]
 
     def cookies(self) -> list[bytes]:
         return list(self.request.cookies)

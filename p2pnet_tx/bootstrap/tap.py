@@ -33,6 +33,8 @@ DEFAULT_LISTEN = "tcp:5070"
 DEFAULT_PEER_TTL = 1800.0
 """Seconds a peer stays registered without a heartbeat (.NET's server: 30 minutes)."""
 
+_DEFAULTS = BootstrapLimits()
+
 USAGE_HINT = "Run 'twistd p2pnet-bootstrap --help' for usage."
 
 
@@ -77,11 +79,11 @@ class Options(usage.Options):
         ["heartbeat-interval", None, DEFAULT_HEARTBEAT_INTERVAL,
          "Seconds between heartbeats asked of /v1 nodes.",
          _seconds("heartbeat-interval", 0.5, 3600)],
-        ["max-per-network", None, BootstrapLimits.max_per_group,
+        ["max-per-network", None, _DEFAULTS.max_per_group,
          "Live registrations from one IPv4 /24 or IPv6 /64.", _whole("max-per-network")],
-        ["rate", None, BootstrapLimits.request_rate,
+        ["rate", None, _DEFAULTS.request_rate,
          "Requests a second one IP may make, sustained.", _seconds("rate", 0.01, 10000)],
-        ["burst", None, BootstrapLimits.request_burst,
+        ["burst", None, _DEFAULTS.request_burst,
          "Requests one IP may make at once.", _whole("burst")],
     ]
 
