@@ -103,7 +103,7 @@ def test_heartbeat_returns_tasks_as_dotnet_network_tasks(tmp_path: Path) -> None
     TaskType 16 whose Task_N values are NetworkTask JSON carrying our signed task, plus a
     Signature; verifyhash knows the hash .NET computes of each task."""
     key = Ed25519PrivateKey.generate()
-    reactor, server, root = make_server(tmp_path, mode="authority", key=key)
+    reactor, _, root = make_server(tmp_path, mode="authority", key=key)
     for name, ip in (("dotnet-a", "10.8.0.1"), ("dotnet-b", "10.8.0.2")):
         call(root, "PUT", "/api/Bootstrap/peers", register_body(name), ip=ip)
     blocked = call(root, "POST", "/api/block", {"identifier": "dotnet-b"},

@@ -160,7 +160,7 @@ class BootstrapDashboard(Resource):
             if not hmac.compare_digest(token.encode("utf-8", "replace"), self._token):
                 self.failed_logins += 1
                 self._server.counters["dashboard.failed_logins"] += 1
-                self.log.warning("dashboard login with a wrong token from {ip}",
+                self.log.warn("dashboard login with a wrong token from {ip}",
                               ip=client_ip(request))
                 raise _Error(401, "wrong token: it is in admin.token in the server's data "
                                   "directory")

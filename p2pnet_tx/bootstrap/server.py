@@ -283,7 +283,7 @@ class BootstrapServer:
             dropped = self.registry.queue(entry)
             if dropped is not None:
                 self.counters["tasks_dropped"] += 1
-                self.log.warning("dropped the oldest task queued for {identifier}: its queue is "
+                self.log.warn("dropped the oldest task queued for {identifier}: its queue is "
                               "full", identifier=peer_text(record.identifier))
                 self._write(self.store.remove_tasks([dropped.id]))
             queued.append(entry)
