@@ -118,7 +118,7 @@ def test_heartbeat_returns_tasks_as_dotnet_network_tasks(tmp_path: Path) -> None
     assert task["TaskType"] == 0
     data = task["TaskData"]
     assert (data["Identifier"], data["IP"], data["TargetPeer"]) == ("dotnet-b", "10.8.0.2", "10.8.0.2")
-    verified = verify_task({"task": json.loads(data["SignedTask"]), "signature": data["Signature"]},
+    verified = verify_task({"task": json.loads(base64.b64decode(data["SignedTask"])), "signature": data["Signature"]},
                            key.public_key())
     assert verified.data == {"Identifier": "dotnet-b", "IP": "10.8.0.2"}
     unsigned = {k: v for k, v in data.items() if k != "Signature"}
