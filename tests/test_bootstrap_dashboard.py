@@ -78,7 +78,8 @@ def test_login_cookie_and_csrf(tmp_path: Path) -> None:
 
 def test_block_removes_refuses_and_audits(tmp_path: Path) -> None:
     """Blocking a peer drops it from the table and the state, refuses its identifier and
-    address on register and heartbeat (403), writes an audit entry, and is undone by unblock."""
+    address (IP and port) on register (403), leaves another peer at the same IP (a NAT)
+    alone, writes an audit entry, and is undone by unblock."""
     reactor, _, root = make_server(tmp_path)
     keys = registered(root, reactor, 2)
     victim = identifier_for_public_key(keys[0])
@@ -87,7 +88,8 @@ def test_block_removes_refuses_and_audits(tmp_path: Path) -> None:
     assert done.code == 200 and done.json()["done"] == f"Blocked {victim}"
     state = browser.call("GET", "/api/state").json()
     assert victim not in [peer["identifier"] for peer in state["peers"]]
-    assert state["blocked"] == {"identifiers": [victim], "ips": ["10.20.0.1"]}
+    assert state["blocked"] == {"identifiers": [victim], "ips": [],
+                                "addresses": ["10.20.0.1:8001"]}
     assert state["audit"][0]["action"] == "block" and state["audit"][0]["target"] == victim
     assert state["tasks"] == [], "trustless mode queues no task"
     again = call(root, "POST", "/v1/register", build_register(keys[0], 8001,
@@ -97,11 +99,14 @@ def test_block_removes_refuses_and_audits(tmp_path: Path) -> None:
     from_address = call(root, "POST", "/v1/register", build_register(other, 8001,
                         now=reactor.seconds()), ip="10.20.0.1")
     assert from_address.code == 403
+    behind_the_nat = call(root, "POST", "/v1/register", build_register(other, 8002,
+                          now=reactor.seconds()), ip="10.20.0.1")
+    assert behind_the_nat.code == 200
     assert browser.call("POST", "/api/block", {"identifier": victim}).code == 404
     assert browser.call("POST", "/api/block", {"identifier": 5}).code == 400
     assert browser.call("POST", "/api/block", b"[").code == 400
     assert browser.call("POST", "/api/unblock", {"value": victim}).code == 200
-    assert browser.call("POST", "/api/unblock", {"value": "10.20.0.1"}).code == 200
+    assert browser.call("POST", "/api/unblock", {"value": "10.20.0.1:8001"}).code == 200
     assert call(root, "POST", "/v1/register", build_register(keys[0], 8001,
                 now=reactor.seconds()), ip="10.20.0.1").code == 200
 

@@ -117,10 +117,10 @@ def test_heartbeat_returns_tasks_as_dotnet_network_tasks(tmp_path: Path) -> None
     task = json.loads(response["TaskData"]["Task_0"])
     assert task["TaskType"] == 0
     data = task["TaskData"]
-    assert (data["Identifier"], data["IP"], data["TargetPeer"]) == ("dotnet-b", "10.8.0.2", "10.8.0.2")
+    assert (data["Identifier"], data["TargetPeer"]) == ("dotnet-b", "dotnet-b")
     verified = verify_task({"task": json.loads(base64.b64decode(data["SignedTask"])), "signature": data["Signature"]},
                            key.public_key())
-    assert verified.data == {"Identifier": "dotnet-b", "IP": "10.8.0.2"}
+    assert verified.data == {"Identifier": "dotnet-b"}
     unsigned = {k: v for k, v in data.items() if k != "Signature"}
     digest = base64.b64encode(hashlib.md5(write_task(0, unsigned)).digest()).decode()
     ask = dtp(write_task(TaskType.REQUEST_VERIFY_HASH_RECORD, {"Hash": digest}), 1)

@@ -59,7 +59,7 @@ def test_dotnet_client_in_authority_mode_keeps_dotnet_quirks(tmp_path: Path) -> 
     assert client.heartbeat() is True and client.failures == 0
     [task] = client.tasks
     assert task["TaskType"] == 0
-    assert task["TaskData"]["TargetPeer"] == "10.51.1.1"
+    assert task["TaskData"]["TargetPeer"] == "dotnet-b"
     assert task["TaskData"]["Signature"] and task["TaskData"]["SignedTask"]
 
 
