@@ -140,9 +140,8 @@ class BootstrapClient(Service):
         """Register once the node listens (its port is what the server records)."""
         super().startService()
         self.state = "starting"
-        self._pending = self._port()
-        self._pending.addCallback(self._listening)
-        self._pending.addErrback(self._not_listening)
+        waiting = self._pending = self._port()
+        waiting.addCallbacks(self._listening, self._not_listening)
 
     def stopService(self) -> None:
         """Cancel the request under way and the timer."""
@@ -156,12 +155,10 @@ class BootstrapClient(Service):
             pending.cancel()
 
     def _listening(self, port: int) -> None:
-        self._pending = None
         self._listen_port = port
         self._step("register")
 
     def _not_listening(self, failure: Failure) -> None:
-        self._pending = None
         if not failure.check(CancelledError):
             self.log.failure("bootstrap {url}: the node is not listening", failure, url=self.url)
 
@@ -175,12 +172,17 @@ class BootstrapClient(Service):
         assert self._listen_port is not None
         d = self._api.register(self._listen_port) if step == "register" else self._api.heartbeat()
         self._pending = d
+        d.addBoth(self._settled, d)
         d.addCallbacks(self._answered, self._failed, callbackArgs=(step,), errbackArgs=(step,))
         d.addErrback(lambda f: self.log.failure("bootstrap {url}: {step} step failed", f,
                                                 url=self.url, step=step))
 
+    def _settled(self, result: Any, d: Deferred[Any]) -> Any:
+        if self._pending is d:
+            self._pending = None
+        return result
+
     def _answered(self, reply: Any, step: str) -> None:
-        self._pending = None
         self._in_row = 0
         self.last_error = None
         if step == "register":
@@ -198,7 +200,6 @@ class BootstrapClient(Service):
         self._later(self.interval or MIN_INTERVAL, "heartbeat")
 
     def _failed(self, failure: Failure, step: str) -> None:
-        self._pending = None
         if failure.check(CancelledError) and not self.running:
             return
         if failure.check(NotRegistered):
