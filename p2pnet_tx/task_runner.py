@@ -141,17 +141,21 @@ class TaskRunner:
         return identifier, self._channels_of(identifier)
 
     def _block_and_remove(self, task: AuthorityTask) -> str:
+        # With an identifier, the identifier is what is blocked: the address it came from may
+        # be shared by other peers (one host, one NAT), whom an IP block would cut off too.
         identifier = task.data.get("Identifier") or None
         ip = _ip(task.data.get("IP"))
         if identifier is None and ip is None:
             raise TaskRejected("malformed", "BLOCK_AND_REMOVE_PEER needs Identifier and/or IP")
         if identifier == self._network.identifier:
             return "names this node: nothing to do"
+        if identifier is not None:
+            ip = None
         removed = self._channels_of(identifier, ip)
         for channel in removed:
             self._network.remove_peer(channel)
         self._network.block(ip=ip, identifier=identifier)
-        return f"blocked {identifier or ''} {ip or ''}, removed {len(removed)} channel(s)"
+        return f"blocked {identifier or ip}, removed {len(removed)} channel(s)"
 
     def _block_ip(self, task: AuthorityTask) -> str:
         ip = _ip(task.data.get("IP"))

@@ -94,6 +94,20 @@ class TaskRunnerTests(SynchronousTestCase):
         ])
         self.assertEqual(self.runner.status()["tasks.executed.BLOCK_AND_REMOVE_PEER"], 1)
 
+    def test_block_and_remove_by_identifier_spares_the_address(self) -> None:
+        """With Identifier and IP, only the identifier is blocked: others may share the IP."""
+        neighbour = FakeChannel(GenericPeer("192.0.2.7", 8002, identifier()))
+        self.network.active_peer_channels.append(neighbour)
+        self.execute(TaskType.BLOCK_AND_REMOVE_PEER, {"Identifier": self.other, "IP": "192.0.2.7"})
+        self.assertEqual(self.network.calls, [
+            ("remove_peer", self.channel), ("block", (None, self.other)),
+        ])
+        self.execute(TaskType.BLOCK_AND_REMOVE_PEER, {"IP": "192.0.2.7"})
+        self.assertEqual(self.network.calls[2:], [
+            ("remove_peer", self.channel), ("remove_peer", neighbour),
+            ("block", ("192.0.2.7", None)),
+        ])
+
     def test_block_and_remove_self(self) -> None:
         """Naming this node itself does nothing (every node gets the "*" task)."""
         done = self.execute(TaskType.BLOCK_AND_REMOVE_PEER, {"Identifier": self.me})
