@@ -120,11 +120,11 @@ class BootstrapRequest(ControlRequest):
     A request to a bootstrap server, judged as soon as its headers are in: over its IP's rate,
     it is answered C{429} with C{Retry-After}; with a declared body over C{max_body}, C{413};
     either way the connection is closed and the body never read.  (A request without a body
-    is marked, C{retry_after}, and answered C{429} by the root resource.)
+    is marked, C{retry_after}, and answered C{429} by the root resource.)  A chunked body is
+    kept up to the control API's cap, and the resource refuses one over C{max_body} (C{413}).
 
     @ivar retry_after: the seconds to wait, for a request over its IP's rate that had no
-        body to leave unread; else C{None}.  A chunked body is kept up to
-    the control API's cap, and the resource refuses one over C{max_body} (C{413}).
+        body to leave unread; else C{None}.
     """
 
     retry_after: int | None = None
