@@ -29,6 +29,8 @@ from twisted.logger import (
 from twisted.python import usage
 from twisted.python.failure import Failure
 
+from p2pnet_tx.bootstrap.client import API_CHOICES, MODE_CHOICES
+from p2pnet_tx.bootstrap.part import bootstrap_part, check_url, read_authority_key
 from p2pnet_tx.config import ConfigError, read_config
 from p2pnet_tx.control import DEFAULT_MAX_CONNECTIONS
 from p2pnet_tx.datadir import (
@@ -144,6 +146,11 @@ class Options(usage.Options):
         ["discovery-interval", None, "10", "Seconds between LAN announcements (0.5-3600)."],
         ["discovery-port", None, None, ("UDP port of p2pnet LAN announcements (default 8004; "
                                         "the dotnet wire uses .NET's ports).")],
+        ["bootstrap-mode", None, "trustless", ("trustless (learn peers only) or authority "
+                                               "(also run tasks signed by --authority-key).")],
+        ["authority-key", None, None, ("The bootstrap authority's public key: base64 of its "
+                                       "32 raw bytes, or a file holding it.")],
+        ["bootstrap-api", None, "v1", "The bootstrap servers' API: v1 or dotnet (P2PBootstrap)."],
     ]
 
     def __init__(self) -> None:
@@ -152,6 +159,7 @@ class Options(usage.Options):
         self._given: set[str] = set()
         self["peers"] = []
         self["block-ips"] = []
+        self["bootstrap"] = []
 
     def parseOptions(self, options: Sequence[str] | None = None) -> None:
         """
@@ -171,6 +179,13 @@ class Options(usage.Options):
             self["peers"].append(peer_from_string(value))
         except ValueError as e:
             raise usage.UsageError(f"--peer: {e}") from None
+
+    def opt_bootstrap(self, value: str) -> None:
+        """A bootstrap server to register with, http(s)://HOST:PORT (repeatable)."""
+        try:
+            self["bootstrap"].append(check_url(value))
+        except ValueError as e:
+            raise usage.UsageError(f"--bootstrap: {e}") from None
 
     def opt_identifier(self, value: str) -> None:
         """Deprecated alias of --name: a display name, no longer the node's identifier."""
@@ -199,7 +214,7 @@ class Options(usage.Options):
             if key in self._given:
                 continue
             try:
-                if key in ("peer", "block-ip"):
+                if key in ("peer", "block-ip", "bootstrap"):
                     for each in value:
                         getattr(self, f"opt_{key.replace('-', '_')}")(each)
                 elif key == "control-max-connections":
@@ -229,6 +244,23 @@ class Options(usage.Options):
         except DataDirError as e:
             raise usage.UsageError(
                 f"--data-dir: {e}: give a directory this user can create and write") from None
+
+    def _check_bootstrap(self) -> None:
+        if self["bootstrap-mode"] not in MODE_CHOICES:
+            raise usage.UsageError(f"--bootstrap-mode must be one of {', '.join(MODE_CHOICES)}")
+        if self["bootstrap-api"] not in API_CHOICES:
+            raise usage.UsageError(f"--bootstrap-api must be one of {', '.join(API_CHOICES)}")
+        if self["bootstrap-api"] == "dotnet":
+            raise usage.UsageError("--bootstrap-api dotnet is not implemented yet: use v1")
+        key = self["authority-key"]
+        if self["bootstrap-mode"] == "authority" and key is None:
+            raise usage.UsageError(
+                "--bootstrap-mode authority needs --authority-key (the server's public key: "
+                "GET /v1/authority, or the file the server writes)")
+        try:
+            self["authority-public-key"] = None if key is None else read_authority_key(key)
+        except ValueError as e:
+            raise usage.UsageError(f"--authority-key: {e}") from None
 
     def postOptions(self) -> None:
         from twisted.internet import reactor
@@ -263,6 +295,7 @@ class Options(usage.Options):
                 "the connection): choose --trust ping or none")
         if self["pin-names"] and self["trust"] != "key":
             raise usage.UsageError("--pin-names needs --trust key: only a key can hold a name")
+        self._check_bootstrap()
         if self["name"] is not None and sanitize_display_name(self["name"]) is None:
             raise usage.UsageError(
                 f"--name: {self['name']!r} is not 1 to {MAX_DISPLAY_NAME} printable characters")
@@ -506,4 +539,11 @@ def makeService(options: Options) -> PeerNetworkService:
     if options.get("discovery-config") is not None:
         discovery = LanDiscoveryService(network, reactor, options["discovery-config"])
         node.add_part("discovery", discovery, status=discovery.status)
+    if options["bootstrap"]:
+        part = bootstrap_part(
+            network, options["bootstrap"], reactor=reactor, mode=options["bootstrap-mode"],
+            authority_key=options["authority-public-key"], api=options["bootstrap-api"],
+            port=lambda: node.when_listening().addCallback(lambda port: port.getHost().port),
+        )
+        node.add_part("bootstrap", part, status=part.status)
     return node

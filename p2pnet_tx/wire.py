@@ -512,12 +512,19 @@ def _packet_fields(packet: Packet, dotnet: bool) -> dict[str, Any]:
     return fields
 
 
-def encode_packet_object(packet: Packet) -> bytes:
+def encode_packet_object(packet: Packet, tag_payload: bool = True) -> bytes:
     """
     Write the bare JSON of one packet object (no framing) the way the reference does: the
     packet's own fields, .NET-escaped.  Bootstrap HTTP bodies and LAN discovery datagrams use it.
+
+    @param tag_payload: for a L{DataTransmissionPacket}, whether its payload is wrapped in its
+        format's tags (as .NET's constructor wraps it) or not (as the .NET bootstrap server's
+        trustless reply, which sets C{Data} directly, leaves it).
     """
-    return dotnet_dumps(_packet_fields(packet, dotnet=True)).encode("ascii")
+    fields = _packet_fields(packet, dotnet=True)
+    if not tag_payload and isinstance(packet, DataTransmissionPacket):
+        fields["Data"] = JSONText('"' + pybase64.b64encode_as_string(packet.payload) + '"')
+    return dotnet_dumps(fields).encode("ascii")
 
 
 # -- The common case of sending -----------------------------------------------------------------

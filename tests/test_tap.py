@@ -440,3 +440,55 @@ class TwistdNodeTests(SynchronousTestCase):
         node.privilegedStartService()
         self.successResultOf(node.stopService())
         self.assertFalse(reactor.hasStopped)
+
+
+class BootstrapOptionsTests(SynchronousTestCase):
+    """The bootstrap client's options: --bootstrap, --bootstrap-mode, --authority-key,
+    --bootstrap-api."""
+
+    def parse(self, *argv: str) -> tap.Options:
+        options = tap.Options()
+        options.parseOptions(list(argv) + ["--data-dir", self.mktemp()])
+        return options
+
+    def test_bootstrap_part(self) -> None:
+        """Each --bootstrap URL is a client of the node's "bootstrap" part, in authority
+        mode with the key given."""
+        import base64
+
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+        from p2pnet_tx.identity import public_key_bytes
+
+        key = base64.b64encode(public_key_bytes(Ed25519PrivateKey.generate())).decode()
+        options = self.parse("--bootstrap", "http://127.0.0.1:5070", "--bootstrap",
+                             "https://seed.example/", "--bootstrap-mode", "authority",
+                             "--authority-key", key, "--control", "none")
+        self.assertEqual(options["bootstrap"], ["http://127.0.0.1:5070", "https://seed.example"])
+        service = tap.makeService(options)
+        part = service.getServiceNamed("bootstrap")
+        self.assertEqual([c.url for c in part.clients], options["bootstrap"])
+        self.assertIsNotNone(part.runner)
+        self.assertEqual(part.status()["mode"], "authority")
+
+    def test_no_bootstrap_no_part(self) -> None:
+        """Without --bootstrap the node has no bootstrap part."""
+        service = tap.makeService(self.parse("--control", "none"))
+        self.assertRaises(KeyError, service.getServiceNamed, "bootstrap")
+
+    def test_bad_values(self) -> None:
+        """Bad values are UsageErrors naming the option and what to do."""
+        cases = {
+            "--bootstrap": ["--bootstrap", "127.0.0.1:5070"],
+            "--bootstrap-mode": ["--bootstrap-mode", "dictator"],
+            "--bootstrap-api": ["--bootstrap-api", "soap"],
+            "--authority-key": ["--bootstrap-mode", "authority"],
+        }
+        for option, argv in cases.items():
+            with self.assertRaises(UsageError) as caught:
+                self.parse(*argv)
+            self.assertIn(option, str(caught.exception))
+        with self.assertRaises(UsageError) as caught:
+            self.parse("--bootstrap-mode", "authority", "--authority-key", "nope")
+        self.assertIn("--authority-key", str(caught.exception))
+        self.assertIn("base64", str(caught.exception))
