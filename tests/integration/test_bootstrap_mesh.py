@@ -16,9 +16,10 @@ from typing import Any
 
 import pytest
 import pytest_twisted
-import treq
+from treq.client import HTTPClient
 from twisted.internet import reactor
 from twisted.internet.task import deferLater
+from twisted.web.client import Agent, HTTPConnectionPool
 
 from .support import free_port
 from .test_twistd import TWISTD, NodeProcess, start_node
@@ -46,7 +47,9 @@ async def get_json(url: str, token: str | None = None, method: str = "GET",
     data = json.dumps(body).encode() if body is not None else None
     if data is not None:
         headers[b"Content-Type"] = [b"application/json"]
-    response = await treq.request(method, url, headers=headers, data=data, timeout=5)
+    # No persistent connections: none may outlive the test in the global reactor.
+    http = HTTPClient(Agent(reactor, pool=HTTPConnectionPool(reactor, persistent=False)))
+    response = await http.request(method, url, headers=headers, data=data, timeout=5)
     content = await response.content()
     try:
         return response.code, json.loads(content)
