@@ -41,7 +41,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 
 from p2pnet_tx.identity import is_key_identifier
-from p2pnet_tx.packets import TaskType
+from p2pnet_tx.packets import TaskType  # noqa: F401 (re-exported)
 
 __all__ = [
     "ANY_TARGET",
@@ -51,7 +51,6 @@ __all__ = [
     "AuthorityTask",
     "ReplayCache",
     "TaskRejected",
-    "TaskType",
     "canonical",
     "check_task",
     "decode_public_key",

@@ -7,7 +7,7 @@ L{BootstrapClient} is one service per server URL; L{BootstrapService} holds them
 task runner, as the node's C{bootstrap} part.  HTTP goes through an injected treq-style client
 (C{treq}, an C{HTTPClient}, or C{treq.testing.StubTreq} in tests); time through the injected
 clock.  The server's API is C{/v1} (L{p2pnet_tx.bootstrap.v1}) or, with C{api="dotnet"}, the
-.NET P2PBootstrap API (L{p2pnet_tx.bootstrap.dotnet_client}).
+.NET P2PBootstrap API.
 """
 
 from __future__ import annotations
