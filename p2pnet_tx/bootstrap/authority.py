@@ -53,7 +53,7 @@ class BootstrapDataDir(NodeDataDir):
     The data directory of a bootstrap server: a node's data directory (the same safe writes)
     with the server's own two files.
 
-    @param path: the directory; created (mode 0700) by L{ensure}.
+    @param path: the directory; created (mode 0700) by C{ensure()}.
     """
 
     def __init__(self, path: str | os.PathLike[str] = DEFAULT_DATA_DIR) -> None:

@@ -48,6 +48,7 @@ _FILES = {
     "index.html": ("index.html", b"text/html; charset=utf-8"),
     "dashboard.js": ("dashboard.js", b"text/javascript; charset=utf-8"),
     "dashboard.css": ("dashboard.css", b"text/css; charset=utf-8"),
+    "favicon.svg": ("favicon.svg", b"image/svg+xml"),  # the node dashboard's icon
 }
 
 _SECURITY_HEADERS = (
@@ -160,7 +161,7 @@ class BootstrapDashboard(Resource):
             if not hmac.compare_digest(token.encode("utf-8", "replace"), self._token):
                 self.failed_logins += 1
                 self._server.counters["dashboard.failed_logins"] += 1
-                self.log.warning("dashboard login with a wrong token from {ip}",
+                self.log.warn("dashboard login with a wrong token from {ip}",
                               ip=client_ip(request))
                 raise _Error(401, "wrong token: it is in admin.token in the server's data "
                                   "directory")
@@ -252,7 +253,8 @@ class BootstrapDashboard(Resource):
     def _file(self, name: str) -> bytes:
         data = self._files.get(name)
         if data is None:
-            data = self._files[name] = (resources.files("p2pnet_tx.bootstrap")
+            package = "p2pnet_tx" if name == "favicon.svg" else "p2pnet_tx.bootstrap"
+            data = self._files[name] = (resources.files(package)
                                         .joinpath("dashboard", name).read_bytes())
         return data
 

@@ -30,8 +30,8 @@ own peers (they speak different wires).
 
 A task for a .NET peer is the .NET C{NetworkTask} JSON: its C{TaskType}, and C{TaskData} with
 the task's data, C{TargetPeer} (the address, as .NET's own server writes it), and the task as
-the C{/v1} spec signs it: C{SignedTask} (its canonical JSON) and C{Signature} (our Ed25519
-signature, base64).  .NET expects a PGP signature there and cannot check ours; we cannot check
+the C{/v1} spec signs it: C{SignedTask} (the base64 of its canonical JSON) and C{Signature}
+(our Ed25519 signature, base64).  .NET expects a PGP signature there and cannot check ours; we cannot check
 a .NET authority's PGP signatures either.
 """
 
@@ -104,7 +104,9 @@ def dotnet_task_body(task: AuthorityTask, signed: dict[str, Any]) -> dict[str, A
     target = data.get("IP") or data.get("Identifier")
     if target:
         data["TargetPeer"] = target
-    data["SignedTask"] = canonical(signed["task"]).decode("ascii")
+    # Base64, so that .NET's client (which runs Regex.Unescape over each task's JSON before
+    # parsing it) does not turn the quotes of a nested JSON text into the outer JSON's.
+    data["SignedTask"] = base64.b64encode(canonical(signed["task"])).decode("ascii")
     data["Signature"] = signed["signature"]
     return {"TaskType": int(task.task_type), "TaskData": data}
 

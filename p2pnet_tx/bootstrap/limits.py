@@ -119,9 +119,15 @@ class BootstrapRequest(ControlRequest):
     """
     A request to a bootstrap server, judged as soon as its headers are in: over its IP's rate,
     it is answered C{429} with C{Retry-After}; with a declared body over C{max_body}, C{413};
-    either way the connection is closed and the body never read.  A chunked body is kept up to
-    the control API's cap, and the resource refuses one over C{max_body} (C{413}).
+    either way the connection is closed and the body never read.  (A request without a body
+    is marked, C{retry_after}, and answered C{429} by the root resource.)  A chunked body is
+    kept up to the control API's cap, and the resource refuses one over C{max_body} (C{413}).
+
+    @ivar retry_after: the seconds to wait, for a request over its IP's rate that had no
+        body to leave unread; else C{None}.
     """
+
+    retry_after: int | None = None
 
     def gotLength(self, length: int | None) -> None:
         """
@@ -132,6 +138,12 @@ class BootstrapRequest(ControlRequest):
         site = self.channel.site
         retry = site.limiter.retry_after(self.getClientAddress().host)
         if retry is not None:
+            if not length:
+                # Nothing to leave unread: the root resource answers (Twisted's channel
+                # expects a request without a body to reach it).
+                self.retry_after = retry
+                super().gotLength(length)
+                return
             self.setHeader(b"retry-after", b"%d" % retry)
             self._refuse(429, f"too many requests from your address: retry in {retry} s")
             return

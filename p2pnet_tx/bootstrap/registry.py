@@ -23,6 +23,7 @@ __all__ = [
     "CountHistory",
     "RegistrationRefused",
     "Registry",
+    "address_text",
 ]
 
 API_V1 = "v1"
@@ -44,6 +45,11 @@ class RegistrationRefused(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+def address_text(ip: str, port: int) -> str:
+    """C{ip:port}, with an IPv6 address in brackets."""
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
 
 class CountHistory:
@@ -76,7 +82,9 @@ class Registry:
     @param rng: chooses the peers of a sample (a seeded L{random.Random} in tests).
 
     @ivar peers: the live peers by identifier, least recently seen first.
-    @ivar blocked_ips: addresses refused on register and heartbeat.
+    @ivar blocked_ips: IPs refused on register and heartbeat (every peer behind them).
+    @ivar blocked_addresses: C{ip:port} addresses (L{address_text}) refused likewise: a
+        blocked peer's, which leaves other peers behind the same IP (a NAT) alone.
     @ivar blocked_identifiers: identifiers refused likewise.
     @ivar history: the peer count over time.
     """
@@ -89,24 +97,31 @@ class Registry:
         self.peers: OrderedDict[str, PeerRecord] = OrderedDict()
         self._groups: Counter[str] = Counter()
         self.blocked_ips: set[str] = set()
+        self.blocked_addresses: set[str] = set()
         self.blocked_identifiers: set[str] = set()
         self._tasks: dict[str, OrderedDict[str, QueuedTask]] = {}
         self.history = CountHistory()
 
     # -- Peers ------------------------------------------------------------------------------------
 
-    def is_blocked(self, identifier: str, ip: str) -> bool:
-        """Whether C{identifier} or C{ip} is blocked."""
-        return identifier in self.blocked_identifiers or ip in self.blocked_ips
+    def is_blocked(self, identifier: str, ip: str, port: int | None = None) -> bool:
+        """Whether C{identifier}, C{ip} or the address C{ip:port} is blocked."""
+        return (identifier in self.blocked_identifiers or ip in self.blocked_ips
+                or (port is not None and address_text(ip, port) in self.blocked_addresses))
 
-    def check(self, identifier: str, ip: str, api: str) -> None:
+    def blocks(self, kind: str) -> set[str]:
+        """The blocked values of a kind: C{"identifier"}, C{"ip"} or C{"address"}."""
+        return {"identifier": self.blocked_identifiers, "ip": self.blocked_ips,
+                "address": self.blocked_addresses}[kind]
+
+    def check(self, identifier: str, ip: str, api: str, port: int | None = None) -> None:
         """
         Say whether a registration of C{identifier} from C{ip} through C{api} would be taken.
 
         @raise RegistrationRefused: blocked (403); an identifier registered through C{/v1}
             claimed through the .NET API (409); its network or the table full (429).
         """
-        if self.is_blocked(identifier, ip):
+        if self.is_blocked(identifier, ip, port):
             raise RegistrationRefused(403, "blocked by the operator of this server")
         existing = self.peers.get(identifier)
         if existing is not None and existing.api == API_V1 and api != API_V1:
@@ -235,7 +250,8 @@ class Registry:
         Take back the state read from the store (peers in the order of their last heartbeat).
         """
         for kind, value in blocks:
-            (self.blocked_ips if kind == "ip" else self.blocked_identifiers).add(value)
+            if kind in ("identifier", "ip", "address"):
+                self.blocks(kind).add(value)
         for record in sorted(peers, key=lambda r: r.last_seen):
             self.peers[record.identifier] = record
             self._groups[registration_group(record.ip)] += 1

@@ -27,6 +27,7 @@ from p2pnet_tx.bootstrap.registry import (
     API_V1,
     RegistrationRefused,
     Registry,
+    address_text,
 )
 from p2pnet_tx.bootstrap.store import AuditEntry, BootstrapStore, PeerRecord, QueuedTask
 from p2pnet_tx.logtext import peer_text
@@ -156,7 +157,7 @@ class BootstrapServer:
             failing with L{RegistrationRefused}.
         """
         try:
-            self.registry.check(record.identifier, record.ip, record.api)
+            self.registry.check(record.identifier, record.ip, record.api, record.port)
         except RegistrationRefused as e:
             self.counters[f"refused.{e.code}"] += 1
             return fail(e)
@@ -182,7 +183,8 @@ class BootstrapServer:
         @raise RegistrationRefused: 403 if the peer's identifier or this address is blocked.
         """
         now = self.clock.seconds()
-        if self.registry.is_blocked(identifier, ip):
+        known = self.registry.peers.get(identifier)
+        if self.registry.is_blocked(identifier, ip, None if known is None else known.port):
             self.counters["refused.403"] += 1
             raise RegistrationRefused(403, "blocked by the operator of this server")
         record = self.registry.seen(identifier, now)
@@ -204,9 +206,10 @@ class BootstrapServer:
 
     def block(self, identifier: str, actor: str) -> Deferred[AuditEntry]:
         """
-        Block a registered peer: forget it, refuse its identifier and address from now on,
-        and, in authority mode, queue a signed C{BlockAndRemovePeer} task for every other
-        registered peer.
+        Block a registered peer: forget it, refuse its identifier and its address (its IP
+        and port: other peers behind the same IP, a NAT, are not blocked) from now on, and, in
+        authority mode, queue a signed C{BlockAndRemovePeer} task naming its identifier for
+        every other registered peer.
 
         @return: a Deferred firing the audit entry, or failing with L{UnknownPeer}.
         """
@@ -214,15 +217,16 @@ class BootstrapServer:
         if record is None:
             return fail(UnknownPeer(identifier))
         self._forget(record)
+        address = address_text(record.ip, record.port)
         self.registry.blocked_identifiers.add(identifier)
-        self.registry.blocked_ips.add(record.ip)
+        self.registry.blocked_addresses.add(address)
         now = self.clock.seconds()
         self._write(self.store.add_block("identifier", identifier, now))
-        self._write(self.store.add_block("ip", record.ip, now))
-        queued = self._broadcast(TaskType.BLOCK_AND_REMOVE_PEER,
-                                 {"Identifier": identifier, "IP": record.ip}, record)
+        self._write(self.store.add_block("address", address, now))
+        queued = self._broadcast(TaskType.BLOCK_AND_REMOVE_PEER, {"Identifier": identifier},
+                                 record)
         return self._audited(actor, "block", identifier,
-                             f"address {record.ip}; {queued} tasks queued")
+                             f"address {address}; {queued} tasks queued")
 
     def disconnect(self, identifier: str, actor: str) -> Deferred[AuditEntry]:
         """
@@ -246,14 +250,12 @@ class BootstrapServer:
         @return: a Deferred firing the audit entry, or failing with L{UnknownPeer} if
             C{value} is not blocked.
         """
-        kinds = [kind for kind, blocked in (("identifier", self.registry.blocked_identifiers),
-                                            ("ip", self.registry.blocked_ips))
-                 if value in blocked]
+        kinds = [kind for kind in ("identifier", "ip", "address")
+                 if value in self.registry.blocks(kind)]
         if not kinds:
             return fail(UnknownPeer(value))
         for kind in kinds:
-            (self.registry.blocked_ips if kind == "ip"
-             else self.registry.blocked_identifiers).discard(value)
+            self.registry.blocks(kind).discard(value)
             self._write(self.store.remove_block(kind, value))
         return self._audited(actor, "unblock", value, "")
 
@@ -283,7 +285,7 @@ class BootstrapServer:
             dropped = self.registry.queue(entry)
             if dropped is not None:
                 self.counters["tasks_dropped"] += 1
-                self.log.warning("dropped the oldest task queued for {identifier}: its queue is "
+                self.log.warn("dropped the oldest task queued for {identifier}: its queue is "
                               "full", identifier=peer_text(record.identifier))
                 self._write(self.store.remove_tasks([dropped.id]))
             queued.append(entry)
@@ -325,7 +327,8 @@ class BootstrapServer:
                        "expires": t.expires, "task_type": _task_type(t.body)}
                       for t in registry.queued()],
             "blocked": {"identifiers": sorted(registry.blocked_identifiers),
-                        "ips": sorted(registry.blocked_ips)},
+                        "ips": sorted(registry.blocked_ips),
+                        "addresses": sorted(registry.blocked_addresses)},
             "history": [list(point) for point in registry.history.points],
             "audit": [{"seq": e.seq, "time": e.time, "actor": e.actor, "action": e.action,
                        "target": e.target, "detail": e.detail} for e in reversed(self.audit)],

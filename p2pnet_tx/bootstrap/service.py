@@ -41,13 +41,16 @@ URL_FILE = "bootstrap.url"
 class _Unavailable(Resource):
     isLeaf = True
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, code: int = 503, retry: int = 1) -> None:
         super().__init__()
         self._message = message
+        self._code = code
+        self._retry = retry
 
     def render(self, request: Any) -> bytes:
-        request.setHeader(b"retry-after", b"1")
-        return json_reply(request, 503, {"error": self._message})
+        request.setHeader(b"retry-after", b"%d" % self._retry)
+        request.setHeader(b"connection", b"close")
+        return json_reply(request, self._code, {"error": self._message})
 
 
 class BootstrapResource(Resource):
@@ -86,6 +89,10 @@ class BootstrapResource(Resource):
         @param name: that segment.
         @param request: the request.
         """
+        retry = getattr(request, "retry_after", None)
+        if retry is not None:
+            return _Unavailable(f"too many requests from your address: retry in {retry} s",
+                                429, retry)
         if self.broken is not None:
             return _Unavailable(self.broken)
         if not self.server.ready:

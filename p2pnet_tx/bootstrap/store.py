@@ -144,7 +144,7 @@ class StoredState:
 
     @ivar peers: the registered peers.
     @ivar tasks: the queued tasks, oldest first.
-    @ivar blocks: C{(kind, value)} pairs, C{kind} C{"ip"} or C{"identifier"}.
+    @ivar blocks: C{(kind, value)} pairs, C{kind} C{"identifier"}, C{"ip"} or C{"address"} (C{ip:port}).
     @ivar audit: the most recent audit entries, oldest first.
     """
 
@@ -263,7 +263,7 @@ class BootstrapStore:
             lambda t: t.executemany("DELETE FROM tasks WHERE id = ?", [(i,) for i in ids]))
 
     def add_block(self, kind: str, value: str, time: float) -> Deferred[None]:
-        """Remember a blocked C{"ip"} or C{"identifier"}."""
+        """Remember a blocked C{"identifier"}, C{"ip"} or C{"address"} (C{ip:port})."""
         return self._pool.runOperation(
             "INSERT OR REPLACE INTO blocks VALUES (?, ?, ?)", (kind, value, time))
 

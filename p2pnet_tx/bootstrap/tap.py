@@ -1,8 +1,7 @@
 # -*- test-case-name: tests.test_bootstrap_tap -*-
 """
-C{twistd p2pnet-bootstrap}: the options of a bootstrap server and the service they build.
-
-    twistd -n p2pnet-bootstrap --listen tcp:5070 --mode authority
+C{twistd p2pnet-bootstrap}: the options of a bootstrap server and the service they build,
+e.g. C{twistd -n p2pnet-bootstrap --listen tcp:5070 --mode authority}.
 
 The data directory (C{--data-dir}, C{~/.p2pnet-bootstrap} by default, mode 0700) holds the
 authority key (C{authority.key}) and the admin token (C{admin.token}), both mode 0600, the

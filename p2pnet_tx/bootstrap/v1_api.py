@@ -50,6 +50,9 @@ MAX_NONCES = 100_000
 """Request nonces remembered at once (each for the timestamp window, 5 minutes)."""
 
 
+_PHRASES = {429: b"Too Many Requests"}  # not in twisted.web.http.RESPONSES
+
+
 def client_ip(request: Any) -> str:
     """The source IP of C{request}, in its canonical text form (an IPv4-mapped IPv6
     address as IPv4)."""
@@ -62,7 +65,7 @@ def client_ip(request: Any) -> str:
 
 def json_reply(request: Any, code: int, value: Any) -> bytes:
     """Set C{request}'s status and JSON content type; return the body."""
-    request.setResponseCode(code)
+    request.setResponseCode(code, _PHRASES.get(code))
     request.setHeader(b"content-type", b"application/json")
     request.setHeader(b"cache-control", b"no-store")
     return json.dumps(value).encode()

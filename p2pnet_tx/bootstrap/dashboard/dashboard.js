@@ -113,7 +113,7 @@
       ["p2pnet_tx nodes (/v1)", state.counts.v1],
       [".NET clients", state.counts.dotnet],
       ["Queued tasks", state.counts.tasks],
-      ["Blocked", `${state.blocked.identifiers.length} identifiers, ${state.blocked.ips.length} addresses`],
+      ["Blocked", `${state.blocked.identifiers.length} identifiers, ${state.blocked.addresses.length + state.blocked.ips.length} addresses`],
       ["Peers forgotten after", `${state.ttl} s without a heartbeat`],
     ];
     for (const [name, value] of rows) {
@@ -186,7 +186,8 @@
     const list = $("block-list");
     list.replaceChildren();
     const values = state.blocked.identifiers.map((v) => ["identifier", v])
-      .concat(state.blocked.ips.map((v) => ["address", v]));
+      .concat(state.blocked.ips.map((v) => ["IP", v]))
+      .concat(state.blocked.addresses.map((v) => ["address", v]));
     for (const [kind, value] of values) {
       const li = el("li", `${kind} ${value}`);
       li.dataset.value = value;
