@@ -250,8 +250,6 @@ class Options(usage.Options):
             raise usage.UsageError(f"--bootstrap-mode must be one of {', '.join(MODE_CHOICES)}")
         if self["bootstrap-api"] not in API_CHOICES:
             raise usage.UsageError(f"--bootstrap-api must be one of {', '.join(API_CHOICES)}")
-        if self["bootstrap-api"] == "dotnet":
-            raise usage.UsageError("--bootstrap-api dotnet is not implemented yet: use v1")
         key = self["authority-key"]
         if self["bootstrap-mode"] == "authority" and key is None:
             raise usage.UsageError(

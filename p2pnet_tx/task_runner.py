@@ -10,6 +10,7 @@ C{rejected.<cause>}.  The accepted ones act through the network's public API onl
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 from collections import Counter, OrderedDict
 from collections.abc import Callable
@@ -21,7 +22,12 @@ from twisted.logger import Logger
 
 from p2pnet_tx._json import Invalid, loads
 from p2pnet_tx.bootstrap.v1 import parse_peers
-from p2pnet_tx.packets import CollectionSharePacket, PureMessagePacket
+from p2pnet_tx.packets import (
+    CollectionSharePacket,
+    NetworkTask,
+    PureMessagePacket,
+    encode_task,
+)
 from p2pnet_tx.peer import GenericPeer
 from p2pnet_tx.tasks import (
     AuthorityTask,
@@ -108,6 +114,20 @@ class TaskRunner:
         self.log.info("authority task {id} ({kind}): {done}", id=task.id,
                       kind=task.task_type.name, done=done)
         return done
+
+    def reject_unverifiable(self, task: NetworkTask, reason: str) -> str:
+        """
+        Refuse a task whose signature this node cannot check (a .NET authority's PGP-signed
+        tasks): never executed, logged once per distinct task and counted as
+        C{rejected.unverifiable}.
+
+        @param task: the task as received.
+        @param reason: why it cannot be checked.
+        @return: C{"rejected: unverifiable: <reason>"}.
+        """
+        digest = hashlib.sha256(encode_task(task)).hexdigest()[:32]
+        reason = f"{task.task_type.name} task {digest}: {reason}"
+        return self._rejected({"task": {"id": digest}}, TaskRejected("unverifiable", reason))
 
     def _rejected(self, signed: Any, error: TaskRejected) -> str:
         self.counters[f"rejected.{error.cause}"] += 1

@@ -98,7 +98,8 @@ class TaskRejected(ValueError):
     @ivar cause: a short word for the counter C{tasks.rejected.<cause>}: C{malformed},
         C{forged} (bad signature), C{stale} (expired), C{future} (issued more than
         L{CLOCK_SKEW} seconds from now), C{replayed}, C{wrong_target}, C{unsupported} (a task
-        type the node does not execute) or C{full} (the replay cache is full).
+        type the node does not execute), C{full} (the replay cache is full) or
+        C{unverifiable} (a .NET authority's PGP-signed task).
     @ivar reason: what was wrong, for the log.
     """
 

@@ -7,7 +7,8 @@ L{BootstrapClient} is one service per server URL; L{BootstrapService} holds them
 task runner, as the node's C{bootstrap} part.  HTTP goes through an injected treq-style client
 (C{treq}, an C{HTTPClient}, or C{treq.testing.StubTreq} in tests); time through the injected
 clock.  The server's API is C{/v1} (L{p2pnet_tx.bootstrap.v1}) or, with C{api="dotnet"}, the
-.NET P2PBootstrap API.
+.NET P2PBootstrap API (L{p2pnet_tx.bootstrap.dotnet_client}), whose heartbeats may also carry
+tasks that cannot be verified (C{unverifiable}): those are refused, never run.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from p2pnet_tx.peer import GenericPeer
 if TYPE_CHECKING:
     from p2pnet_tx.bootstrap.v1 import PeerEntry
     from p2pnet_tx.network import PeerNetwork
+    from p2pnet_tx.packets import NetworkTask
     from p2pnet_tx.task_runner import TaskRunner
 
 __all__ = ["API_CHOICES", "MODE_CHOICES", "Backoff", "BootstrapClient", "BootstrapService"]
@@ -194,7 +196,7 @@ class BootstrapClient(Service):
             self._check_mode(reply)
         else:
             self.counters["heartbeats"] += 1
-            self._tasks(reply.tasks)
+            self._tasks(reply.tasks, getattr(reply, "unverifiable", []))
         self.counters["peers_skipped"] += reply.skipped
         self._learn(reply.peers)
         self._later(self.interval or MIN_INTERVAL, "heartbeat")
@@ -235,16 +237,20 @@ class BootstrapClient(Service):
             self.log.warn("bootstrap {url}: this node expects an authority, the server is "
                           "{mode}: no task will run", url=self.url, mode=reply.mode)
 
-    def _tasks(self, tasks: list[Any]) -> None:
-        self.counters["tasks_received"] += len(tasks)
+    def _tasks(self, tasks: list[Any], unverifiable: list[NetworkTask]) -> None:
+        count = len(tasks) + len(unverifiable)
+        self.counters["tasks_received"] += count
         if self._runner is None:
-            if tasks:
-                self.counters["tasks_ignored"] += len(tasks)
+            if count:
+                self.counters["tasks_ignored"] += count
                 self.log.info("bootstrap {url}: {count} tasks ignored (trustless mode)",
-                              url=self.url, count=len(tasks))
+                              url=self.url, count=count)
             return
         for signed in tasks:
             self._runner.run_signed_task(signed)
+        for task in unverifiable:
+            self._runner.reject_unverifiable(
+                task, "signed with PGP by a .NET authority, which this node cannot check")
 
     def _learn(self, peers: list[PeerEntry]) -> None:
         learned = []

@@ -29,7 +29,7 @@ from p2pnet_tx.bootstrap.v1 import (
 from p2pnet_tx.tasks import canonical
 
 __all__ = ["MAX_REPLY_BYTES", "REQUEST_TIMEOUT", "HTTPFailure", "NotRegistered", "V1Api",
-           "request_json"]
+           "request_bytes", "request_json"]
 
 MAX_REPLY_BYTES = 1024 * 1024
 """The largest reply body read; a longer one is a failure."""
@@ -69,16 +69,16 @@ def _retry_after(response: Any) -> float | None:
         return None
 
 
-def request_json(
+def request_bytes(
     http: Any, method: str, url: str, clock: IReactorTime, body: bytes | None = None,
     timeout: float = REQUEST_TIMEOUT,
-) -> Deferred[tuple[int, Any]]:
+) -> Deferred[tuple[int, bytes]]:
     """
-    Send one request and read its JSON reply.
+    Send one request and read its reply's body.
 
     @param http: a treq-style client (C{treq}, C{HTTPClient}, C{StubTreq}).
-    @return: a Deferred firing with C{(status, parsed JSON or None)} for any status; it fails
-        with L{HTTPFailure} for no reply, a timeout, or a body over L{MAX_REPLY_BYTES}.
+    @return: a Deferred firing with C{(status, body)} for any status but 429 and 503; it fails
+        with L{HTTPFailure} for those, no reply, a timeout, or a body over L{MAX_REPLY_BYTES}.
     """
     try:
         sent = http.request(method, url, data=body,
@@ -86,7 +86,7 @@ def request_json(
     except (ValueError, TypeError) as e:  # an unusable URL raises at once
         return fail(HTTPFailure(f"cannot request {url}: {e}"))
 
-    async def exchange() -> tuple[int, Any]:
+    async def exchange() -> tuple[int, bytes]:
         response = await sent
         chunks: list[bytes] = []
         size = 0
@@ -103,14 +103,10 @@ def request_json(
         except _TooLarge:
             raise HTTPFailure(f"reply over {MAX_REPLY_BYTES} bytes", response.code) from None
         raw = b"".join(chunks)
-        try:
-            parsed = loads(raw) if raw else None
-        except Invalid:
-            parsed = None
         if response.code == 429 or response.code == 503:
-            raise HTTPFailure(f"HTTP {response.code}: {_error_text(parsed)}", response.code,
-                              _retry_after(response))
-        return response.code, parsed
+            raise HTTPFailure(f"HTTP {response.code}: {_error_text(_parse(raw))}",
+                              response.code, _retry_after(response))
+        return response.code, raw
 
     d = Deferred.fromCoroutine(exchange())
     d.addTimeout(timeout, clock)
@@ -123,6 +119,27 @@ def request_json(
         raise HTTPFailure(f"{url}: {failure.getErrorMessage() or failure.type.__name__}")
 
     return d.addErrback(failed)
+
+
+def request_json(
+    http: Any, method: str, url: str, clock: IReactorTime, body: bytes | None = None,
+    timeout: float = REQUEST_TIMEOUT,
+) -> Deferred[tuple[int, Any]]:
+    """
+    Send one request and read its JSON reply (L{request_bytes}, parsed).
+
+    @return: a Deferred firing with C{(status, parsed JSON or None)}; failing as
+        L{request_bytes} fails.
+    """
+    d = request_bytes(http, method, url, clock, body, timeout)
+    return d.addCallback(lambda result: (result[0], _parse(result[1])))
+
+
+def _parse(raw: bytes) -> Any:
+    try:
+        return loads(raw) if raw else None
+    except Invalid:
+        return None
 
 
 def _error_text(parsed: Any) -> str:

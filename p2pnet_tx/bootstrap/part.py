@@ -21,6 +21,7 @@ from p2pnet_tx.bootstrap.client import (
     BootstrapClient,
     BootstrapService,
 )
+from p2pnet_tx.bootstrap.dotnet_client import DotNetApi
 from p2pnet_tx.bootstrap.http import V1Api
 from p2pnet_tx.network import PeerNetwork
 from p2pnet_tx.task_runner import TaskRunner
@@ -92,10 +93,6 @@ def bootstrap_part(
         raise ValueError(f"the bootstrap mode is one of {', '.join(MODE_CHOICES)}, not {mode!r}")
     if api not in API_CHOICES:
         raise ValueError(f"the bootstrap API is one of {', '.join(API_CHOICES)}, not {api!r}")
-    if api == "dotnet":
-        # Not built yet: say so rather than fail later (see docs/bootstrap.md).
-        raise ValueError("--bootstrap-api dotnet is not implemented yet: use v1 (a "
-                         "p2pnet-bootstrap server serves it)")
     if mode == "authority" and authority_key is None:
         raise ValueError("authority mode needs the authority's public key (--authority-key)")
     if http is None:
@@ -105,7 +102,11 @@ def bootstrap_part(
     runner = TaskRunner(network, authority_key, reactor) if mode == "authority" else None
     clients = []
     for url in urls:
-        server = V1Api(http, url, network.private_key, reactor, network.display_name)
+        server: V1Api | DotNetApi
+        if api == "dotnet":
+            server = DotNetApi(http, url, network.identifier, reactor)
+        else:
+            server = V1Api(http, url, network.private_key, reactor, network.display_name)
         clients.append(BootstrapClient(
             network, server, reactor, url=url, port=port, runner=runner,
             max_failures=DOTNET_MAX_FAILURES if api == "dotnet" else None,
