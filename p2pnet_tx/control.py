@@ -38,16 +38,17 @@ from twisted.web.server import NOT_DONE_YET, Request
 
 from p2pnet_tx._version import __version__
 from p2pnet_tx.channel import PeerChannel
+from p2pnet_tx.control_messages import MAX_MESSAGE_WAIT, MessageRoutes
 from p2pnet_tx.control_site import (
     DEFAULT_MAX_CONNECTIONS,
     IDLE_TIMEOUT,
     LIMIT_WARNING_INTERVAL,  # noqa: F401 (re-exported: it was defined here)
     MAX_BODY,
+    BadRequest,
     BoundedBody,  # noqa: F401 (re-exported: it was defined here)
     ControlChannel,
     ControlRequest,
     ControlSite,
-    _BadRequest,
     _refuse_and_close,
     _split,
 )
@@ -59,7 +60,6 @@ from p2pnet_tx.logtext import peer_text
 from p2pnet_tx.message_log import MessageLog, ReceivedMessage
 from p2pnet_tx.metrics import NodeMetrics
 from p2pnet_tx.network import PeerNetwork
-from p2pnet_tx.packets import PureMessagePacket
 from p2pnet_tx.peer import peer_for_host
 from p2pnet_tx.policy import normalize_ip
 from p2pnet_tx.trust import KeyTrust, ping_trust
@@ -67,6 +67,8 @@ from p2pnet_tx.trust import KeyTrust, ping_trust
 __all__ = [
     "DEFAULT_MAX_CONNECTIONS",
     "IDLE_TIMEOUT",
+    "MAX_MESSAGE_WAIT",
+    "BadRequest",
     "ControlAPI",
     "ControlChannel",
     "ControlRequest",
@@ -74,10 +76,6 @@ __all__ = [
     "MessageLog",
     "ReceivedMessage",
 ]
-
-MAX_MESSAGE_WAIT = 25.0
-"""The longest C{GET /api/messages?wait=S} holds its request, in seconds (a longer C{wait} is
-cut to it): under C{p2pnet-ctl}'s 30 s request timeout."""
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
@@ -89,6 +87,12 @@ STATUS_COUNTERS = {
     )
 }
 """Counters /api/status always shows, zero until something happens."""
+
+_STATUS_KEYS = frozenset({
+    "identifier", "listen", "listening_port", "wire", "counts", "counters", "traffic", "peers",
+    "control", "version", "uptime", "display_name", "trust", "transport", "control_url",
+})
+"""The keys of C{/api/status} that the API itself fills: a part's section cannot take one."""
 
 
 class _Pending:
@@ -173,19 +177,19 @@ def _connect_failed(failure: Failure, peer: IPeer) -> Failure:
     Say why a dial from C{POST /api/peers} failed, as a 502 (unreachable, refused) or a 409
     (this node's own policy: blocked, or this node itself).
     """
-    if failure.check(CancelledError, _BadRequest):
+    if failure.check(CancelledError, BadRequest):
         return failure
     why = failure.getErrorMessage()
     if failure.check(PeerBlocked):
-        raise _BadRequest(409, f"{why}: unblock it first (p2pnet-ctl unblock)")
+        raise BadRequest(409, f"{why}: unblock it first (p2pnet-ctl unblock)")
     if failure.check(SelfConnection):
-        raise _BadRequest(409, why)
+        raise BadRequest(409, why)
     if failure.check(DNSLookupError):
-        raise _BadRequest(502, f"cannot resolve {peer.address}: {why}")
+        raise BadRequest(502, f"cannot resolve {peer.address}: {why}")
     if failure.check(ConnectError):
-        raise _BadRequest(502, f"peer {peer} is unreachable: {why}")
+        raise BadRequest(502, f"peer {peer} is unreachable: {why}")
     if failure.check(P2PNetError):
-        raise _BadRequest(502, f"peer {peer} refused the connection: {why}")
+        raise BadRequest(502, f"peer {peer} refused the connection: {why}")
     return failure
 
 
@@ -238,17 +242,44 @@ class ControlAPI(Resource):
         self.started: float = network.reactor.seconds()
         self.metrics = NodeMetrics(network)
         self.dashboard = Dashboard(network.reactor, self._token, network.identifier)
-        self._routes: dict[tuple[bytes, str], Callable[..., Any]] = {
-            (b"GET", "status"): self.get_status,
-            (b"GET", "peers"): self.get_peers,
-            (b"POST", "peers"): self.post_peers,
-            (b"DELETE", "peers"): self.delete_peer,
-            (b"POST", "block"): self.post_block,
-            (b"GET", "blocks"): self.get_blocks,
-            (b"POST", "unblock"): self.post_unblock,
-            (b"POST", "messages"): self.post_messages,
-            (b"GET", "messages"): self.get_messages,
-        }
+        self._routes: dict[tuple[bytes, str], tuple[Callable[..., Any], bool]] = {}
+        self._status_sections: dict[str, Callable[[], Any]] = {}
+        for method, name, handler in (
+            (b"GET", "status", self.get_status),
+            (b"GET", "peers", self.get_peers),
+            (b"POST", "peers", self.post_peers),
+            (b"POST", "block", self.post_block),
+            (b"GET", "blocks", self.get_blocks),
+            (b"POST", "unblock", self.post_unblock),
+        ):
+            self.add_route(method, name, handler)
+        self.add_route(b"DELETE", "peers", self.delete_peer, argument=True)
+        MessageRoutes(network, messages, self)
+
+    def add_route(
+        self, method: bytes, name: str, handler: Callable[..., Any], argument: bool = False
+    ) -> None:
+        """
+        Serve C{METHOD /api/<name>} (with C{argument}, C{/api/<name>/<argument>} instead) with
+        C{handler(request, argument)}, which returns a JSON-able value or a Deferred of one,
+        and raises L{BadRequest} for an error answer.  This is how a node's parts add their
+        endpoints.
+
+        @raise ValueError: if that method and name are served already.
+        """
+        if (method, name) in self._routes:
+            raise ValueError(f"{method.decode()} /api/{name} is served already")
+        self._routes[(method, name)] = (handler, argument)
+
+    def add_status_section(self, name: str, section: Callable[[], Any]) -> None:
+        """
+        Show C{section()} (a JSON-able value) under key C{name} of C{GET /api/status}.
+
+        @raise ValueError: if C{name} is taken.
+        """
+        if name in self._status_sections or name in _STATUS_KEYS:
+            raise ValueError(f"/api/status already has a {name!r} key")
+        self._status_sections[name] = section
 
     def render(self, request: Request) -> bytes | int:
         """
@@ -262,7 +293,7 @@ class ControlAPI(Resource):
         request.setHeader(b"cache-control", b"no-store")
         try:
             self._check_caller(request)
-        except _BadRequest as e:
+        except BadRequest as e:
             _refuse_and_close(request, e)
             return NOT_DONE_YET
         if getattr(request.content, "overflowed", False):
@@ -278,7 +309,7 @@ class ControlAPI(Resource):
         try:
             handler, argument = self._route(request)
             result = handler(request, argument)
-        except _BadRequest as e:
+        except BadRequest as e:
             return self._error(request, e.code, e.message)
         except Exception:
             self.log.failure("control request {method} {uri} failed",
@@ -307,13 +338,13 @@ class ControlAPI(Resource):
         @param request: the request, its headers complete.
         @param line: its method and path, while the request itself does not know them yet
             (before its body is read).
-        @raise _BadRequest: the status and message of the refusal.
+        @raise BadRequest: the status and message of the refusal.
         """
         hosts = request.requestHeaders.getRawHeaders(b"host") or []
         if len(hosts) > 1:
-            raise _BadRequest(400, "more than one Host header")
+            raise BadRequest(400, "more than one Host header")
         if _host_name(hosts[0] if hosts else None) not in LOOPBACK_HOSTS:
-            raise _BadRequest(403, "the control API answers only to loopback host names")
+            raise BadRequest(403, "the control API answers only to loopback host names")
         authorization = request.getHeader(b"authorization")
         if authorization is None:  # a browser: the dashboard's files, login or session
             method, path = line if line is not None else (request.method, _path(request))
@@ -322,41 +353,46 @@ class ControlAPI(Resource):
                 return
             if refusal[0] == 401:
                 request.setHeader(b"www-authenticate", b'Bearer realm="p2pnet"')
-            raise _BadRequest(*refusal)
+            raise BadRequest(*refusal)
         scheme, _, token = authorization.partition(b" ")
         if scheme.lower() != b"bearer" or not hmac.compare_digest(token.strip(), self._token):
             request.setHeader(b"www-authenticate", b'Bearer realm="p2pnet"')
-            raise _BadRequest(401, "missing or wrong bearer token")
+            raise BadRequest(401, "missing or wrong bearer token")
 
     def _route(self, request: Request) -> tuple[Callable[..., Any], str | None]:
         path = _path(request)
-        if len(path) < 2 or path[0] != "api":
-            raise _BadRequest(404, "no such resource")
+        if not 2 <= len(path) <= 3 or path[0] != "api":
+            raise BadRequest(404, "no such resource")
         name = path[1]
         argument = path[2] if len(path) == 3 else None
-        if len(path) > 3 or (argument is not None and name != "peers"):
-            raise _BadRequest(404, "no such resource")
-        handler = self._routes.get((request.method, name))
-        if handler is None:
+        route = self._routes.get((request.method, name))
+        if route is None:
             allowed = sorted(m.decode() for m, n in self._routes if n == name)
             if not allowed:
-                raise _BadRequest(404, "no such resource")
+                raise BadRequest(404, "no such resource")
             request.setHeader(b"allow", ", ".join(allowed).encode())
-            raise _BadRequest(405, f"use {' or '.join(allowed)} on /api/{name}")
-        if (argument is None) == (handler == self.delete_peer):
-            raise _BadRequest(404, "no such resource")
+            raise BadRequest(405, f"use {' or '.join(allowed)} on /api/{name}")
+        handler, takes_argument = route
+        if (argument is not None) != takes_argument:
+            raise BadRequest(404, "no such resource")
         return handler, argument
 
-    def _body(self, request: Request) -> dict[str, Any]:
+    def body(self, request: Request) -> dict[str, Any]:
+        """
+        The request's body, parsed as a JSON object.
+
+        @raise BadRequest: 413 for a body over L{MAX_BODY} bytes, 400 for one that is not a
+            JSON object.
+        """
         raw = request.content.read(MAX_BODY + 1) if request.content else b""
         if len(raw) > MAX_BODY:
-            raise _BadRequest(413, f"request body over {MAX_BODY} bytes")
+            raise BadRequest(413, f"request body over {MAX_BODY} bytes")
         try:
             body = json.loads(raw)
         except (ValueError, RecursionError) as e:
-            raise _BadRequest(400, f"request body is not JSON: {e}") from None
+            raise BadRequest(400, f"request body is not JSON: {e}") from None
         if not isinstance(body, dict):
-            raise _BadRequest(400, "request body must be a JSON object")
+            raise BadRequest(400, "request body must be a JSON object")
         return body
 
     def _error(self, request: Request, code: int, message: str) -> bytes:
@@ -366,7 +402,7 @@ class ControlAPI(Resource):
     def _failed(self, pending: _Pending, failure: Failure) -> None:
         if pending.client_gone:
             return  # the client went away and we stopped its request
-        if failure.check(_BadRequest):
+        if failure.check(BadRequest):
             pending.finish(failure.value.code, {"error": failure.value.message})
             return
         if failure.check(P2PNetError, ConnectionError, OSError) or hasattr(
@@ -400,6 +436,7 @@ class ControlAPI(Resource):
             "peers": [_channel_json(network, c) for c in network.active_peer_channels],
             **self._site_counters(request),
             **self._node_info(request),
+            **{name: section() for name, section in self._status_sections.items()},
         }
 
     def _node_info(self, request: Request) -> dict[str, Any]:
@@ -423,7 +460,7 @@ class ControlAPI(Resource):
         Write the node's state after a change; the change is already in effect.
 
         @param what: what the request did, for the error message.
-        @raise _BadRequest: a 500 saying what was not saved and why.
+        @raise BadRequest: a 500 saying what was not saved and why.
         """
         if self._save_state is None:
             return
@@ -432,7 +469,7 @@ class ControlAPI(Resource):
         except DataDirError as e:
             self.log.error("control API: {what}, but the state was not saved: {why}",
                            what=what, why=str(e))
-            raise _BadRequest(
+            raise BadRequest(
                 500, f"{what}, but it was not saved (a restart would undo it): {e}"
             ) from None
 
@@ -453,11 +490,11 @@ class ControlAPI(Resource):
         A peer that cannot be reached (no such name, refused, timed out) or that refuses us
         is a 502 whose error says which and why.
         """
-        body = self._body(request)
+        body = self.body(request)
         try:
             peer = peer_for_host(body.get("host"), body.get("port"))
         except ValueError as e:
-            raise _BadRequest(400, str(e)) from None
+            raise BadRequest(400, str(e)) from None
         if self._connecting is not None:
             self._connecting(peer)
         return self.network.connect(peer).addCallbacks(
@@ -476,7 +513,7 @@ class ControlAPI(Resource):
                 closed = self.network.remove_peer(channel)
                 held = self._peer_removed(channel) if self._peer_removed is not None else 0
                 return closed.addCallback(self._removed, identifier, held)
-        raise _BadRequest(404, f"no connected peer {identifier!r}")
+        raise BadRequest(404, f"no connected peer {identifier!r}")
 
     def _removed(self, reason: str, identifier: str, held: int) -> dict[str, Any]:
         self._save(f"removed peer {identifier!r}")
@@ -484,16 +521,16 @@ class ControlAPI(Resource):
 
     def post_block(self, request: Request, _: None) -> dict[str, Any]:
         """C{POST /api/block} C{{"ip"}} or C{{"identifier"}}: block, drop and save."""
-        body = self._body(request)
+        body = self.body(request)
         ip, identifier = body.get("ip"), body.get("identifier")
         if (ip is None) == (identifier is None):
-            raise _BadRequest(400, 'give exactly one of "ip" and "identifier"')
+            raise BadRequest(400, 'give exactly one of "ip" and "identifier"')
         if not isinstance(ip or identifier, str):
-            raise _BadRequest(400, "the value to block must be a string")
+            raise BadRequest(400, "the value to block must be a string")
         try:
             dropped = self.network.block(ip=ip, identifier=identifier)
         except ValueError as e:
-            raise _BadRequest(400, str(e)) from None
+            raise BadRequest(400, str(e)) from None
         self._save(f"blocked {ip or identifier!r}")
         return {"blocked": ip or identifier, "dropped": len(dropped)}
 
@@ -512,19 +549,19 @@ class ControlAPI(Resource):
         C{POST /api/unblock} C{{"ip"}} or C{{"identifier"}}: lift a block and save (a failed
         save is a 500).  C{was_blocked} says whether it was blocked.
         """
-        body = self._body(request)
+        body = self.body(request)
         ip, identifier = body.get("ip"), body.get("identifier")
         if (ip is None) == (identifier is None):
-            raise _BadRequest(400, 'give exactly one of "ip" and "identifier"')
+            raise BadRequest(400, 'give exactly one of "ip" and "identifier"')
         value = ip if ip is not None else identifier
         if not isinstance(value, str):
-            raise _BadRequest(400, "the value to unblock must be a string")
+            raise BadRequest(400, "the value to unblock must be a string")
         policy = self.network.policy
         if ip is not None:
             try:
                 ip = value = normalize_ip(ip)
             except ValueError as e:
-                raise _BadRequest(400, str(e)) from None
+                raise BadRequest(400, str(e)) from None
             was_blocked = policy.is_blocked_ip(ip)
             policy.blocked_ips.discard(ip)
         else:
@@ -534,46 +571,3 @@ class ControlAPI(Resource):
             self.log.info("unblocked {what}", what=peer_text(value))
             self._save(f"unblocked {value!r}")
         return {"unblocked": value, "was_blocked": was_blocked}
-
-    def post_messages(self, request: Request, _: None) -> dict[str, Any]:
-        """C{POST /api/messages} C{{"to": identifier or "*", "message": text}}: send a message."""
-        body = self._body(request)
-        to, text = body.get("to", "*"), body.get("message")
-        if not isinstance(text, str) or not isinstance(to, str):
-            raise _BadRequest(400, '"message" (and "to", if given) must be strings')
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:
-            raise _BadRequest(400, '"message" is not valid Unicode text') from None
-        packet = PureMessagePacket(text, source_origin_identifier=self.network.identifier)
-        if to == "*":
-            return {"sent": self.network.broadcast(packet)}
-        for channel in self.network.trusted_peer_channels:
-            if getattr(channel.peer, "identifier", None) == to:
-                return {"sent": int(channel.send(packet))}
-        raise _BadRequest(404, f"no trusted peer {to!r}")
-
-    def get_messages(
-        self, request: Request, _: None
-    ) -> dict[str, Any] | Deferred[dict[str, Any]]:
-        """
-        C{GET /api/messages?since=N[&wait=S]}: the recent messages received, numbered above N.
-        With C{wait}, a request that finds none is held until one arrives, or for S seconds
-        (at most L{MAX_MESSAGE_WAIT}) and then answered with none: a long poll.
-        """
-        raw = (request.args.get(b"since") or [b"0"])[0]
-        try:
-            since = int(raw)
-        except ValueError:
-            raise _BadRequest(400, "since must be an integer") from None
-        raw_wait = (request.args.get(b"wait") or [b"0"])[0]
-        try:
-            wait = float(raw_wait)
-        except ValueError:
-            wait = -1.0
-        if not 0 <= wait < float("inf"):
-            raise _BadRequest(400, "wait must be a number of seconds, 0 or more")
-        waiting = self.messages.wait_since(since, min(wait, MAX_MESSAGE_WAIT))
-        return waiting.addCallback(
-            lambda messages: {"messages": [m.to_json() for m in messages]}
-        )

@@ -97,7 +97,7 @@ class ControlRequest(Request):
         self.setHeader(b"cache-control", b"no-store")
         _refuse_and_close(self, refusal)
 
-    def _refusal(self, length: int | None) -> _BadRequest | None:
+    def _refusal(self, length: int | None) -> BadRequest | None:
         api = getattr(getattr(self.channel, "site", None), "resource", None)
         # The resource's own check (L{ControlAPI._check_caller}), found by name: this module
         # is imported by p2pnet_tx.control, so it cannot import ControlAPI to test for it.
@@ -105,10 +105,10 @@ class ControlRequest(Request):
         if check_caller is not None:
             try:
                 check_caller(self, _request_line(self.channel) or (None, []))
-            except _BadRequest as e:
+            except BadRequest as e:
                 return e
         if length is not None and length > MAX_BODY:
-            return _BadRequest(413, f"request body over {MAX_BODY} bytes")
+            return BadRequest(413, f"request body over {MAX_BODY} bytes")
         return None
 
     def handleContentChunk(self, data: bytes) -> None:
@@ -122,7 +122,7 @@ class ControlRequest(Request):
             super().handleContentChunk(data)
 
 
-def _refuse_and_close(request: Request, refusal: _BadRequest) -> None:
+def _refuse_and_close(request: Request, refusal: BadRequest) -> None:
     """
     Answer C{request} with C{refusal}'s status and JSON error, then close its connection
     (the client sent a request it had no business sending, or a body that is not read).
@@ -345,8 +345,11 @@ class ControlSite(Site):
         self._logger.warn(template, **fields)
 
 
-class _BadRequest(Exception):
-    """An error answer: its status (4xx, or 500 for a change not saved) and message."""
+class BadRequest(Exception):
+    """
+    An error answer: its status (4xx, or 500 for a change not saved) and message.  A route
+    handler raises it (or fails its Deferred with it) to answer C{{"error": message}}.
+    """
 
     def __init__(self, code: int, message: str) -> None:
         super().__init__(message)

@@ -25,7 +25,7 @@ from typing import Any
 
 import attrs
 from twisted.application.internet import StreamServerEndpointService
-from twisted.application.service import MultiService, Service
+from twisted.application.service import IService, MultiService, Service
 from twisted.internet.defer import CancelledError, Deferred, maybeDeferred, succeed
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import CannotListenError
@@ -574,6 +574,26 @@ class PeerNetworkService(MultiService):
             L{ListenerService.when_listening}).
         """
         return self.listener.when_listening()
+
+    def add_part(
+        self, name: str, part: IService, status: Callable[[], Any] | None = None
+    ) -> None:
+        """
+        Add a capability to the node: C{part} (discovery, a bootstrap client...) becomes a
+        named child service, started and stopped with the node, and C{status()} (a JSON-able
+        value) appears under key C{name} of the control API's C{/api/status}.
+
+        @param name: the part's name, unique in this node.
+        @param part: the part's service.
+        @param status: what the part reports, or C{None}.
+        @raise ValueError: if the name is taken (by a part or a status key).
+        """
+        if name in self.namedServices:
+            raise ValueError(f"the node already has a part named {name!r}")
+        if status is not None and self.api is not None:
+            self.api.add_status_section(name, status)
+        part.setName(name)
+        part.setServiceParent(self)
 
     def hold_kept_peer(self, channel: PeerChannel) -> int:
         """

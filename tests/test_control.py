@@ -10,14 +10,20 @@ from typing import Any
 
 from treq.testing import StubTreq
 from twisted.internet.address import IPv4Address
-from twisted.internet.defer import CancelledError, fail
+from twisted.internet.defer import CancelledError, fail, succeed
 from twisted.internet.error import ConnectionDone, DNSLookupError
 from twisted.internet.testing import (
     EventLoggingObserver,
     MemoryReactorClock,
     StringTransport,
 )
-from twisted.logger import LogLevel, eventAsJSON, eventFromJSON, formatEvent, globalLogPublisher
+from twisted.logger import (
+    LogLevel,
+    eventAsJSON,
+    eventFromJSON,
+    formatEvent,
+    globalLogPublisher,
+)
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.server import Site
@@ -28,6 +34,7 @@ from p2pnet_tx.control import (
     LIMIT_WARNING_INTERVAL,
     MAX_BODY,
     MAX_MESSAGE_WAIT,
+    BadRequest,
     ControlAPI,
     ControlChannel,
     ControlRequest,
@@ -108,6 +115,44 @@ class ControlAPITests(SynchronousTestCase):
         self.assertEqual(body["counters"]["packets_in.Identity"], 1)
         self.assertEqual(body["counters"]["handshakes_failed"], 0)
         self.assertEqual(body["counters"]["malformed"], 0)
+
+    def test_added_routes(self) -> None:
+        """A part's routes are served like the API's own: with and without an argument,
+        with the token, a Deferred answer, a BadRequest as a JSON error, 405 and 404."""
+        seen: list[Any] = []
+
+        def get_things(request: Any, argument: None) -> Any:
+            seen.append(argument)
+            return {"things": []}
+
+        def delete_thing(request: Any, argument: str) -> Any:
+            if argument == "missing":
+                raise BadRequest(404, f"no thing {argument}")
+            return succeed({"deleted": argument})
+
+        self.api.add_route(b"GET", "things", get_things)
+        self.api.add_route(b"DELETE", "things", delete_thing, argument=True)
+        self.assertEqual(self.call("GET", "/api/things"), (200, {"things": []}))
+        self.assertEqual(self.call("DELETE", "/api/things/t1"), (200, {"deleted": "t1"}))
+        self.assertEqual(self.call("DELETE", "/api/things/missing"),
+                         (404, {"error": "no thing missing"}))
+        self.assertEqual(self.call("GET", "/api/things/t1")[0], 404)
+        self.assertEqual(self.call("DELETE", "/api/things")[0], 404)
+        self.assertEqual(self.call("POST", "/api/things")[0], 405)
+        self.assertEqual(self.call("GET", "/api/things", headers={})[0], 401)
+        self.assertEqual(seen, [None])
+        self.assertRaises(ValueError, self.api.add_route, b"GET", "things", get_things)
+
+    def test_status_sections(self) -> None:
+        """A part's status section shows in /api/status under its name, computed per
+        request; it cannot take a key the API fills."""
+        counters = {"sent": 0}
+        self.api.add_status_section("discovery", lambda: dict(counters))
+        counters["sent"] = 3
+        code, body = self.call("GET", "/api/status")
+        self.assertEqual(body["discovery"], {"sent": 3})
+        self.assertRaises(ValueError, self.api.add_status_section, "discovery", dict)
+        self.assertRaises(ValueError, self.api.add_status_section, "peers", dict)
 
     def test_peers(self) -> None:
         """Peers lists the connected peers and the known ones."""

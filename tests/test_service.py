@@ -10,6 +10,7 @@ from typing import Any
 
 from treq.testing import StubTreq
 from twisted.application.internet import StreamServerEndpointService
+from twisted.application.service import Service
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import CancelledError, Deferred, fail, succeed
 from twisted.internet.error import CannotListenError, ConnectionRefusedError
@@ -19,6 +20,7 @@ from twisted.internet.testing import EventLoggingObserver, MemoryReactorClock
 from twisted.logger import LogLevel, globalLogPublisher
 from twisted.test.iosim import ConnectionCompleter
 from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.test.requesthelper import DummyRequest
 from zope.interface import implementer
 
 from p2pnet_tx.datadir import DataDirError, NodeDataDir
@@ -771,6 +773,23 @@ class PeerNetworkServiceTests(SynchronousTestCase):
         self.assertEqual(self.data_dir.control_url(), "http://127.0.0.1:8765")
         self.successResultOf(service.stopService())
         self.assertIsNone(self.data_dir.control_url())
+
+    def test_add_part(self) -> None:
+        """A part is a named child service, started and stopped with the node, and its
+        status shows in /api/status; a name is taken once."""
+        service = self.service(control="tcp:8765:interface=127.0.0.1", control_token="t")
+        part = Service()
+        service.add_part("discovery", part, status=lambda: {"sent": 1})
+        self.assertIs(service.getServiceNamed("discovery"), part)
+        service.startService()
+        self.assertTrue(part.running)
+        assert service.api is not None
+        status = service.api.get_status(DummyRequest([b"api", b"status"]), None)
+        self.assertEqual(status["discovery"], {"sent": 1})
+        self.assertRaises(ValueError, service.add_part, "discovery", Service())
+        self.assertRaises(ValueError, service.add_part, "listener", Service())
+        self.successResultOf(service.stopService())
+        self.assertFalse(part.running)
 
     def test_backlog(self) -> None:
         """A TCP listen endpoint gets the default backlog unless it names one."""
