@@ -21,6 +21,11 @@ from twisted.internet.protocol import ClientFactory, Factory, Protocol
 from twisted.internet.task import deferLater
 
 from p2pnet_tx.datadir import NodeDataDir
+from p2pnet_tx.files.manifest import manifest_of
+from p2pnet_tx.files.protocol import FileMessage, encode_chunk, encode_message, parse
+from p2pnet_tx.network import PeerNetwork
+from p2pnet_tx.packets import DataPayloadFormat, DataTransmissionPacket, PacketType
+from p2pnet_tx.peer import GenericPeer
 
 from .support import free_port
 from .test_twistd import NodeProcess, start_node
@@ -73,7 +78,7 @@ class Api:
                 last = body
                 if code == 200 and accept(body):
                     return body
-            except (AssertionError, OSError, ValueError, Exception) as e:  # not up yet
+            except Exception as e:  # noqa: BLE001 - not up yet: try again
                 last = e
             await deferLater(reactor, interval, lambda: None)
         raise AssertionError(f"{method} {path} never satisfied; last: {last}")
@@ -250,3 +255,71 @@ async def test_corrupted_chunk_is_detected_and_fetched_again(tmp_path) -> None:
             await stop(a, b)
     finally:
         await proxy_port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_hostile_sender_cannot_escape_files_or_pass_the_quota(tmp_path) -> None:
+    """
+    A trusted but hostile sender (a network in the test process, speaking the file protocol
+    by hand) offers files named to escape files/ and one past B's quota (--files-quota 1M),
+    then sends a chunk outside the file: the names are neutralised inside files/, the
+    oversized offer is refused with the reason, the out-of-range chunk gets the sender
+    dropped, and B stays up.
+    """
+    b_dir = tmp_path / "b"
+    b_port = free_port()
+    b = start_node(str(b_dir), b_port, free_port(), "--files-quota", "1M")
+    api_b = Api(str(b_dir))
+    hostile = PeerNetwork(reactor)
+    answers: list[FileMessage] = []
+    hostile.handlers.set_handler(
+        PacketType.DATA_TRANSMIT, lambda channel, packet: answers.append(parse(packet.payload)))
+    try:
+        await api_b.until("GET", "/api/status", lambda status: True)
+        channel = await hostile.connect(GenericPeer("127.0.0.1", b_port))
+        await channel.when_trusted()
+        await api_b.until("GET", "/api/status", trusted(1))
+
+        def send(payload: bytes) -> None:
+            channel.send(DataTransmissionPacket(payload, DataPayloadFormat.FILE))
+
+        content = tmp_path / "content.bin"
+        content.write_bytes(b"x" * 3000)
+        names = ["../../escape.txt", "/etc/passwd", "..\\..\\win.ini", "NUL", "a\x1b[31mb"]
+        for number, name in enumerate(names):
+            manifest = manifest_of(str(content), name=name, chunk_size=1024)
+            transfer_id = f"{number:012x}"
+            send(encode_message(FileMessage("offer", transfer_id, manifest=manifest)))
+            for index in range(manifest.count):
+                send(encode_chunk(transfer_id, index, b"x" * manifest.chunk_length(index)))
+            # One at a time: B takes at most 4 files at once from one peer.
+            body = await api_b.until("GET", "/api/transfers", lambda body, n=number: sum(
+                t["state"] == "done" for t in body["transfers"]) == n + 1)
+        stored = sorted(os.listdir(b_dir / "files"))
+        assert stored == sorted([".outgoing", ".partial", "escape.txt", "passwd", "win.ini",
+                                 "_NUL", "a[31mb"]), stored
+        assert not (tmp_path / "escape.txt").exists() and not (b_dir / "escape.txt").exists()
+        assert all(t["path"].startswith(str(b_dir / "files") + "/") for t in body["transfers"])
+
+        big = tmp_path / "big.bin"
+        big.write_bytes(b"y" * (2 * MiB))
+        send(encode_message(FileMessage("offer", "0000000000ff", manifest=manifest_of(str(big)))))
+        for _ in range(100):
+            if any(a.op == "refuse" for a in answers):
+                break
+            await deferLater(reactor, 0.05, lambda: None)
+        [refusal] = [a for a in answers if a.op == "refuse"]
+        assert refusal.transfer_id == "0000000000ff" and "over quota" in refusal.reason
+
+        manifest = manifest_of(str(content), name="c.bin", chunk_size=1024)
+        send(encode_message(FileMessage("offer", "0000000000aa", manifest=manifest)))
+        send(encode_chunk("0000000000aa", 7, b"z" * 1024))  # the file has 3 chunks
+        await channel.when_closed()
+        status = await api_b.until("GET", "/api/status", trusted(0))
+        assert status["files"]["counters"]["chunks_invalid"] == 1
+        assert not any(name.startswith("c") for name in os.listdir(b_dir / "files"))
+        assert os.listdir(b_dir / "files" / ".partial") == []
+    finally:
+        await hostile.close()
+        await stop(b)
+    assert b"Traceback" not in b.output, b.output.decode()
