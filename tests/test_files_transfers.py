@@ -403,3 +403,60 @@ class FileTransfersTests(SynchronousTestCase):
         self.flush()
         self.assertEqual([e.kind for e in events], ["offered", "received"])
         self.assertIs(events[1].transfer, self.b.files.transfers()[0])
+
+
+class DotNetFileTests(SynchronousTestCase):
+    """In dotnet mode a file travels whole, in one DataTransmit of DataType File."""
+
+    def setUp(self) -> None:
+        self.tmp = Path(self.mktemp())
+        self.tmp.mkdir()
+        self.reactor = MemoryReactorClock()
+        self.nodes = []
+        for name in ("a", "b"):
+            network = PeerNetwork(self.reactor, wire="dotnet")
+            distribution = Distribution(network)
+            files = FileTransfers(network, distribution,
+                                  FileStore(self.tmp / name / "files", min_free=0),
+                                  cooperate=run_now)
+            files.startService()
+            self.nodes.append((network, files))
+        (a, self.a), (b, self.b) = self.nodes
+        b.listen("tcp:8051")
+        a.connect(GenericPeer("127.0.0.1", 8051))
+        self.pump = complete_tcp_connection(self.reactor, CLIENT_ADDRESS)
+        assert self.pump is not None
+        for _ in range(100):
+            self.pump.flush()
+            self.reactor.advance(0.5)
+            if a.trusted_peer_channels and b.trusted_peer_channels:
+                break
+        self.assertTrue(a.trusted_peer_channels and b.trusted_peer_channels)
+
+    def flush(self) -> None:
+        for _ in range(50):
+            self.pump.flush()
+            self.reactor.advance(0.5)
+
+    def test_whole_file(self) -> None:
+        """The .NET form carries the bytes; the receiver stores them under a made-up name."""
+        data = os.urandom(100 * KiB)
+        (self.tmp / "f.bin").write_bytes(data)
+        [sent] = self.a.send_file(str(self.tmp / "f.bin"))
+        self.flush()
+        self.assertEqual(sent.state, "done")
+        [received] = self.b.transfers()
+        sha = hashlib.sha256(data).hexdigest()
+        self.assertEqual((received.state, received.sha256), ("done", sha))
+        self.assertEqual(received.name, f"dotnet-{sha[:16]}.bin")
+        self.assertEqual(Path(received.path).read_bytes(), data)
+
+    def test_refused_over_cap(self) -> None:
+        """A file larger than the .NET packet can carry is refused before anything is sent."""
+        from p2pnet_tx.files.transfers import DOTNET_MAX_FILE
+
+        with open(self.tmp / "big.bin", "wb") as file:
+            file.truncate(DOTNET_MAX_FILE + 1)
+        with self.assertRaises(ValueError) as caught:
+            self.a.send_file(str(self.tmp / "big.bin"))
+        self.assertIn(".NET", str(caught.exception))
