@@ -58,8 +58,8 @@ class Node:
         return self.network.identifier
 
 
-class FileTransfersTests(SynchronousTestCase):
-    """A file sent from A to B arrives verified; every refusal and fault is handled."""
+class TwoNodes(SynchronousTestCase):
+    """Two nodes, A and B, joined in memory; A sends."""
 
     def setUp(self) -> None:
         self.tmp = Path(self.mktemp())
@@ -98,6 +98,16 @@ class FileTransfersTests(SynchronousTestCase):
         [channel] = self.a.network.trusted_peer_channels
         channel.abort("test")
         self.flush()
+
+    def hostile_send(self, payload: bytes) -> None:
+        """Send a File payload from A as it is, as a hostile sender would."""
+        [channel] = self.a.network.trusted_peer_channels
+        channel.send(DataTransmissionPacket(payload, DataPayloadFormat.FILE))
+        self.flush()
+
+
+class FileTransfersTests(TwoNodes):
+    """A file sent from A to B arrives verified; every refusal and fault is handled."""
 
     # -- The happy path -------------------------------------------------------------------------
 
@@ -325,11 +335,6 @@ class FileTransfersTests(SynchronousTestCase):
 
     # -- Hostile input ---------------------------------------------------------------------------
 
-    def hostile_send(self, payload: bytes) -> None:
-        [channel] = self.a.network.trusted_peer_channels
-        channel.send(DataTransmissionPacket(payload, DataPayloadFormat.FILE))
-        self.flush()
-
     def test_wrong_chunk_hash_is_fetched_again(self) -> None:
         """A chunk that fails its hash is dropped, counted, and asked for again."""
         self.connect()
@@ -460,3 +465,43 @@ class DotNetFileTests(SynchronousTestCase):
         with self.assertRaises(ValueError) as caught:
             self.a.send_file(str(self.tmp / "big.bin"))
         self.assertIn(".NET", str(caught.exception))
+
+
+class RepeatedOfferTests(TwoNodes):
+    """What a receiver does with an offer it already answered."""
+
+    def test_offer_of_a_received_file(self) -> None:
+        """A sender that missed the receiver's done and offers again is told it is done."""
+        self.connect()
+        manifest = manifest_of(self.source(3 * KiB)[0], chunk_size=KiB)
+        answers: list[Any] = []
+        self.a.files.distribution.set_handler(
+            DataPayloadFormat.FILE, lambda channel, packet: answers.append(parse(packet.payload)))
+        self.hostile_send(encode_message(FileMessage("offer", "00000000001a", manifest=manifest)))
+        for index in range(3):
+            data = Path(self.tmp / "data.bin").read_bytes()[index * KiB:(index + 1) * KiB]
+            self.hostile_send(encode_chunk("00000000001a", index, data))
+        self.hostile_send(encode_message(FileMessage("offer", "00000000001a", manifest=manifest)))
+        self.assertEqual([a.op for a in answers], ["accept", "ack", "done", "done"])
+        self.assertEqual(len(self.b.files.transfers()), 1)
+        self.assertEqual(sorted(os.listdir(self.b.root / "files")),
+                         [".outgoing", ".partial", "data.bin"])
+
+    def test_free_disk_counts_files_being_received(self) -> None:
+        """The disk a partial file will take counts against the next offer's room."""
+        import shutil
+
+        self.connect()
+        one, two = self.source(2 * 1024 * KiB, "one.bin")[0], self.source(2 * 1024 * KiB,
+                                                                         "two.bin")[0]
+        free = shutil.disk_usage(self.b.root).free
+        self.b.store.min_free = free - 3 * 1024 * KiB
+        self.a.files.send_file(one)
+        assert self.pump is not None
+        self.pump.pump()
+        self.pump.pump()
+        self.assertEqual(self.b.files.transfers()[0].state, "receiving")
+        self.a.files.send_file(two)
+        self.flush()
+        states = sorted(t.state for t in self.b.files.transfers())
+        self.assertEqual(states, ["done", "refused"])

@@ -270,8 +270,13 @@ class FileStore:
                     total += entry.stat(follow_symlinks=False).st_size
         return total
 
-    def refusal(self, size: int) -> str | None:
-        """Why a file of C{size} bytes cannot be taken now, or None if it can."""
+    def refusal(self, size: int, pending: int = 0) -> str | None:
+        """
+        Why a file of C{size} bytes cannot be taken now, or None if it can.
+
+        @param pending: bytes the files being received have yet to write (their partial
+            files are sparse: the disk does not count them yet).
+        """
         if self.quota is not None:
             used = self.used_bytes()
             if used + size > self.quota:
@@ -281,9 +286,9 @@ class FileStore:
             free = shutil.disk_usage(self.root).free
         except OSError:
             free = 0
-        if free - size < self.min_free:
+        if free - pending - size < self.min_free:
             return (f"not enough free disk: {size} bytes offered, {free} free, "
-                    f"{self.min_free} kept free")
+                    f"{pending} promised to files being received, {self.min_free} kept free")
         return None
 
     # -- Partial files ----------------------------------------------------------------------

@@ -102,6 +102,9 @@ class FileTransfers(Service):
         self._outgoing: dict[str, OutgoingTransfer] = {}
         self._incoming: dict[tuple[str, str], IncomingTransfer] = {}
         self._transfers: OrderedDict[str, Transfer] = OrderedDict()
+        # Files received lately, by (sender, its id): a sender that missed our "done" (it
+        # restarted, or the connection dropped) and offers again is told, not served twice.
+        self._completed: OrderedDict[tuple[str, str], str] = OrderedDict()
         self._loaded = False
         distribution.set_handler(DataPayloadFormat.FILE, self.data_received)
         network.peer_trusted.add(self._peer_trusted)
@@ -252,6 +255,10 @@ class FileTransfers(Service):
             for key, incoming in list(self._incoming.items()):
                 if incoming.transfer is transfer:
                     del self._incoming[key]
+                    if kind == "received":
+                        self._completed[key] = transfer.sha256
+                        while len(self._completed) > 1000:
+                            self._completed.popitem(last=False)
         self.counters["transfers_" + kind] += 1
         self.log.info("{direction} {name} ({size} bytes) {peer_word} {peer}: {kind}{why}",
                       direction=transfer.direction, name=transfer.name, size=transfer.size,
@@ -316,6 +323,10 @@ class FileTransfers(Service):
             incoming.channel = channel
             incoming.machine.offered()
             return
+        if self._completed.get((peer, message.transfer_id)) == manifest.sha256:
+            self.send_message(channel, FileMessage("done", message.transfer_id,
+                                                   sha256=manifest.sha256))
+            return
         reason = self.refusal(peer, manifest.size)
         transfer = Transfer(self.new_id(), "receive", peer, safe_name(manifest.name),
                             manifest.size, manifest.sha256, self.clock)
@@ -344,7 +355,10 @@ class FileTransfers(Service):
             self.store.ensure()
         except OSError as e:
             return f"cannot store files: {e.strerror}"
-        return self.store.refusal(size)
+        # What the files being received have yet to write counts as taken on the disk.
+        pending = sum(i.partial.manifest.size - i.partial.verified_bytes
+                      for i in self._incoming.values())
+        return self.store.refusal(size, pending)
 
     # -- Peers coming and going ---------------------------------------------------------------
 
