@@ -1863,7 +1863,7 @@ class DocumentationTests(SynchronousTestCase):
         with open(page, encoding="utf-8") as f:
             text = f.read()
         blocks = [block.split("```", 1)[0] for block in text.split("```python\n")[1:]]
-        self.assertEqual(len(blocks), 2)
+        self.assertEqual(len(blocks), 3)
         for block in blocks:
             namespace: dict[str, Any] = {"print": lambda *args: None}
             exec(compile(block, page, "exec"), namespace)

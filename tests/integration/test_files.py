@@ -19,6 +19,7 @@ import treq
 from twisted.internet import reactor
 from twisted.internet.protocol import ClientFactory, Factory, Protocol
 from twisted.internet.task import deferLater
+from twisted.web.client import HTTPConnectionPool
 
 from p2pnet_tx.datadir import NodeDataDir
 from p2pnet_tx.files.manifest import manifest_of
@@ -58,6 +59,8 @@ class Api:
 
     def __init__(self, data_dir: str) -> None:
         self.data_dir = data_dir
+        # Not persistent: a kept-alive connection would leave its timer to later tests.
+        self.pool = HTTPConnectionPool(reactor, persistent=False)
 
     async def call(self, method: str, path: str, body: object = None) -> tuple[int, dict]:
         data = NodeDataDir(self.data_dir, reactor)
@@ -65,7 +68,7 @@ class Api:
         assert url and token, "the node has not written its control URL yet"
         response = await treq.request(
             method, url.rstrip("/") + path, headers={"Authorization": ["Bearer " + token]},
-            data=None if body is None else json.dumps(body).encode(),
+            data=None if body is None else json.dumps(body).encode(), pool=self.pool,
         )
         return response.code, json.loads(await response.content())
 
