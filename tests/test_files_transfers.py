@@ -505,3 +505,46 @@ class RepeatedOfferTests(TwoNodes):
         self.flush()
         states = sorted(t.state for t in self.b.files.transfers())
         self.assertEqual(states, ["done", "refused"])
+
+
+class NodeOptionsTests(SynchronousTestCase):
+    """twistd p2pnet's file options, and the node's file part."""
+
+    def test_parse_size(self) -> None:
+        """Sizes in bytes or with K, M, G, T suffixes; anything else is refused."""
+        from p2pnet_tx.files.node import parse_size
+
+        self.assertEqual(parse_size("500M"), 500 * 1024**2)
+        self.assertEqual(parse_size("10GiB"), 10 * 1024**3)
+        self.assertEqual(parse_size(4096), 4096)
+        for bad in ("", "ten", "1.5G", "-1"):
+            self.assertRaises(ValueError, parse_size, bad)
+
+    def test_options(self) -> None:
+        """The options are parsed to bytes; a bad one is a usage error naming it."""
+        from twisted.python import usage
+
+        from p2pnet_tx.tap import Options
+
+        data_dir = self.mktemp()
+        options = Options()
+        options.parseOptions(["--data-dir", data_dir, "--files-quota", "1G",
+                              "--control", "none"])
+        self.assertEqual((options["files-quota"], options["files-max-size"],
+                          options["files-min-free"]), (1024**3, 8 * 1024**3, 256 * 1024**2))
+        with self.assertRaises(usage.UsageError) as caught:
+            Options().parseOptions(["--data-dir", data_dir, "--files-max-size", "big"])
+        self.assertIn("--files-max-size", str(caught.exception))
+
+    def test_node_has_the_file_part(self) -> None:
+        """makeService gives the node a 'files' part storing in <data-dir>/files."""
+        from p2pnet_tx.tap import Options, makeService
+
+        data_dir = self.mktemp()
+        options = Options()
+        options.parseOptions(["--data-dir", data_dir, "--control", "none"])
+        node = makeService(options)
+        files = node.getServiceNamed("files")
+        self.assertIsInstance(files, FileTransfers)
+        self.assertEqual(files.store.root, Path(data_dir) / "files")
+        self.assertEqual(files.status(), {"active": 0, "counters": {}})
