@@ -46,6 +46,7 @@ from p2pnet_tx.datadir import (
 )
 from p2pnet_tx.discovery import DEFAULT_PORT as DEFAULT_DISCOVERY_PORT
 from p2pnet_tx.discovery import LanDiscoveryConfig, LanDiscoveryService
+from p2pnet_tx.files.node import add_files_part, parse_size
 from p2pnet_tx.identity import MAX_DISPLAY_NAME, sanitize_display_name
 from p2pnet_tx.network import PeerNetwork
 from p2pnet_tx.network.security import TRANSPORTS, TRUST_NAMES, resolve_transport
@@ -151,6 +152,9 @@ class Options(usage.Options):
         ["authority-key", None, None, ("The bootstrap authority's public key: base64 of its "
                                        "32 raw bytes, or a file holding it.")],
         ["bootstrap-api", None, "v1", "The bootstrap servers' API: v1 or dotnet (P2PBootstrap)."],
+        ["files-quota", None, None, "Most bytes <data-dir>/files may hold (e.g. 10G)."],
+        ["files-max-size", None, "8G", "Largest file accepted from a peer (e.g. 500M)."],
+        ["files-min-free", None, "256M", "Disk space kept free when accepting files."],
     ]
 
     def __init__(self) -> None:
@@ -307,6 +311,12 @@ class Options(usage.Options):
                     f"--{name}: bad endpoint {self[name]!r}: {e}{_endpoint_hint(self[name])}"
                 ) from None
         _check_discovery(self)
+        for name in ("files-quota", "files-max-size", "files-min-free"):
+            if self[name] is not None:
+                try:
+                    self[name] = parse_size(self[name])
+                except ValueError as e:
+                    raise usage.UsageError(f"--{name}: {e}") from None
         # Open the data directory last, so that a bad option leaves no directory behind; a
         # bad one is a usage error, and a bad file in it one line on stderr (SystemExit).
         data_dir = self._open_data_dir()
@@ -544,4 +554,6 @@ def makeService(options: Options) -> PeerNetworkService:
             port=lambda: node.when_listening().addCallback(lambda port: port.getHost().port),
         )
         node.add_part("bootstrap", part, status=part.status)
+    add_files_part(node, data_dir.path / "files", quota=options["files-quota"],
+                   max_file_size=options["files-max-size"], min_free=options["files-min-free"])
     return node
