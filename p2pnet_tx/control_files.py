@@ -291,16 +291,18 @@ class FileRoutes:
     def delete_transfer(self, request: Request, transfer_id: str) -> dict[str, Any]:
         """
         C{DELETE /api/transfers/<id>}: cancel a transfer (one that has finished is left as
-        it is); answers with the transfer.
+        it is); answers with the transfer, and C{cancelled_now}: whether this request
+        cancelled it.
         """
-        self._transfer(transfer_id)
+        ended = self._transfer(transfer_id).state in FINISHED_STATES
         try:
             transfer = self.transfers.cancel(transfer_id)
         except KeyError:
             raise BadRequest(404, f"no transfer {transfer_id}") from None
-        self.log.info("control API: transfer {id} cancelled ({state})",
-                      id=transfer_id, state=transfer.state)
-        return transfer.to_json()
+        if not ended:
+            self.log.info("control API: transfer {id} cancelled ({state})",
+                          id=transfer_id, state=transfer.state)
+        return {**transfer.to_json(), "cancelled_now": not ended}
 
     # -- Plumbing ---------------------------------------------------------------------------------
 
