@@ -40,6 +40,7 @@ from p2pnet_tx.metrics import TransferProgress
 
 if TYPE_CHECKING:
     from p2pnet_tx.control import ControlAPI
+    from p2pnet_tx.service import PeerNetworkService
 
 __all__ = [
     "FINISHED_STATES",
@@ -47,6 +48,7 @@ __all__ = [
     "MAX_RECIPIENTS",
     "TRANSFER_ID",
     "FileRoutes",
+    "serve_file_transfers",
     "transfers_version",
 ]
 
@@ -328,3 +330,17 @@ class FileRoutes:
     def waiting(self) -> int:
         """How many long polls are held now."""
         return len(self._waits)
+
+
+def serve_file_transfers(node: PeerNetworkService, transfers: Any) -> FileRoutes | None:
+    """
+    Serve a node's file transfers on its control API, and record their events in the node's
+    event log (C{GET /api/events}).
+
+    @param node: the node.
+    @param transfers: its C{FileTransfers}.
+    @return: the routes, or C{None} if the node has no control API.
+    """
+    if node.api is None:
+        return None
+    return FileRoutes(transfers, node.api, node.reactor, node.events)

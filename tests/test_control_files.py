@@ -19,9 +19,15 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from p2pnet_tx.control import ControlAPI, MessageLog
 from p2pnet_tx.control_events import MAX_EVENT_WAIT, EventRoutes
-from p2pnet_tx.control_files import MAX_RECIPIENTS, FileRoutes, transfers_version
+from p2pnet_tx.control_files import (
+    MAX_RECIPIENTS,
+    FileRoutes,
+    serve_file_transfers,
+    transfers_version,
+)
 from p2pnet_tx.event_log import EventLog
 from p2pnet_tx.network import PeerNetwork
+from p2pnet_tx.service import PeerNetworkService
 from p2pnet_tx.trust import always_trust
 from tests.files_fakes import FakeFileTransfers
 
@@ -353,3 +359,38 @@ class FileRoutesTests(SynchronousTestCase):
         sizes = {s.labels["transfer"]: s.value
                  for s in families["p2pnet_transfer_size_bytes"].samples}
         self.assertEqual(sizes, {out.id: 100, inc.id: 7})
+
+
+class NodeTests(SynchronousTestCase):
+    """A node's control API serves its events; serve_file_transfers adds the transfers."""
+
+    def node(self, control: str | None) -> PeerNetworkService:
+        reactor = MemoryReactorClock()
+        network = PeerNetwork(reactor, transport="tcp", identifier="node",
+                              trust_protocol=always_trust)
+        return PeerNetworkService(network, listen="tcp:0", control=control,
+                                  control_token=TOKEN if control else None)
+
+    def test_served_on_the_node(self) -> None:
+        """GET /api/events is served by every node with a control API; the transfers'
+        routes and events once serve_file_transfers is called."""
+        node = self.node("tcp:0:interface=127.0.0.1")
+        http = StubTreq(node.api)
+
+        def get(path: str) -> tuple[int, Any]:
+            response = self.successResultOf(http.get("http://127.0.0.1" + path, headers=AUTH))
+            return response.code, json.loads(self.successResultOf(response.content()))
+
+        self.assertEqual(get("/api/events"), (200, {"events": [], "last": 0}))
+        self.assertEqual(get("/api/transfers")[0], 404)
+        files = FakeFileTransfers(["peer-a"])
+        self.assertIsInstance(serve_file_transfers(node, files), FileRoutes)
+        transfer = files.add(direction="receive", peer="peer-a", name="a", size=1)
+        files.finish(transfer)
+        self.assertEqual(get("/api/transfers")[1]["transfers"][0]["id"], transfer.id)
+        self.assertEqual(get("/api/events")[1]["events"][0]["kind"], "file.received")
+
+    def test_no_control_api(self) -> None:
+        """Without a control API there is nothing to serve the transfers on."""
+        self.assertIsNone(serve_file_transfers(self.node(None), FakeFileTransfers()))
+
