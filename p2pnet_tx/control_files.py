@@ -175,7 +175,7 @@ class FileRoutes:
     """
     The file-transfer endpoints of one control API, over one node's file transfers.
 
-    @param transfers: the node's C{FileTransfers} (L{p2pnet_tx.files.transfers}).
+    @param transfers: the node's C{FileTransfers} (C{p2pnet_tx.files.transfers}).
     @param api: the control API to serve them on; its C{/metrics} then shows the transfers.
     @param clock: times out the long polls.
     @param events: where the transfers' events are recorded for C{GET /api/events}, if
