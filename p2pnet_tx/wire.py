@@ -73,7 +73,9 @@ from p2pnet_tx.packets import (
 from p2pnet_tx.peer import GenericPeer, normalize_address
 
 __all__ = [
+    "BINARY_FRAME",
     "DEFAULT_MAX_FRAME_SIZE",
+    "FILE_CHUNK_MARK",
     "LENIENCIES",
     "DotNetCodec",
     "P2PNetCodec",
@@ -91,6 +93,17 @@ DEFAULT_MAX_FRAME_SIZE = 16 * 1024 * 1024
 
 _unpack_length = struct.Struct(">I").unpack_from
 _pack_length = struct.Struct(">I").pack
+
+BINARY_FRAME = 0x80000000
+"""
+The bit of a p2pnet length prefix that marks a binary frame: the body is the raw payload of a
+C{DataTransmit} of C{DataType} File that holds a file chunk (it starts with
+L{FILE_CHUNK_MARK}), with no JSON and no base64.  A JSON frame's length never has it set
+(frames are far smaller than 2 GiB).  See docs/wire.md.
+"""
+
+FILE_CHUNK_MARK = 0xC4
+"""The first byte of a file chunk's payload (p2pnet_tx.files.protocol); JSON never starts so."""
 
 _WIRE_TAGS: Mapping[type, str] = {cls: kind.value for kind, cls in PACKET_CLASSES.items()}
 """The wire tag of each packet class (quicker than C{packet.kind.value})."""
@@ -593,11 +606,28 @@ class P2PNetCodec:
                 return _pack_length(len(body)) + body
         if type(packet) in _SENT_TO_EVERY_PEER:
             return self._cache.frame(packet, _p2pnet_frame)
+        if type(packet) is DataTransmissionPacket and packet.data_type is DataPayloadFormat.FILE:
+            payload = packet.payload
+            if payload[:1] == _CHUNK_MARK_BYTE:
+                # The binary frame: a third less to send than base64 in JSON, and no encoding.
+                # The source identifier and time are not sent: a chunk's receiver knows its
+                # channel's peer.
+                return _pack_length(len(payload) | BINARY_FRAME) + payload
         return _p2pnet_frame(packet)
 
     def decoder(self, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> LengthPrefixedDecoder:
         """Return a new incremental decoder; frames over C{max_frame_size} bytes are refused."""
         return LengthPrefixedDecoder(max_frame_size)
+
+
+_CHUNK_MARK_BYTE = bytes([FILE_CHUNK_MARK])
+
+
+def _read_binary(body: bytes) -> Packet | MalformedPacket:
+    """The packet of a binary frame: a File DataTransmit holding a chunk, or malformed."""
+    if body[:1] != _CHUNK_MARK_BYTE:
+        return MalformedPacket("a binary frame must hold a file chunk", body[:64])
+    return _data_transmission_packet(body, DataPayloadFormat.FILE, "", MIN_TIME)
 
 
 def _read_envelope(body: bytes | memoryview) -> Packet | MalformedPacket:
@@ -720,6 +750,9 @@ class LengthPrefixedDecoder:
         offset, size, prefix = self._offset, len(data), self._PREFIX
         while size - offset >= prefix:
             (length,) = _unpack_length(data, offset)
+            binary = length & BINARY_FRAME
+            if binary:
+                length ^= BINARY_FRAME
             limit = self.max_frame_size  # afresh for every frame: a consumer may have raised it
             if length > limit:
                 self._chunks, self._held, self._offset, self._needed = [], 0, 0, prefix
@@ -729,10 +762,13 @@ class LengthPrefixedDecoder:
             if end > size:
                 self._needed = prefix + length
                 break
-            # Small bodies are cheaper to copy than to view; large ones are not copied.
-            item = _read_envelope(
-                data[start:end] if length < 65536 else memoryview(data)[start:end]
-            )
+            if binary:
+                item = _read_binary(data[start:end])
+            else:
+                # Small bodies are cheaper to copy than to view; large ones are not copied.
+                item = _read_envelope(
+                    data[start:end] if length < 65536 else memoryview(data)[start:end]
+                )
             offset = self._offset = end
             yield item
             if self._generation != generation:
