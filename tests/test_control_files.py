@@ -7,6 +7,7 @@ served in memory with treq's StubTreq over a fake of the node's file transfers
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import socket
@@ -394,3 +395,114 @@ class NodeTests(SynchronousTestCase):
         """Without a control API there is nothing to serve the transfers on."""
         self.assertIsNone(serve_file_transfers(self.node(None), FakeFileTransfers()))
 
+
+
+class RealFileTransfersTests(SynchronousTestCase):
+    """The routes over the real FileTransfers of two networks joined in memory: a file
+    offered through POST /api/files arrives, a long poll follows it, the events and metrics
+    show it, and the CLI's send-file follows it to the end."""
+
+    def setUp(self) -> None:
+        from p2pnet_tx.distribution import Distribution
+        from p2pnet_tx.files.store import FileStore
+        from p2pnet_tx.files.transfers import FileTransfers
+        from p2pnet_tx.testing import connected_channels
+
+        self.reactor = MemoryReactorClock()
+        parts = []
+        for name in ("alice", "bob"):
+            network = PeerNetwork(self.reactor, transport="tcp", identifier=name,
+                                  trust_protocol=always_trust)
+            files = FileTransfers(network, Distribution(network),
+                                  FileStore(self.mktemp(), min_free=0))
+            files.startService()
+            self.addCleanup(files.stopService)
+            parts.append((network, files))
+        (self.alice, self.files), (self.bob, self.bob_files) = parts
+        _, _, self.pump = connected_channels(
+            lambda: self.bob.make_channel(outbound=False),
+            lambda: self.alice.make_channel(outbound=True), self.reactor)
+        self.assertEqual(len(self.alice.trusted_peer_channels), 1)
+        self.api = ControlAPI(self.alice, TOKEN, MessageLog(self.reactor), "tcp:8051")
+        self.events = EventLog(self.reactor)
+        self.routes = FileRoutes(self.files, self.api, self.reactor, self.events)
+        EventRoutes(self.events, self.api)
+        self.http = StubTreq(self.api)
+        self.path = os.path.abspath(self.mktemp())
+        self.data = bytes(range(256)) * 2500  # 640,000 bytes: three chunks
+        with open(self.path, "wb") as f:
+            f.write(self.data)
+
+    def run_until(self, done: Any, limit: int = 500) -> None:
+        """Turn the reactor and the connection until C{done()}, a bounded number of times."""
+        for _ in range(limit):
+            if done():
+                return
+            self.reactor.advance(0.01)
+            self.pump.flush()
+            self.http.flush()
+        self.fail("never done")
+
+    def get(self, path: str) -> Any:
+        response = self.successResultOf(
+            self.http.request("GET", "http://127.0.0.1" + path, headers=AUTH))
+        return response.code, json.loads(self.successResultOf(response.content()))
+
+    def test_file_sent_and_followed(self) -> None:
+        """POST /api/files starts a transfer to bob; a long poll on it answers as it moves;
+        it ends done, the file arrives whole, and the events say so on both sides."""
+        d = self.http.request("POST", "http://127.0.0.1/api/files", headers=AUTH,
+                              json={"path": self.path, "to": ["bob"]})
+        response = self.successResultOf(d)
+        self.assertEqual(response.code, 200)
+        [transfer] = json.loads(self.successResultOf(response.content()))["transfers"]
+        self.assertEqual((transfer["peer"], transfer["size"]), ("bob", len(self.data)))
+        poll = self.http.request(
+            "GET", f"http://127.0.0.1/api/transfers/{transfer['id']}?wait=20&after=0"
+                   f"&state={transfer['state']}", headers=AUTH)
+        self.http.flush()
+        self.assertNoResult(poll)
+        self.run_until(lambda: self.files.get(transfer["id"]).is_finished)
+        self.assertEqual(self.successResultOf(poll).code, 200)
+        code, body = self.get(f"/api/transfers/{transfer['id']}")
+        self.assertEqual((code, body["state"], body["done"]), (200, "done", len(self.data)))
+        [received] = self.bob_files.transfers()
+        self.assertEqual(received.state, "done")
+        with open(received.path, "rb") as f:
+            self.assertEqual(f.read(), self.data)
+        kinds = [e["kind"] for e in self.get("/api/events")[1]["events"]]
+        self.assertEqual(kinds, ["file.sent"])
+        self.assertEqual(self.routes.progress(), [])
+        self.assertEqual(self.routes.waiting, 0)
+
+    def test_unknown_peer_and_bad_ids_with_the_real_part(self) -> None:
+        """The real part's refusals come back as one-line errors: an unknown peer is a 409,
+        an unknown transfer a 404."""
+        d = self.http.request("POST", "http://127.0.0.1/api/files", headers=AUTH,
+                              json={"path": self.path, "to": ["carol"]})
+        response = self.successResultOf(d)
+        self.assertEqual(response.code, 409)
+        error = json.loads(self.successResultOf(response.content()))["error"]
+        self.assertIn("carol", error)
+        self.assertNotIn("\n", error)
+        self.assertEqual(self.get("/api/transfers/0123456789ab")[0], 404)
+
+    def test_ctl_send_file_with_the_real_part(self) -> None:
+        """p2pnet-ctl send-file follows the real transfer to its end, and exits 0."""
+        from twisted.internet.defer import ensureDeferred
+
+        from p2pnet_tx.ctl import parser, run
+        from p2pnet_tx.datadir import NodeDataDir
+
+        data_dir = NodeDataDir(self.mktemp()).ensure()
+        (data_dir.path / "control.token").write_text(TOKEN)
+        args = parser().parse_args(["--data-dir", str(data_dir.path), "--url",
+                                    "http://127.0.0.1", "send-file", self.path, "--to", "bob"])
+        out = io.StringIO()
+        d = ensureDeferred(run(self.reactor, args, out, self.http))
+        results: list[Any] = []
+        d.addBoth(results.append)
+        self.run_until(lambda: bool(results))
+        self.assertEqual(results, [0])
+        self.assertTrue(out.getvalue().endswith(f"{os.path.basename(self.path)} to bob: done "
+                                                f"(625.0 KiB)\n"), out.getvalue())
