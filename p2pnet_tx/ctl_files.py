@@ -22,6 +22,7 @@ import json
 import os
 import shutil
 import stat
+import sys
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -273,7 +274,8 @@ async def send_file(client: Any, reactor: Any, args: argparse.Namespace, body: A
 class _Following:
     """
     What C{send-file} does if the reactor stops (Ctrl-C) while it follows its transfers: end
-    the bar's line and say that the node goes on with them.
+    the bar's line and say, on standard error (so that C{--json} output stays JSON), that the
+    node goes on with them.
 
     @ivar following: whether C{send-file} is still following them.
     """
@@ -295,9 +297,9 @@ class _Following:
         if not self.following:
             return
         self.over()
-        print(f"interrupted: the node goes on with the transfer(s); 'p2pnet-ctl cancel ID' "
-              f"stops one ({self._ids})", file=self._out)
         self._out.flush()
+        print(f"p2pnet-ctl: interrupted: the node goes on with the transfer(s); 'p2pnet-ctl "
+              f"cancel ID' stops one ({self._ids})", file=sys.stderr)
 
 
 def _isatty(out: Any) -> bool:

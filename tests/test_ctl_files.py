@@ -10,6 +10,7 @@ import io
 import json
 import os
 import shutil
+import sys
 from typing import Any
 
 from treq.testing import StubTreq
@@ -253,16 +254,19 @@ class CommandTests(SynchronousTestCase):
 
     def test_interrupted_send_file_says_the_node_goes_on(self) -> None:
         """If the reactor stops (Ctrl-C) while send-file follows, it ends the bar's line and
-        says how to cancel; once it is over, stopping says nothing."""
+        says on stderr how to cancel; once it is over, stopping says nothing."""
+        err = io.StringIO()
+        self.patch(sys, "stderr", err)
         d, out = self.start("send-file", self.path, "--to", "peer-a", out=_Terminal())
         [transfer] = self.files.transfers()
         transfer.move(state="sending", done=5, rate=1.0)
         self.step()
         [(interrupted, args, kwargs)] = self.reactor.triggers["before"]["shutdown"]
         interrupted(*args, **kwargs)
-        self.assertTrue(out.getvalue().endswith(
-            f"\r\x1b[Kinterrupted: the node goes on with the transfer(s); 'p2pnet-ctl cancel "
-            f"ID' stops one ({transfer.id})\n"))
+        self.assertTrue(out.getvalue().endswith("\r\x1b[K"))
+        self.assertEqual(err.getvalue(),
+                         f"p2pnet-ctl: interrupted: the node goes on with the transfer(s); "
+                         f"'p2pnet-ctl cancel ID' stops one ({transfer.id})\n")
         self.assertNoResult(d)
         d, out = self.start("send-file", self.path, "--to", "peer-b")
         self.files.finish(self.files.transfers()[0])
@@ -272,6 +276,7 @@ class CommandTests(SynchronousTestCase):
         callable_, args, kwargs = self.reactor.triggers["before"]["shutdown"][-1]
         callable_(*args, **kwargs)
         self.assertEqual(out.getvalue(), before)
+        self.assertEqual(err.getvalue().count("interrupted"), 1)
 
     # -- transfers, cancel, events ----------------------------------------------------------------
 
