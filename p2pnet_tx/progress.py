@@ -83,7 +83,11 @@ class TransferProgressView:
     """
 
     BAR = 24
-    """Characters of the bar itself, on a terminal at least 80 wide."""
+    """Characters of the bar itself, at most."""
+
+    FIGURES = 50
+    """Characters kept for the figures after the bar (C{"  48%  48.0 MiB of 100.0 MiB  28.4
+    MiB/s  ETA 0:02"})."""
 
     def __init__(self, out: TextIO, escape: Callable[[object], str], tty: bool,
                  width: int = 80) -> None:
@@ -167,13 +171,16 @@ class TransferProgressView:
             "  " + ",".join(self._escape(s) for s in states))
         if not bar:
             return f"{name} to {who}: {figures}{waiting}"
-        # The last column is left empty: a terminal may wrap a line that fills it.
-        room = self._width - 1 - len(figures) - len(waiting) - len(" [] ")
+        # The bar's width is reckoned on FIGURES, not on this frame's figures, so that it
+        # does not jump from one frame to the next; the last column is left empty (a
+        # terminal may wrap a line that fills it).
+        room = self._width - 1 - self.FIGURES - len(" [] ")
         label = f"{name} to {who}"
         longest = max(12, room - 10)
         if len(label) > longest:
             label = label[: longest - 1] + "~"
-        width = min(self.BAR, room - len(label))
+        fits = self._width - 1 - len(label) - len(" [] ") - len(figures) - len(waiting)
+        width = min(self.BAR, room - len(label), fits)
         if width < 5:  # too narrow for a bar: the figures say it all
             return f"{label} {figures}{waiting}"
         filled = int(width * min(1.0, fraction))

@@ -399,6 +399,17 @@ class ProgressViewTests(SynchronousTestCase):
             self.assertLessEqual(len(line), 79, line)
             self.assertIn("ETA 2:30:00", line)
 
+    def test_bar_width_steady(self) -> None:
+        """The bar keeps its width while the figures beside it grow and shrink."""
+        out = io.StringIO()
+        view = TransferProgressView(out, escape, tty=True, width=80)
+        for done, rate in ((0, 0.0), (5 * 2 ** 20, 3.5 * 2 ** 20), (99 * 2 ** 20, 120.0)):
+            view.show([self.transfer(size=100 * 2 ** 20, done=done, rate=rate)])
+        frames = [frame for frame in out.getvalue().split("\r") if "[" in frame]
+        widths = {len(frame[frame.index("["):frame.index("]")]) for frame in frames}
+        self.assertEqual(len(frames), 3)
+        self.assertEqual(len(widths), 1, frames)
+
     def test_peer_text_escaped(self) -> None:
         """A peer's identifier or a file name cannot drive the terminal."""
         out = io.StringIO()
