@@ -42,6 +42,7 @@ from p2pnet_tx.datadir import (
     DataDirError,
     NodeDataDir,
 )
+from p2pnet_tx.files.node import add_files_part, parse_size
 from p2pnet_tx.identity import MAX_DISPLAY_NAME, sanitize_display_name
 from p2pnet_tx.network import PeerNetwork
 from p2pnet_tx.network.security import TRANSPORTS, TRUST_NAMES, resolve_transport
@@ -134,6 +135,9 @@ class Options(usage.Options):
                                      "or error (twistd's own log observers).")],
         ["config", None, None, ("A TOML file of options (keys: the long option names); "
                                 "options on the command line win.")],
+        ["files-quota", None, None, "Most bytes <data-dir>/files may hold (e.g. 10G)."],
+        ["files-max-size", None, "8G", "Largest file accepted from a peer (e.g. 500M)."],
+        ["files-min-free", None, "256M", "Disk space kept free when accepting files."],
     ]
 
     def __init__(self) -> None:
@@ -265,6 +269,12 @@ class Options(usage.Options):
                 raise usage.UsageError(
                     f"--{name}: bad endpoint {self[name]!r}: {e}{_endpoint_hint(self[name])}"
                 ) from None
+        for name in ("files-quota", "files-max-size", "files-min-free"):
+            if self[name] is not None:
+                try:
+                    self[name] = parse_size(self[name])
+                except ValueError as e:
+                    raise usage.UsageError(f"--{name}: {e}") from None
         # Open the data directory last, so that a bad option leaves no directory behind; a
         # bad one is a usage error, and a bad file in it one line on stderr (SystemExit).
         data_dir = self._open_data_dir()
@@ -450,7 +460,7 @@ def makeService(options: Options) -> PeerNetworkService:
         trust_protocol=options["trust"] if pins is None else key_trust(name_pins=pins),
     )
     parent = getattr(options, "parent", None)
-    return _TwistdNode(
+    node = _TwistdNode(
         network,
         created_data_dir=options.get("data-dir-created"),
         log_level=LOG_LEVELS[options["log-level"]],
@@ -463,3 +473,6 @@ def makeService(options: Options) -> PeerNetworkService:
         control_fallback=options["control"] == DEFAULT_CONTROL,
         control_max_connections=options["control-max-connections"],
     )
+    add_files_part(node, data_dir.path / "files", quota=options["files-quota"],
+                   max_file_size=options["files-max-size"], min_free=options["files-min-free"])
+    return node
