@@ -86,8 +86,8 @@ class TransferProgressView:
     """Characters of the bar itself, at most."""
 
     FIGURES = 50
-    """Characters kept for the figures after the bar (C{"  48%  48.0 MiB of 100.0 MiB  28.4
-    MiB/s  ETA 0:02"})."""
+    """Characters kept for the figures after the bar: percentage, bytes done and in all,
+    rate, time left."""
 
     def __init__(self, out: TextIO, escape: Callable[[object], str], tty: bool,
                  width: int = 80) -> None:
