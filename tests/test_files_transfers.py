@@ -453,7 +453,7 @@ class DotNetFileTests(SynchronousTestCase):
 
     def test_refused_over_cap(self) -> None:
         """A file larger than the .NET packet can carry is refused before anything is sent."""
-        from p2pnet_tx.files.transfers import DOTNET_MAX_FILE
+        from p2pnet_tx.files.dotnet import DOTNET_MAX_FILE
 
         with open(self.tmp / "big.bin", "wb") as file:
             file.truncate(DOTNET_MAX_FILE + 1)

@@ -4,7 +4,7 @@ The messages of the file-transfer protocol, sans I/O.
 
 Every message travels as the payload of a C{DataTransmit} packet of C{DataType} File
 (L{DataPayloadFormat.FILE <p2pnet_tx.packets.DataPayloadFormat.FILE>}).  Control messages are
-small JSON objects (their payload starts with C{{}); a chunk is binary (its payload starts
+small JSON objects (their payload starts with an opening brace); a chunk is binary (its payload starts
 with the byte L{CHUNK_MARK}), and the p2pnet codec writes a packet holding one as a binary
 frame instead of base64 in JSON (see docs/wire.md).
 
@@ -54,7 +54,7 @@ __all__ = [
 ]
 
 CHUNK_MARK = FILE_CHUNK_MARK
-"""The first byte of a chunk's payload (a JSON control message starts with C{{})."""
+"""The first byte of a chunk's payload (a JSON control message starts with a brace)."""
 
 _CHUNK_PREFIX = struct.Struct(">B12sI")
 CHUNK_HEADER = _CHUNK_PREFIX.size

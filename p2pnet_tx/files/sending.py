@@ -110,9 +110,24 @@ class OutgoingTransfer:
 
     # -- Messages from the receiver -----------------------------------------------------------
 
-    def acknowledged(self, done: int) -> None:
-        """The receiver verified C{done} bytes."""
-        self.transfer.progress(min(done, self.transfer.size))
+    def received(self, message: FileMessage) -> None:
+        """A message from the receiver about this transfer."""
+        machine = self.machine
+        if message.op == "accept":
+            machine.accepted(message.need)
+        elif message.op == "request":
+            machine.requested(message.need)
+        elif message.op == "refuse":
+            machine.refused(message.reason or "refused")
+        elif message.op == "ack":
+            self.transfer.progress(min(message.done, self.transfer.size))
+        elif message.op == "done":
+            if self.manifest is not None and message.sha256 == self.manifest.sha256:
+                machine.completed()
+            else:
+                machine.fail("the receiver reported another SHA-256")
+        elif message.op == "cancel":
+            machine.peer_cancelled(f"cancelled by the receiver: {message.reason}")
 
     # -- The pump -----------------------------------------------------------------------------
 

@@ -15,7 +15,6 @@ File, with no name, no hash and no answer, within that mode's 64 MiB frame.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator
@@ -28,6 +27,7 @@ from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
 from p2pnet_tx._observer import Observers
+from p2pnet_tx.files.dotnet import DOTNET_MAX_FILE, receive_whole, send_whole
 from p2pnet_tx.files.manifest import MAX_FILE_SIZE, Manifest, ManifestHasher
 from p2pnet_tx.files.names import safe_name
 from p2pnet_tx.files.protocol import (
@@ -44,7 +44,6 @@ from p2pnet_tx.files.sending import OutgoingTransfer
 from p2pnet_tx.files.store import FileStore, OutgoingRecord
 from p2pnet_tx.files.transfer import Transfer, TransferEvent
 from p2pnet_tx.packets import DataPayloadFormat, DataTransmissionPacket
-from p2pnet_tx.wire_mode import DOTNET_FRAME_LIMIT
 
 if TYPE_CHECKING:
     from p2pnet_tx.channel import PeerChannel
@@ -55,9 +54,6 @@ __all__ = ["DOTNET_MAX_FILE", "FileTransfers", "Transfer", "TransferEvent"]
 
 KEEP_FINISHED = 100
 """Finished transfers kept for L{FileTransfers.transfers}."""
-
-DOTNET_MAX_FILE = (DOTNET_FRAME_LIMIT - 4096) * 3 // 4 - 16
-"""The largest file in the .NET form: its base64, in JSON, within the 64 MiB frame."""
 
 
 class FileTransfers(Service):
@@ -141,15 +137,15 @@ class FileTransfers(Service):
             hasher.close()
             raise ValueError(f"{path} has {hasher.size} bytes: a .NET peer takes at most "
                              f"{DOTNET_MAX_FILE} in one packet")
-        transfers = [self._send_dotnet(path, channel) for channel in dotnet]
+        transfers = [send_whole(self, path, channel) for channel in dotnet]
         outgoing = []
         for channel in channels:
             if channel in dotnet:
                 continue
-            transfer = Transfer(self._new_id(), "send", self._peer_of(channel), hasher.name,
+            transfer = Transfer(self.new_id(), "send", self.peer_of(channel), hasher.name,
                                 hasher.size, "", self.clock, path=path)
             sender = self._outgoing[transfer.id] = OutgoingTransfer(self, transfer)
-            self._add(transfer)
+            self.add(transfer)
             outgoing.append(sender)
             transfers.append(transfer)
         if outgoing:
@@ -213,19 +209,19 @@ class FileTransfers(Service):
         self.store.ensure()
         for partial in self.store.load_partials():
             manifest = partial.manifest
-            transfer = Transfer(self._new_id(), "receive", partial.peer, safe_name(manifest.name),
+            transfer = Transfer(self.new_id(), "receive", partial.peer, safe_name(manifest.name),
                                 manifest.size, manifest.sha256, self.clock,
                                 done=partial.verified_bytes, state="paused",
                                 reason="waiting for the sender")
             self._incoming[(partial.peer, partial.transfer_id)] = IncomingTransfer(
                 self, transfer, partial)
-            self._add(transfer)
+            self.add(transfer)
         for record in self.store.load_outgoing():
             transfer = Transfer(record.transfer_id, "send", record.peer, record.manifest.name,
                                 record.manifest.size, record.manifest.sha256, self.clock,
                                 path=record.path)
             sender = self._outgoing[record.transfer_id] = OutgoingTransfer(self, transfer)
-            self._add(transfer)
+            self.add(transfer)
             self._ready(sender, record.manifest)
         for channel in self.network.trusted_peer_channels:
             self._peer_trusted(channel)
@@ -270,9 +266,9 @@ class FileTransfers(Service):
     def data_received(self, channel: PeerChannel, packet: DataTransmissionPacket) -> None:
         """The distribution's File handler: one message or chunk of the file protocol."""
         if channel.codec.name == "dotnet":
-            self._receive_dotnet(channel, packet)
+            receive_whole(self, channel, packet)
             return
-        peer = self._peer_of(channel)
+        peer = self.peer_of(channel)
         try:
             item = parse(packet.payload)
         except BadOffer as e:
@@ -306,25 +302,7 @@ class FileTransfers(Service):
         if outgoing is None or outgoing.transfer.peer != peer:
             self.counters["messages_unknown"] += 1
             return
-        self._to_sender(outgoing, item)
-
-    def _to_sender(self, outgoing: OutgoingTransfer, message: FileMessage) -> None:
-        machine = outgoing.machine
-        if message.op == "accept":
-            machine.accepted(message.need)
-        elif message.op == "request":
-            machine.requested(message.need)
-        elif message.op == "refuse":
-            machine.refused(message.reason or "refused")
-        elif message.op == "ack":
-            outgoing.acknowledged(message.done)
-        elif message.op == "done":
-            if outgoing.manifest is not None and message.sha256 == outgoing.manifest.sha256:
-                machine.completed()
-            else:
-                machine.fail("the receiver reported another SHA-256")
-        elif message.op == "cancel":
-            machine.peer_cancelled(f"cancelled by the receiver: {message.reason}")
+        outgoing.received(item)
 
     def _offer(self, channel: PeerChannel, peer: str, message: FileMessage) -> None:
         manifest = message.manifest
@@ -338,13 +316,13 @@ class FileTransfers(Service):
             incoming.channel = channel
             incoming.machine.offered()
             return
-        reason = self._refusal(peer, manifest.size)
-        transfer = Transfer(self._new_id(), "receive", peer, safe_name(manifest.name),
+        reason = self.refusal(peer, manifest.size)
+        transfer = Transfer(self.new_id(), "receive", peer, safe_name(manifest.name),
                             manifest.size, manifest.sha256, self.clock)
         incoming = IncomingTransfer(self, transfer, self.store.partial(
             peer, message.transfer_id, manifest))
         incoming.channel = channel
-        self._add(transfer)
+        self.add(transfer)
         if reason is not None:
             incoming.machine.refuse(reason)
             return
@@ -352,7 +330,8 @@ class FileTransfers(Service):
         self.events.notify(TransferEvent("offered", transfer))
         incoming.machine.offered()
 
-    def _refusal(self, peer: str, size: int) -> str | None:
+    def refusal(self, peer: str, size: int) -> str | None:
+        """Why a file of C{size} bytes from C{peer} is refused now, or None."""
         if self.accept_from is not None and not self.accept_from(peer):
             return "this node accepts no files from you"
         if size > self.max_file_size:
@@ -370,7 +349,7 @@ class FileTransfers(Service):
     # -- Peers coming and going ---------------------------------------------------------------
 
     def _peer_trusted(self, channel: PeerChannel) -> None:
-        peer = self._peer_of(channel)
+        peer = self.peer_of(channel)
         for outgoing in list(self._outgoing.values()):
             if outgoing.transfer.peer == peer:
                 outgoing.channel = channel
@@ -409,7 +388,7 @@ class FileTransfers(Service):
         sender.manifest = manifest
         sender.machine.hashed()
         for channel in self.network.trusted_peer_channels:
-            if self._peer_of(channel) == sender.transfer.peer:
+            if self.peer_of(channel) == sender.transfer.peer:
                 sender.channel = channel
                 sender.machine.connected()
                 break
@@ -418,57 +397,10 @@ class FileTransfers(Service):
         for sender in outgoing:
             sender.machine.fail(f"cannot read the file: {failure.getErrorMessage()}")
 
-    def _send_dotnet(self, path: str, channel: PeerChannel) -> Transfer:
-        with open(path, "rb") as file:
-            data = file.read(DOTNET_MAX_FILE + 1)
-        transfer = Transfer(self._new_id(), "send", self._peer_of(channel),
-                            os.path.basename(path), len(data),
-                            hashlib.sha256(data).hexdigest(), self.clock, state="sending",
-                            path=path)
-        self._add(transfer)
-
-        def sent(ok: bool) -> None:
-            if ok:
-                transfer.progress(transfer.size)
-            transfer.show("done" if ok else "failed", None if ok else "peer disconnected")
-            self.transfer_finished(transfer, "sent" if ok else "failed")
-
-        self.distribution.send(channel, DataTransmissionPacket(
-            data, DataPayloadFormat.FILE, source_origin_identifier=self.network.identifier
-        )).addCallback(sent)
-        return transfer
-
-    def _receive_dotnet(self, channel: PeerChannel, packet: DataTransmissionPacket) -> None:
-        data, peer = packet.payload, self._peer_of(channel)
-        sha256 = hashlib.sha256(data).hexdigest()
-        transfer = Transfer(self._new_id(), "receive", peer, f"dotnet-{sha256[:16]}.bin",
-                            len(data), sha256, self.clock, state="receiving")
-        self._add(transfer)
-        reason = self._refusal(peer, len(data))
-        if reason is None:
-            temporary = self.store.partial_dir / f"dotnet-{transfer.id}.part"
-            try:
-                with open(temporary, "wb") as file:
-                    file.write(data)
-                    file.flush()
-                    os.fsync(file.fileno())
-                transfer.path = str(self.store.place(temporary, transfer.name))
-            except OSError as e:
-                temporary.unlink(missing_ok=True)
-                reason = f"cannot store the file: {e.strerror}"
-        if reason is not None:
-            transfer.show("refused", reason)
-            self.transfer_finished(transfer, "refused")
-            return
-        transfer.name = os.path.basename(transfer.path or transfer.name)
-        transfer.progress(len(data))
-        transfer.show("done")
-        self.transfer_finished(transfer, "received")
-
     # -- Small helpers ------------------------------------------------------------------------
 
     def _recipients(self, to: list[str] | None) -> list[PeerChannel]:
-        trusted = {self._peer_of(c): c for c in self.network.trusted_peer_channels}
+        trusted = {self.peer_of(c): c for c in self.network.trusted_peer_channels}
         if to is None:
             if not trusted:
                 raise ValueError("no trusted peer to send the file to")
@@ -483,16 +415,19 @@ class FileTransfers(Service):
         return [trusted[peer] for peer in dict.fromkeys(to)]
 
     @staticmethod
-    def _peer_of(channel: PeerChannel) -> str:
+    def peer_of(channel: PeerChannel) -> str:
+        """The identifier of a channel's peer."""
         return channel.peer.identifier if channel.peer is not None else ""
 
-    def _new_id(self) -> str:
+    def new_id(self) -> str:
+        """A transfer id no transfer of this node has."""
         while True:
             transfer_id = new_transfer_id(self._random(6))
             if transfer_id not in self._transfers and transfer_id not in self._outgoing:
                 return transfer_id
 
-    def _add(self, transfer: Transfer) -> None:
+    def add(self, transfer: Transfer) -> None:
+        """Show a transfer in L{transfers}."""
         self._transfers[transfer.id] = transfer
         self._trim()
 
