@@ -40,6 +40,7 @@ from p2pnet_tx.metrics import TransferProgress
 
 if TYPE_CHECKING:
     from p2pnet_tx.control import ControlAPI
+    from p2pnet_tx.files.transfers import FileTransfers
     from p2pnet_tx.service import PeerNetworkService
 
 __all__ = [
@@ -175,7 +176,8 @@ class FileRoutes:
     """
     The file-transfer endpoints of one control API, over one node's file transfers.
 
-    @param transfers: the node's C{FileTransfers} (C{p2pnet_tx.files.transfers}).
+    @param transfers: the node's L{FileTransfers <p2pnet_tx.files.transfers.FileTransfers>}
+        (or anything with its API: C{send_file}, C{transfers}, C{get}, C{cancel}, C{events}).
     @param api: the control API to serve them on; its C{/metrics} then shows the transfers.
     @param clock: times out the long polls.
     @param events: where the transfers' events are recorded for C{GET /api/events}, if
@@ -186,7 +188,7 @@ class FileRoutes:
 
     def __init__(
         self,
-        transfers: Any,
+        transfers: FileTransfers,
         api: ControlAPI,
         clock: IReactorTime,
         events: EventLog | None = None,
@@ -332,7 +334,8 @@ class FileRoutes:
         return len(self._waits)
 
 
-def serve_file_transfers(node: PeerNetworkService, transfers: Any) -> FileRoutes | None:
+def serve_file_transfers(node: PeerNetworkService,
+                         transfers: FileTransfers) -> FileRoutes | None:
     """
     Serve a node's file transfers on its control API, and record their events in the node's
     event log (C{GET /api/events}).
