@@ -9,10 +9,16 @@ import json
 import sys
 
 import pytest_twisted
+import treq
 from twisted.internet import reactor
+from twisted.internet.task import deferLater
 from twisted.internet.utils import getProcessOutputAndValue
 
-from .test_files import MiB, sha256_of, stop, two_nodes, write_random_file
+from p2pnet_tx.datadir import NodeDataDir
+
+from .support import free_port
+from .test_files import MiB, sha256_of, stop, write_random_file
+from .test_twistd import NodeProcess, start_node
 
 
 async def ctl(data_dir: str, *argv: str) -> tuple[str, str, int]:
@@ -23,6 +29,36 @@ async def ctl(data_dir: str, *argv: str) -> tuple[str, str, int]:
     return out.decode(), err.decode(), code
 
 
+async def until_trusted(data_dir: str, tries: int = 150) -> None:
+    """Wait (bounded: 150 tries 0.2 s apart) until the node of C{data_dir} trusts one peer.
+    Its requests use no persistent connection: none is left in a pool after the test."""
+    last: object = None
+    for _ in range(tries):
+        data = NodeDataDir(data_dir, reactor)
+        url, token = data.control_url(), data.read_control_token()
+        if url and token:
+            try:
+                response = await treq.get(url.rstrip("/") + "/api/status", persistent=False,
+                                          headers={"Authorization": ["Bearer " + token]})
+                last = await response.json()
+                if last["counts"]["trusted"] == 1:
+                    return
+            except Exception as e:  # noqa: BLE001 - not up yet: try again
+                last = e
+        await deferLater(reactor, 0.2, lambda: None)
+    raise AssertionError(f"{data_dir}: never trusted a peer; last: {last}")
+
+
+async def two_nodes(tmp_path) -> tuple[NodeProcess, NodeProcess]:
+    """Node A dials node B; both trust each other."""
+    a_dir, b_dir, b_port = str(tmp_path / "a"), str(tmp_path / "b"), free_port()
+    b = start_node(b_dir, b_port, free_port())
+    a = start_node(a_dir, free_port(), free_port(), "--peer", f"127.0.0.1:{b_port}")
+    await until_trusted(a_dir)
+    await until_trusted(b_dir)
+    return a, b
+
+
 @pytest_twisted.ensureDeferred
 async def test_send_file_with_ctl(tmp_path) -> None:
     """send-file (its output a pipe: plain lines, no bar) follows the transfer to the end and
@@ -30,7 +66,7 @@ async def test_send_file_with_ctl(tmp_path) -> None:
     so; an unknown peer is a one-line error with status 1."""
     source = str(tmp_path / "report.bin")
     expected = write_random_file(source, 8 * MiB)
-    a, b, *_ = await two_nodes(tmp_path)
+    a, b = await two_nodes(tmp_path)
     a_dir, b_dir = str(tmp_path / "a"), str(tmp_path / "b")
     try:
         out, err, code = await ctl(a_dir, "send-file", source)
