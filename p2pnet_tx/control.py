@@ -242,7 +242,8 @@ class ControlAPI(Resource):
         self.started: float = network.reactor.seconds()
         self.metrics = NodeMetrics(network)
         self.dashboard = Dashboard(network.reactor, self._token, network.identifier)
-        self._routes: dict[tuple[bytes, str], tuple[Callable[..., Any], bool]] = {}
+        # (method, name, whether the path has an argument) -> handler
+        self._routes: dict[tuple[bytes, str, bool], Callable[..., Any]] = {}
         self._status_sections: dict[str, Callable[[], Any]] = {}
         for method, name, handler in (
             (b"GET", "status", self.get_status),
@@ -265,11 +266,14 @@ class ControlAPI(Resource):
         and raises L{BadRequest} for an error answer.  This is how a node's parts add their
         endpoints.
 
-        @raise ValueError: if that method and name are served already.
+        C{/api/<name>} and C{/api/<name>/<argument>} are two routes: a name may have both.
+
+        @raise ValueError: if that method and path are served already.
         """
-        if (method, name) in self._routes:
-            raise ValueError(f"{method.decode()} /api/{name} is served already")
-        self._routes[(method, name)] = (handler, argument)
+        if (method, name, argument) in self._routes:
+            where = f"/api/{name}/<argument>" if argument else f"/api/{name}"
+            raise ValueError(f"{method.decode()} {where} is served already")
+        self._routes[(method, name, argument)] = handler
 
     def add_status_section(self, name: str, section: Callable[[], Any]) -> None:
         """
@@ -365,16 +369,14 @@ class ControlAPI(Resource):
             raise BadRequest(404, "no such resource")
         name = path[1]
         argument = path[2] if len(path) == 3 else None
-        route = self._routes.get((request.method, name))
-        if route is None:
-            allowed = sorted(m.decode() for m, n in self._routes if n == name)
-            if not allowed:
+        handler = self._routes.get((request.method, name, argument is not None))
+        if handler is None:
+            allowed = sorted({m.decode() for m, n, _ in self._routes if n == name})
+            # A method served on the other form of the path (with or without an argument).
+            if not allowed or request.method.decode() in allowed:
                 raise BadRequest(404, "no such resource")
             request.setHeader(b"allow", ", ".join(allowed).encode())
             raise BadRequest(405, f"use {' or '.join(allowed)} on /api/{name}")
-        handler, takes_argument = route
-        if (argument is not None) != takes_argument:
-            raise BadRequest(404, "no such resource")
         return handler, argument
 
     def body(self, request: Request) -> dict[str, Any]:

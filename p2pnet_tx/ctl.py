@@ -11,6 +11,10 @@ C{p2pnet-ctl}: drive a running node through its control API::
     p2pnet-ctl unblock 10.0.0.7 | unblock --identifier IDENTIFIER
     p2pnet-ctl blocks
     p2pnet-ctl remove IDENTIFIER
+    p2pnet-ctl send-file PATH [--to IDENTIFIER]... [--detach]
+    p2pnet-ctl transfers
+    p2pnet-ctl cancel TRANSFER
+    p2pnet-ctl events [--since N] [--follow]
 
 The node is found through its data directory (C{--data-dir}, default C{~/.p2pnet}), which holds
 the control token and the URL the control API listens on.
@@ -40,6 +44,7 @@ from twisted.internet.task import react
 from twisted.web.client import ResponseFailed, ResponseNeverReceived
 from twisted.web.error import SchemeNotSupported
 
+from p2pnet_tx import ctl_files
 from p2pnet_tx._version import __version__
 from p2pnet_tx.datadir import DEFAULT_DATA_DIR, DataDirError, NodeDataDir
 
@@ -150,6 +155,7 @@ def parser() -> argparse.ArgumentParser:
                      "Disconnect a peer and forget it.  If the node keeps it connected "
                      "(--peer), it is not redialled until 'connect' names it again.")
     remove.add_argument("identifier", help="the peer's identifier (see 'peers')")
+    ctl_files.add_commands(command)
     return top
 
 
@@ -166,6 +172,8 @@ def _block_body(args: argparse.Namespace) -> dict[str, str]:
 def _request_for(args: argparse.Namespace) -> tuple[str, str, Any]:
     """Return C{(method, path, json body or None)} for a parsed command line."""
     command = args.command
+    if command in ctl_files.COMMANDS:
+        return ctl_files.request_for(args, CtlError)
     if command == "status":
         return "GET", "/api/status", None
     if command == "peers":
@@ -272,6 +280,8 @@ def _format_peers(body: dict[str, Any]) -> str:
 
 def _format(command: str, body: Any) -> str:
     """The text C{command} prints for the node's answer C{body}; peer text is escaped."""
+    if command in ctl_files.COMMANDS:
+        return ctl_files.format_answer(command, body, escape)
     if command == "messages":
         lines = [_message_line(m) for m in body["messages"]]
         return "\n".join(lines) if lines else "(no messages)"
@@ -397,6 +407,13 @@ async def run(reactor: Any, args: argparse.Namespace, out: Any = None, http: Any
     client = _client(reactor, args, http)
     if args.command == "messages" and args.follow:
         return await _follow(client, args.since, args.json, out)
+    if args.command == "events" and args.follow:
+        return await ctl_files.follow_events(client, args.since, args.json, out, escape)
+    if args.command == "send-file":
+        try:
+            return await ctl_files.send_file(client, reactor, args, body, out, escape)
+        except ctl_files.NotAllSent as e:
+            raise CtlError(str(e)) from None
     answer = await client.call(method, path, body)
     print(_json_text(answer) if args.json else _format(args.command, answer), file=out)
     if args.command == "send" and answer.get("sent") == 0:

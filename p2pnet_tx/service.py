@@ -55,7 +55,9 @@ from p2pnet_tx.control import (
     ControlSite,
     MessageLog,
 )
+from p2pnet_tx.control_events import EventRoutes
 from p2pnet_tx.datadir import DataDirError, NodeDataDir
+from p2pnet_tx.event_log import EventLog
 from p2pnet_tx.interfaces import IPeer
 from p2pnet_tx.network import DEFAULT_BACKLOG, PeerNetwork
 
@@ -509,6 +511,8 @@ class PeerNetworkService(MultiService):
         through the control API is held (not redialled) until the API connects it again.
     @ivar api: the L{ControlAPI}, or C{None}.
     @ivar messages: the log of received messages the control API shows.
+    @ivar events: the log of what the node's parts say happened (a file received...), which
+        the control API shows at C{/api/events}.
     @raise ValueError: for a bad C{listen} string, a control API without a token, or a
         C{control_max_connections} below 1.
     """
@@ -534,6 +538,7 @@ class PeerNetworkService(MultiService):
         if control is not None and not control_token:
             raise ValueError("a control endpoint needs a control_token")
         self.messages = MessageLog(self.reactor)
+        self.events = EventLog(self.reactor)
         self.messages.install(network)
         if isinstance(listen, str):
             self.listener = PeerListenerService(
@@ -553,6 +558,7 @@ class PeerNetworkService(MultiService):
                 self.save_state if data_dir is not None else None,
                 peer_removed=self.hold_kept_peer, connecting=self.release_kept_peer,
             )
+            EventRoutes(self.events, api)
             self.control = ControlService(
                 self.reactor, control, api, data_dir, control_fallback, control_max_connections
             )

@@ -255,18 +255,72 @@
     note.hidden = entries.length > 0;
   }
 
+  function bytes(value) {
+    if (typeof value !== "number" || value < 0) return "?";
+    const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let unit = 0;
+    while (value >= 1024 && unit < units.length - 1) {
+      value /= 1024;
+      unit += 1;
+    }
+    return unit === 0 ? `${value} B` : `${value.toFixed(1)} ${units[unit]}`;
+  }
+
+  const FINISHED = new Set(["done", "refused", "failed", "cancelled"]);
+
+  function drawTransfers(result) {
+    const rows = $("transfer-rows");
+    const note = $("transfers-note");
+    rows.replaceChildren();
+    if (missing(result)) {
+      note.textContent = "This node does not transfer files (GET /api/transfers answered 404).";
+      note.hidden = false;
+      return;
+    }
+    if (!result.ok) {
+      note.textContent = `The transfers could not be read: ${result.data.error || result.status}`;
+      note.hidden = false;
+      return;
+    }
+    const transfers = result.data.transfers || [];
+    for (const transfer of transfers) {
+      const row = document.createElement("tr");
+      row.dataset.id = transfer.id;
+      const receive = transfer.direction === "receive";
+      row.append(element("td", visible(transfer.name), "peer"));
+      row.append(element("td", `${receive ? "from" : "to"} ${visible(transfer.peer)}`, "peer"));
+      const percent = transfer.size > 0 ? Math.floor(100 * Math.min(transfer.done, transfer.size) /
+                                                     transfer.size) : 100;
+      row.append(element("td", `${percent}% of ${bytes(transfer.size)}`));
+      const finished = FINISHED.has(transfer.state);
+      row.append(element("td", finished ? "" : `${bytes(Math.round(transfer.rate || 0))}/s`));
+      const state = element("td", visible(transfer.state),
+                            transfer.state === "done" ? "trusted" : finished ? "untrusted" : "");
+      if (transfer.reason) state.title = visible(transfer.reason);
+      row.append(state);
+      const actions = element("td");
+      if (!finished) actions.append(button("Cancel", () => cancelTransfer(transfer)));
+      row.append(actions);
+      rows.append(row);
+    }
+    note.textContent = "No transfers yet. Send a file with p2pnet-ctl send-file PATH.";
+    note.hidden = transfers.length > 0;
+  }
+
   async function refresh() {
-    const [status, peers, messages, blocks] = await Promise.all([
+    const [status, peers, messages, blocks, transfers] = await Promise.all([
       api("GET", "/api/status"),
       api("GET", "/api/peers"),
       api("GET", `/api/messages?since=${lastSeq}`),
       api("GET", "/api/blocks"),
+      api("GET", "/api/transfers"),
     ]);
     if (csrf === null) return; // logged out meanwhile
     if (status.ok) drawStatus(status.data);
     if (peers.ok) drawPeers(peers.data.connected || []);
     if (messages.ok) drawMessages(messages.data.messages || []);
     drawBlocks(blocks);
+    drawTransfers(transfers);
   }
 
   // -- Acting ------------------------------------------------------------------------------
@@ -314,6 +368,14 @@
     }
     if (!result.ok) return reportError("Not unblocked", result);
     notice(`Unblocked ${what.ip || what.identifier}.`);
+    refresh();
+  }
+
+  async function cancelTransfer(transfer) {
+    const result = await api("DELETE", `/api/transfers/${encodeURIComponent(transfer.id)}`);
+    if (!result.ok) return reportError("Not cancelled", result);
+    notice(result.data.cancelled_now ? `Cancelled ${visible(transfer.name)}.`
+                                     : `${visible(transfer.name)} had already ended.`);
     refresh();
   }
 

@@ -211,7 +211,8 @@ def test_dashboard_in_chromium(browser: Browser, nodes: tuple[Node, Node]) -> No
     driver.set_window_size(1280, 1500)
     browser.screenshot("dashboard-after-block")
     errors = [e for e in browser.console_errors()
-              if "/api/blocks" not in e and "/session" not in e and "401" not in e]
+              if "/api/blocks" not in e and "/api/transfers" not in e and "/session" not in e
+              and "401" not in e]
     assert errors == [], errors
 
 
