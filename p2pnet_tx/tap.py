@@ -547,6 +547,9 @@ def makeService(options: Options) -> PeerNetworkService:
     if options.get("discovery-config") is not None:
         discovery = LanDiscoveryService(network, reactor, options["discovery-config"])
         node.add_part("discovery", discovery, status=discovery.status)
+    files = add_files_part(node, data_dir.path / "files", quota=options["files-quota"],
+                           max_file_size=options["files-max-size"],
+                           min_free=options["files-min-free"])
     if options["bootstrap"]:
         part = bootstrap_part(
             network, options["bootstrap"], reactor=reactor, mode=options["bootstrap-mode"],
@@ -554,6 +557,7 @@ def makeService(options: Options) -> PeerNetworkService:
             port=lambda: node.when_listening().addCallback(lambda port: port.getHost().port),
         )
         node.add_part("bootstrap", part, status=part.status)
-    add_files_part(node, data_dir.path / "files", quota=options["files-quota"],
-                   max_file_size=options["files-max-size"], min_free=options["files-min-free"])
+        if part.runner is not None:
+            # Peers may relay the authority's tasks; they run only if it signed them.
+            files.distribution.set_task_runner(part.runner.task_packet_received)
     return node

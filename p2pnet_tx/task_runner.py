@@ -24,6 +24,7 @@ from p2pnet_tx._json import Invalid, loads
 from p2pnet_tx.bootstrap.v1 import parse_peers
 from p2pnet_tx.packets import (
     CollectionSharePacket,
+    DataTransmissionPacket,
     NetworkTask,
     PureMessagePacket,
     encode_task,
@@ -114,6 +115,21 @@ class TaskRunner:
         self.log.info("authority task {id} ({kind}): {done}", id=task.id,
                       kind=task.task_type.name, done=done)
         return done
+
+    def task_packet_received(self, channel: PeerChannel, packet: DataTransmissionPacket) -> str:
+        """
+        Run a task a peer relayed in a Task C{DataTransmit} (the handler to give
+        L{Distribution.set_task_runner<p2pnet_tx.distribution.Distribution.set_task_runner>}):
+        its payload is the signed task's JSON, and it runs only if the authority signed it,
+        whoever relayed it; anything else is refused like a forged task.
+
+        @return: what was done, or why nothing was (see L{run_signed_task}).
+        """
+        try:
+            signed = loads(packet.payload)
+        except Invalid as e:
+            return self._rejected({}, TaskRejected("malformed", f"from {channel.peer}: {e}"))
+        return self.run_signed_task(signed)
 
     def reject_unverifiable(self, task: NetworkTask, reason: str) -> str:
         """

@@ -4,6 +4,7 @@ Tests for L{p2pnet_tx.tap} and the twistd dropin: options, errors, the service t
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -470,6 +471,17 @@ class BootstrapOptionsTests(SynchronousTestCase):
         self.assertEqual([c.url for c in part.clients], options["bootstrap"])
         self.assertIsNotNone(part.runner)
         self.assertEqual(part.status()["mode"], "authority")
+        # Tasks relayed by peers go to the same runner: a forged one is counted there.
+        from p2pnet_tx.packets import DataPayloadFormat, DataTransmissionPacket
+        from p2pnet_tx.peer import GenericPeer
+        from p2pnet_tx.tasks import TaskType, new_task, sign_task
+
+        forged = sign_task(new_task(TaskType.BLOCK_IP, {"IP": "192.0.2.9"}, now=0),
+                           Ed25519PrivateKey.generate())
+        relay = type("Relay", (), {"peer": GenericPeer("192.0.2.7", 8051)})()
+        service.getServiceNamed("files").distribution.data_received(
+            relay, DataTransmissionPacket(json.dumps(forged).encode(), DataPayloadFormat.TASK))
+        self.assertEqual(part.status()["tasks.rejected.forged"], 1)
 
     def test_no_bootstrap_no_part(self) -> None:
         """Without --bootstrap the node has no bootstrap part."""

@@ -16,7 +16,11 @@ from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from p2pnet_tx.identity import identifier_for_public_key
-from p2pnet_tx.packets import PureMessagePacket
+from p2pnet_tx.packets import (
+    DataPayloadFormat,
+    DataTransmissionPacket,
+    PureMessagePacket,
+)
 from p2pnet_tx.peer import GenericPeer
 from p2pnet_tx.task_runner import TaskRunner
 from p2pnet_tx.tasks import TaskType, new_task, sign_task
@@ -207,3 +211,42 @@ class TaskRunnerTests(SynchronousTestCase):
         """Anything that is not a signed task is refused as malformed."""
         for garbage in (None, 1, "x", [], {"task": {}}, {"task": [], "signature": ""}):
             self.assertTrue(self.runner.run_signed_task(garbage).startswith("rejected: malformed"))
+
+
+class RelayedTaskTests(SynchronousTestCase):
+    """Tasks a peer relays in a Task DataTransmit (Distribution's task runner): they run only
+    if the authority signed them, whoever relayed them."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(NOW)
+        self.relay = FakeChannel(GenericPeer("192.0.2.7", 8001, identifier()))
+        self.network = FakeNetwork(identifier(), [self.relay])
+        self.runner = TaskRunner(self.network, AUTHORITY.public_key(), self.clock)
+
+    def packet(self, payload: bytes) -> DataTransmissionPacket:
+        return DataTransmissionPacket(payload, DataPayloadFormat.TASK)
+
+    def test_signed_task_runs(self) -> None:
+        """The authority's task, relayed by an ordinary peer, is executed."""
+        signed = sign_task(new_task(TaskType.BLOCK_IP, {"IP": "192.0.2.9"}, now=NOW), AUTHORITY)
+        done = self.runner.task_packet_received(
+            self.relay, self.packet(json.dumps(signed).encode()))  # type: ignore[arg-type]
+        self.assertFalse(done.startswith("rejected"), done)
+        self.assertEqual(self.network.calls, [("block", ("192.0.2.9", None))])
+
+    def test_peer_signed_or_garbage_refused(self) -> None:
+        """A task the relaying peer signed itself, and a payload that is not JSON, are refused
+        and counted; nothing is done."""
+        forged = sign_task(new_task(TaskType.BLOCK_IP, {"IP": "192.0.2.9"}, now=NOW),
+                           Ed25519PrivateKey.generate())
+        for payload, cause in ((json.dumps(forged).encode(), "forged"),
+                               (b"\xff{not json", "malformed"),
+                               (b"[1, 2]", "malformed")):
+            done = self.runner.task_packet_received(
+                self.relay, self.packet(payload))  # type: ignore[arg-type]
+            self.assertTrue(done.startswith(f"rejected: {cause}"), done)
+        self.assertEqual(self.network.calls, [])
+        status = self.runner.status()
+        self.assertEqual((status["tasks.rejected.forged"], status["tasks.rejected.malformed"]),
+                         (1, 2))
