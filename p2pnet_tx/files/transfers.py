@@ -129,7 +129,7 @@ class FileTransfers(Service):
             raise IsADirectoryError(f"{path} is a directory: send a file")
         if not os.path.exists(path):
             raise FileNotFoundError(f"no such file: {path}")
-        channels = self._recipients(to)
+        channels = recipients(self.network.trusted_peer_channels, to)
         hasher = ManifestHasher(path)  # PermissionError, naming the path, if unreadable
         if hasher.size > self.max_file_size:
             hasher.close()
@@ -413,21 +413,6 @@ class FileTransfers(Service):
 
     # -- Small helpers ------------------------------------------------------------------------
 
-    def _recipients(self, to: list[str] | None) -> list[PeerChannel]:
-        trusted = {self.peer_of(c): c for c in self.network.trusted_peer_channels}
-        if to is None:
-            if not trusted:
-                raise ValueError("no trusted peer to send the file to")
-            return list(trusted.values())
-        if isinstance(to, str):
-            to = [to]
-        if not to:
-            raise ValueError("no recipient named")
-        unknown = [peer for peer in to if peer not in trusted]
-        if unknown:
-            raise ValueError(f"not a connected, trusted peer: {', '.join(unknown)}")
-        return [trusted[peer] for peer in dict.fromkeys(to)]
-
     @staticmethod
     def peer_of(channel: PeerChannel) -> str:
         """The identifier of a channel's peer."""
@@ -463,3 +448,28 @@ class FileTransfers(Service):
             clock = self.clock
             self._cooperator = Cooperator(scheduler=lambda step: clock.callLater(0, step))
         return self._cooperator.cooperate(iterator).whenDone()
+
+
+def recipients(
+    trusted_channels: list[PeerChannel], to: list[str] | str | None
+) -> list[PeerChannel]:
+    """
+    The channels a file goes to: every trusted peer's (C{to} is None), or those of the
+    identifiers C{to} names, each once.
+
+    @raise ValueError: if there is nobody to send to, or C{to} names a peer that is not
+        connected and trusted.
+    """
+    trusted = {FileTransfers.peer_of(c): c for c in trusted_channels}
+    if to is None:
+        if not trusted:
+            raise ValueError("no trusted peer to send the file to")
+        return list(trusted.values())
+    if isinstance(to, str):
+        to = [to]
+    if not to:
+        raise ValueError("no recipient named")
+    unknown = [peer for peer in to if peer not in trusted]
+    if unknown:
+        raise ValueError(f"not a connected, trusted peer: {', '.join(unknown)}")
+    return [trusted[peer] for peer in dict.fromkeys(to)]
