@@ -179,11 +179,12 @@ async def test_receiver_killed_midway_resumes(tmp_path) -> None:
 
 
 class _FlipOnce(Protocol):
-    """One side of the proxy: passes bytes on, flipping one bit once past an offset."""
+    """One side of the proxy: passes bytes on; the client side flips one bit of its stream
+    C{flip_at} bytes in, while its proxy is still armed."""
 
-    def __init__(self, flip_at: int | None) -> None:
+    def __init__(self, proxy: FlipProxy | None) -> None:
         self.peer: _FlipOnce | None = None
-        self.flip_at = flip_at
+        self.proxy = proxy
         self.seen = 0
         self.pending: list[bytes] = []
 
@@ -194,10 +195,12 @@ class _FlipOnce(Protocol):
             self.peer.pending = []
 
     def dataReceived(self, data: bytes) -> None:
-        if self.flip_at is not None and self.seen <= self.flip_at < self.seen + len(data):
-            spot = self.flip_at - self.seen
+        proxy = self.proxy
+        if proxy is not None and proxy.armed and (
+                self.seen <= proxy.flip_at < self.seen + len(data)):
+            spot = proxy.flip_at - self.seen
             data = data[:spot] + bytes([data[spot] ^ 0x01]) + data[spot + 1:]
-            self.flip_at = None
+            proxy.armed = False
         self.seen += len(data)
         if self.peer is not None and self.peer.transport is not None:
             self.peer.transport.write(data)
@@ -209,22 +212,33 @@ class _FlipOnce(Protocol):
             self.peer.transport.loseConnection()
 
 
+class _ToServer(ClientFactory):
+    """Connects the proxy's server side; if it cannot, the client's connection is closed."""
+
+    def __init__(self, inbound: _FlipOnce, outbound: _FlipOnce) -> None:
+        self.inbound, self.outbound = inbound, outbound
+
+    def buildProtocol(self, addr):
+        return self.outbound
+
+    def clientConnectionFailed(self, connector, reason) -> None:
+        if self.inbound.transport is not None:
+            self.inbound.transport.loseConnection()
+
+
 class FlipProxy(Factory):
-    """A TCP proxy to C{port} that flips one bit, C{flip_at} bytes into the first
-    connection's client-to-server stream."""
+    """A TCP proxy to C{port} that flips one bit, C{flip_at} bytes into a client-to-server
+    stream: the first that gets that far (a connection made while the server was not yet
+    listening, which the client then dials again, flips nothing)."""
 
     def __init__(self, port: int, flip_at: int) -> None:
         self.port, self.flip_at = port, flip_at
-        self.connections = 0
+        self.armed = True
 
     def buildProtocol(self, addr):
-        self.connections += 1
-        inbound = _FlipOnce(self.flip_at if self.connections == 1 else None)
-        outbound = _FlipOnce(None)
+        inbound, outbound = _FlipOnce(self), _FlipOnce(None)
         inbound.peer, outbound.peer = outbound, inbound
-        factory = ClientFactory()
-        factory.protocol = lambda: outbound
-        reactor.connectTCP("127.0.0.1", self.port, factory)
+        reactor.connectTCP("127.0.0.1", self.port, _ToServer(inbound, outbound))
         return inbound
 
 
@@ -249,6 +263,7 @@ async def test_corrupted_chunk_is_detected_and_fetched_again(tmp_path) -> None:
             assert code == 200, body
             await api_b.until("GET", "/api/transfers", only_transfer("receive", "done"),
                               timeout=60)
+            assert not proxy.armed, "the file did not go through the proxy"
             status = (await api_b.call("GET", "/api/status"))[1]
             assert status["files"]["counters"].get("chunks_bad_hash") == 1, status
             assert sha256_of(str(tmp_path / "b" / "files" / "f.bin")) == expected
