@@ -46,6 +46,13 @@ class SenderMachineTests(SynchronousTestCase):
             "stop_sending", "finished"])
         self.assertEqual(self.actions.calls[-1], ("finished", "done", None))
 
+    def test_hashed_while_connected(self) -> None:
+        """Hashed with the peer already there: offered at once, never shown as paused."""
+        self.sender.hashed_while_connected()
+        self.assertEqual(self.actions.calls, [("show", "offered", None), ("send_offer",)])
+        self.sender.accepted(((0, 4),))
+        self.assertEqual(self.actions.calls[-1], ("start_sending", ((0, 4),)))
+
     def test_connected_while_hashing(self) -> None:
         """A connection while hashing waits for the hash; nothing is offered before."""
         self.sender.connected()

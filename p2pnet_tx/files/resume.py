@@ -8,7 +8,9 @@ C{hashing} and C{verifying} (shown as C{offered} and C{receiving}) and C{waiting
 Sender::
 
     hashing -> waiting <-> offered -> sending -> done
-                  ^                      |
+       |          ^          ^           |
+       +----------|----------+ (hashed while the peer is connected)
+                  |                      |
                   +------ disconnected --+          any but a final state -> cancelled | failed
                                          offered -> refused
 
@@ -79,7 +81,10 @@ class Sender(Protocol):
     """The inputs of a sending transfer."""
 
     def hashed(self) -> None:
-        "The manifest is ready."
+        "The manifest is ready; the peer is not connected."
+
+    def hashed_while_connected(self) -> None:
+        "The manifest is ready and the peer is connected and trusted: offer at once."
 
     def connected(self) -> None:
         "The peer is connected and trusted."
@@ -137,6 +142,7 @@ s_hashing.upon(Sender.disconnected).loop().returns(None)
 
 
 @s_waiting.upon(Sender.connected).to(s_offered)
+@s_hashing.upon(Sender.hashed_while_connected).to(s_offered)
 def _offer(m: Sender, core: SenderCore) -> None:
     core.actions.show("offered", None)
     core.actions.send_offer()

@@ -400,12 +400,12 @@ class FileTransfers(Service):
 
     def _ready(self, sender: OutgoingTransfer, manifest: Manifest) -> None:
         sender.manifest = manifest
-        sender.machine.hashed()
         for channel in self.network.trusted_peer_channels:
             if self.peer_of(channel) == sender.transfer.peer:
                 sender.channel = channel
-                sender.machine.connected()
-                break
+                sender.machine.hashed_while_connected()
+                return
+        sender.machine.hashed()
 
     def _hash_failed(self, outgoing: list[OutgoingTransfer], failure: Failure) -> None:
         for sender in outgoing:
