@@ -33,25 +33,17 @@ from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
+from p2pnet_tx import webpage
 from p2pnet_tx.bootstrap.server import BootstrapServer, UnknownPeer
 from p2pnet_tx.bootstrap.v1_api import client_ip, json_reply
 from p2pnet_tx.dashboard import SessionStore
-from p2pnet_tx.webpage import (
-    SAFE_METHODS,
-    Page,
-    PageFiles,
-    csrf_matches,
-    secure,
-    session_cookie,
-    set_session_cookie,
-)
 
 __all__ = ["COOKIE_NAME", "PAGE", "BootstrapDashboard"]
 
 COOKIE_NAME = b"p2pnet_bootstrap_session"
 """The name of the dashboard's session cookie."""
 
-PAGE = Page(
+PAGE = webpage.Page(
     package="p2pnet_tx.bootstrap",
     title="p2pnet bootstrap server",
     header='<span id="mode"></span>',
@@ -92,7 +84,7 @@ class BootstrapDashboard(Resource):
         self._server = server
         self.sessions = SessionStore(clock)
         self.failed_logins = 0
-        self._files = PageFiles(PAGE)
+        self._files = webpage.PageFiles(PAGE)
         self._actions = {
             ("GET", "api/state"): self._state,
             ("POST", "api/block"): self._block,
@@ -109,13 +101,13 @@ class BootstrapDashboard(Resource):
         @param request: the request; its whole path in C{prepath + postpath}.
         @return: the body, or C{NOT_DONE_YET} while an action is stored.
         """
-        secure(request)
+        webpage.secure(request)
         path = "/".join(p.decode("utf-8", "replace") for p in request.prepath + request.postpath)
         path = path.strip("/")
         method = request.method.decode("ascii", "replace")
         try:
             if path in self._files:
-                if request.method not in SAFE_METHODS:
+                if request.method not in webpage.SAFE_METHODS:
                     request.setHeader(b"allow", b"GET, HEAD")
                     raise _Error(405, f"use GET on /{path}")
                 return self._files.serve(request, path)
@@ -143,10 +135,11 @@ class BootstrapDashboard(Resource):
                     given.strip().encode("utf-8", "replace"), self._token):
                 return
             raise _Error(401, "wrong bearer token")
-        session = self.sessions.find(session_cookie(request, COOKIE_NAME))
+        session = self.sessions.find(webpage.session_cookie(request, COOKIE_NAME))
         if session is None:
             raise _Error(401, "not logged in")
-        if request.method not in SAFE_METHODS and not csrf_matches(request, session.csrf):
+        if (request.method not in webpage.SAFE_METHODS
+                and not webpage.csrf_matches(request, session.csrf)):
             raise _Error(403, "missing or wrong CSRF token (X-CSRF-Token)")
 
     def _session(self, request: Any) -> bytes:
@@ -163,11 +156,11 @@ class BootstrapDashboard(Resource):
                 raise _Error(401, "wrong token: it is in admin.token in the server's data "
                                   "directory")
             session = self.sessions.open()
-            set_session_cookie(request, COOKIE_NAME, session.key.encode("ascii"),
+            webpage.set_session_cookie(request, COOKIE_NAME, session.key.encode("ascii"),
                                int(self.sessions.lifetime))
             self._server.note("dashboard", "login", client_ip(request))
             return json_reply(request, 200, {"csrf": session.csrf})
-        session = self.sessions.find(session_cookie(request, COOKIE_NAME))
+        session = self.sessions.find(webpage.session_cookie(request, COOKIE_NAME))
         if request.method == b"GET":
             if session is None:
                 raise _Error(401, "not logged in")
@@ -175,7 +168,7 @@ class BootstrapDashboard(Resource):
         if request.method == b"DELETE":
             if session is not None:
                 self.sessions.close(session.key)
-            set_session_cookie(request, COOKIE_NAME, b"", 0)
+            webpage.set_session_cookie(request, COOKIE_NAME, b"", 0)
             return json_reply(request, 200, {"logged_out": True})
         request.setHeader(b"allow", b"DELETE, GET, POST")
         raise _Error(405, "use GET, POST or DELETE on /session")

@@ -23,6 +23,16 @@ function missing(result) {
   return result.status === 404 && result.data.error === "no such resource";
 }
 
+// Whether a panel can draw `result`; if not, its `note` says why: this node lacks the endpoint
+// (`absent`), or `what` could not be read.
+function readable(result, note, what, absent) {
+  if (result.ok) return true;
+  const error = result.data.error || result.status;
+  note.textContent = missing(result) ? absent : `${what} could not be read: ${error}`;
+  note.hidden = false;
+  return false;
+}
+
 // -- Drawing what the node says ---------------------------------------------------------
 
 function seconds(value) {
@@ -101,17 +111,9 @@ function drawBlocks(result) {
   const list = $("block-list");
   const note = $("blocks-note");
   list.replaceChildren();
-  if (missing(result)) {
-    note.textContent = "This node cannot list its blocks (GET /api/blocks answered 404): " +
-      "it has no unblock API yet. Blocks are in blocked.json in its data directory.";
-    note.hidden = false;
-    return;
-  }
-  if (!result.ok) {
-    note.textContent = `The blocks could not be read: ${result.data.error || result.status}`;
-    note.hidden = false;
-    return;
-  }
+  if (!readable(result, note, "The blocks", "This node cannot list its blocks (GET " +
+                "/api/blocks answered 404): it has no unblock API yet. Blocks are in " +
+                "blocked.json in its data directory.")) return;
   const entries = [];
   for (const ip of result.data.ips || []) entries.push({ ip });
   for (const identifier of result.data.identifiers || []) entries.push({ identifier });
@@ -143,16 +145,8 @@ function drawTransfers(result) {
   const rows = $("transfer-rows");
   const note = $("transfers-note");
   rows.replaceChildren();
-  if (missing(result)) {
-    note.textContent = "This node does not transfer files (GET /api/transfers answered 404).";
-    note.hidden = false;
-    return;
-  }
-  if (!result.ok) {
-    note.textContent = `The transfers could not be read: ${result.data.error || result.status}`;
-    note.hidden = false;
-    return;
-  }
+  if (!readable(result, note, "The transfers",
+                "This node does not transfer files (GET /api/transfers answered 404).")) return;
   const transfers = result.data.transfers || [];
   fill(rows, transfers.map((transfer) => {
     const receive = transfer.direction === "receive";
