@@ -2,8 +2,10 @@
 """
 The node dashboard: a page at C{/} of the control API, and the login sessions it runs on.
 
-The page is four static files shipped with the package (C{p2pnet_tx/dashboard/}: HTML, one
-script, one style sheet, an icon; no build step).  It talks to the same JSON API as
+The page is static files shipped with the package: its panels, its script and its style sheet
+(C{p2pnet_tx/dashboard/}) in the skeleton, script module, style sheet and icon it shares with
+the bootstrap server's dashboard (C{p2pnet_tx/web/}, served by L{p2pnet_tx.webpage}); no
+build step.  It talks to the same JSON API as
 C{p2pnet-ctl}, but a browser cannot be trusted with the bearer token on every request, so:
 
   - the user logs in once with the token (C{POST /session}); the node answers with a session
@@ -29,17 +31,29 @@ import hmac
 import json
 import secrets
 from collections import OrderedDict
-from importlib import resources
 from typing import Any
 
 import attrs
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from p2pnet_tx.webpage import (
+    CONTENT_SECURITY_POLICY,
+    CSRF_HEADER,
+    SAFE_METHODS,
+    Page,
+    PageFiles,
+    csrf_matches,
+    secure,
+    session_cookie,
+    set_session_cookie,
+)
+
 __all__ = [
     "CONTENT_SECURITY_POLICY",
     "CSRF_HEADER",
     "MAX_SESSIONS",
+    "PAGE",
     "SESSION_IDLE_TIMEOUT",
     "SESSION_LIFETIME",
     "Dashboard",
@@ -56,24 +70,15 @@ SESSION_IDLE_TIMEOUT = 30 * 60.0
 SESSION_LIFETIME = 12 * 3600.0
 """Seconds a session lasts at most, however busy."""
 
-CSRF_HEADER = b"x-csrf-token"
-"""The header that carries a session's CSRF token on each request that changes something."""
-
-CONTENT_SECURITY_POLICY = (
-    b"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
-    b"connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+PAGE = Page(
+    package="p2pnet_tx",
+    title="p2pnet node",
+    header='<code id="node-id"></code>',
+    token_label="Control token",
+    token_hint="The token is the file <code>control.token</code> in the node's data directory\n"
+               "    (<code>~/.p2pnet</code> unless <code>--data-dir</code> says otherwise).",
 )
-"""What a dashboard page may load and do: its own files and API calls, nothing else."""
-
-_SAFE_METHODS = frozenset({b"GET", b"HEAD"})
-
-# The files of the page, by URL path: (file name, content type).
-_FILES = {
-    "": ("index.html", b"text/html; charset=utf-8"),
-    "dashboard.js": ("dashboard.js", b"text/javascript; charset=utf-8"),
-    "dashboard.css": ("dashboard.css", b"text/css; charset=utf-8"),
-    "favicon.svg": ("favicon.svg", b"image/svg+xml"),
-}
+"""What the node dashboard puts in the shared page."""
 
 
 @attrs.define
@@ -202,7 +207,7 @@ class Dashboard:
         digest = hashlib.sha256(node_identifier.encode("utf-8", "replace")).hexdigest()
         self.cookie_name = ("p2pnet_session_" + digest[:16]).encode("ascii")
         self.failed_logins = 0
-        self._files: dict[str, bytes] = {}
+        self._files = PageFiles(PAGE)
 
     # -- Asked by the control API ----------------------------------------------------------------
 
@@ -222,17 +227,15 @@ class Dashboard:
         @param path: its path, split on C{/}, without empty parts.
         @return: C{None} to serve it, or the status and message of the refusal.
         """
-        if method in _SAFE_METHODS and path[:1] not in (["api"], ["metrics"]):
+        if method in SAFE_METHODS and path[:1] not in (["api"], ["metrics"]):
             return None
         if path == ["session"] and method == b"POST":
             return None
-        session = self.sessions.find(_text(request.getCookie(self.cookie_name)))
+        session = self.sessions.find(session_cookie(request, self.cookie_name))
         if session is None:
             return 401, "missing or wrong bearer token, and no dashboard session: log in"
-        if method not in _SAFE_METHODS:
-            given = request.getHeader(CSRF_HEADER) or b""
-            if not hmac.compare_digest(given, session.csrf.encode("ascii")):
-                return 403, "missing or wrong CSRF token (X-CSRF-Token)"
+        if method not in SAFE_METHODS and not csrf_matches(request, session.csrf):
+            return 403, "missing or wrong CSRF token (X-CSRF-Token)"
         return None
 
     def render(self, request: Any, path: list[str]) -> bytes:
@@ -243,16 +246,13 @@ class Dashboard:
         @param path: its path, split on C{/}, without empty parts.
         @return: the body.
         """
-        for name, value in _SECURITY_HEADERS:
-            request.setHeader(name, value)
+        secure(request)
         name = "/".join(path)
-        if name in _FILES and request.method in _SAFE_METHODS:
-            file_name, content_type = _FILES[name]
-            request.setHeader(b"content-type", content_type)
-            return self._file(file_name)
+        if name in self._files and request.method in SAFE_METHODS:
+            return self._files.serve(request, name)
         if name == "session":
             return self._session(request)
-        if name in _FILES:
+        if name in self._files:
             request.setHeader(b"allow", b"GET, HEAD")
             return _error(request, 405, f"use GET on /{name}")
         return _error(request, 404, "no such resource")
@@ -263,7 +263,7 @@ class Dashboard:
         method = request.method
         if method == b"POST":
             return self._log_in(request)
-        session = self.sessions.find(_text(request.getCookie(self.cookie_name)))
+        session = self.sessions.find(session_cookie(request, self.cookie_name))
         if method == b"GET":
             if session is None:
                 return _error(request, 401, "not logged in")
@@ -300,30 +300,7 @@ class Dashboard:
             session.last_used)
 
     def _set_cookie(self, request: Any, value: bytes, max_age: int) -> None:
-        request.addCookie(self.cookie_name, value, path=b"/", max_age=str(max_age).encode(),
-                          httpOnly=True, sameSite="strict")
-
-    # -- Files -----------------------------------------------------------------------------------
-
-    def _file(self, name: str) -> bytes:
-        data = self._files.get(name)
-        if data is None:
-            data = self._files[name] = (
-                resources.files("p2pnet_tx").joinpath("dashboard", name).read_bytes()
-            )
-        return data
-
-
-_SECURITY_HEADERS = (
-    (b"content-security-policy", CONTENT_SECURITY_POLICY),
-    (b"x-content-type-options", b"nosniff"),
-    (b"x-frame-options", b"DENY"),
-    (b"referrer-policy", b"no-referrer"),
-)
-
-
-def _text(value: bytes | None) -> str | None:
-    return value.decode("ascii", "replace") if value else None
+        set_session_cookie(request, self.cookie_name, value, max_age)
 
 
 def _json(value: Any) -> bytes:

@@ -9,13 +9,19 @@ installs both packages when they are missing; elsewhere a test that needs a brow
 with the reason, when either is absent.
 
 Use the C{browser} fixture (C{tests/conftest.py}): it gives a L{Browser} whose screenshots go
-to the test's C{tmp_path}, and quits Chromium afterwards.
+to the test's C{tmp_path}, and quits Chromium afterwards.  The pages under test run in
+C{twistd} child processes (L{start_twistd}, L{stop_process}); L{wait_until} waits for them
+and L{Browser.log_in} goes through a dashboard's login.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,7 +38,60 @@ CHROMEDRIVER = "/usr/bin/chromedriver"
 WAIT_SECONDS = 20.0
 """How long L{Browser.wait} waits at most, unless told otherwise."""
 
+START_SECONDS = 30.0
+"""How long L{wait_until} waits at most, unless told otherwise (a C{twistd} starting)."""
+
 T = TypeVar("T")
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = START_SECONDS,
+               what: str = "condition") -> Any:
+    """
+    Poll C{predicate} every 0.1 s until it returns something true, and return that; an
+    C{OSError}, C{ValueError} or C{KeyError} it raises (a file or an answer not there yet)
+    counts as false.
+
+    @raise AssertionError: after C{timeout} seconds.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            result = predicate()
+        except (OSError, ValueError, KeyError):
+            result = None
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not met within {timeout} s")
+        time.sleep(0.1)
+
+
+def start_twistd(log: Path, *arguments: str) -> subprocess.Popen[bytes]:
+    """
+    Start C{twistd -n --pidfile= <arguments>} in this Python, its output going to C{log}
+    (a file, so that nothing waits on a pipe).
+
+    @return: the child process.
+    """
+    with open(log, "wb") as output:
+        return subprocess.Popen(
+            [sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
+             "-n", "--pidfile=", *arguments],
+            stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+
+def stop_process(process: subprocess.Popen[bytes], log: Path) -> str:
+    """
+    Stop C{process} (SIGTERM, then SIGKILL after 10 s) and return its C{log}.
+    """
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+    return log.read_text(errors="replace")
 
 
 def missing_browser() -> str | None:
@@ -94,6 +153,29 @@ class Browser:
             raise AssertionError(f"Chromium could not save the screenshot {path}")
         print(f"screenshot: {path}")
         return path
+
+    def log_in(self, url: str, token: str, cookie_name: Callable[[str], bool]) -> None:
+        """
+        Open the dashboard at C{url}, be refused with a wrong token, log in with C{token},
+        and check that the session cookie (the one whose name C{cookie_name} accepts) is
+        C{HttpOnly} and C{SameSite=Strict}, out of any script's reach.
+
+        @raise AssertionError: when any of that is not so.
+        """
+        from selenium.webdriver.common.by import By
+
+        driver = self.driver
+        driver.get(url)
+        self.wait(lambda d: d.find_element(By.ID, "login").is_displayed(), message="login form")
+        assert not driver.find_element(By.ID, "app").is_displayed()
+        driver.find_element(By.ID, "token").send_keys("not the token\n")
+        self.wait(lambda d: "wrong token" in d.find_element(By.ID, "notice").text,
+                  message="refusal")
+        driver.find_element(By.ID, "token").send_keys(token + "\n")
+        self.wait(lambda d: d.find_element(By.ID, "app").is_displayed(), message="dashboard")
+        [cookie] = [c for c in driver.get_cookies() if cookie_name(c["name"])]
+        assert cookie["httpOnly"] is True and cookie["sameSite"] == "Strict", cookie
+        assert driver.execute_script("return document.cookie") == "", "no script can read it"
 
     def console_errors(self) -> list[str]:
         """The messages of level SEVERE in the page's console so far."""

@@ -163,7 +163,10 @@ class DashboardTests(SynchronousTestCase):
         """
         for path, kind, marker in (("/", b"text/html", b"<title>p2pnet node</title>"),
                                    ("/dashboard.js", b"text/javascript", b'"use strict"'),
-                                   ("/dashboard.css", b"text/css", b"--accent")):
+                                   ("/dashboard.css", b"text/css", b"#peers, #messages"),
+                                   ("/common.js", b"text/javascript", b"X-CSRF-Token"),
+                                   ("/common.css", b"text/css", b"--accent"),
+                                   ("/favicon.svg", b"image/svg+xml", b"<svg")):
             response, content = self.request("GET", path)
             self.assertEqual(response.code, 200, path)
             headers = response.headers
@@ -179,11 +182,12 @@ class DashboardTests(SynchronousTestCase):
 
     def test_page_never_builds_markup_from_text(self) -> None:
         """The script writes peer text with textContent only: no HTML sinks, no inline code."""
-        _, script = self.request("GET", "/dashboard.js")
-        for sink in (b"innerHTML", b"outerHTML", b"insertAdjacentHTML", b"document.write",
-                     b"eval(", b"new Function"):
-            self.assertNotIn(sink, script)
-        self.assertIn(b"textContent", script)
+        for path in ("/dashboard.js", "/common.js"):
+            _, script = self.request("GET", path)
+            for sink in (b"innerHTML", b"outerHTML", b"insertAdjacentHTML", b"document.write",
+                         b"eval(", b"new Function"):
+                self.assertNotIn(sink, script, path)
+            self.assertIn(b"textContent", script, path)
         _, page = self.request("GET", "/")
         self.assertNotIn(b"<script>", page)
         self.assertNotIn(b"style=", page)

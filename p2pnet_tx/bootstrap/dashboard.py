@@ -4,7 +4,9 @@ The operator dashboard of a bootstrap server, at C{/}: peers with their address 
 heartbeat, the peer count over time, queued tasks, blocks, recent admin actions, and a button
 to disconnect or block each peer.
 
-The page is three static files (C{p2pnet_tx/bootstrap/dashboard/}; no build step).  Logging
+The page is static files: its panels, script and style sheet
+(C{p2pnet_tx/bootstrap/dashboard/}) in the skeleton, script module, style sheet and icon it
+shares with the node dashboard (L{p2pnet_tx.webpage}); no build step.  Logging
 in works as the node dashboard's does, with its L{SessionStore}: the operator gives the admin
 token (C{admin.token} in the data directory) once, and gets a session cookie that is
 C{HttpOnly} and C{SameSite=Strict}, and the session's CSRF token, which every request that
@@ -24,7 +26,6 @@ from __future__ import annotations
 
 import hmac
 import json
-from importlib import resources
 from typing import Any
 
 from twisted.internet.interfaces import IReactorTime
@@ -32,32 +33,27 @@ from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
+from p2pnet_tx import webpage
 from p2pnet_tx.bootstrap.server import BootstrapServer, UnknownPeer
 from p2pnet_tx.bootstrap.v1_api import client_ip, json_reply
-from p2pnet_tx.dashboard import CONTENT_SECURITY_POLICY, CSRF_HEADER, SessionStore
+from p2pnet_tx.dashboard import SessionStore
 
-__all__ = ["COOKIE_NAME", "BootstrapDashboard"]
+__all__ = ["COOKIE_NAME", "PAGE", "BootstrapDashboard"]
 
 COOKIE_NAME = b"p2pnet_bootstrap_session"
 """The name of the dashboard's session cookie."""
 
-_SAFE_METHODS = frozenset({b"GET", b"HEAD"})
-
-_FILES = {
-    "": ("index.html", b"text/html; charset=utf-8"),
-    "index.html": ("index.html", b"text/html; charset=utf-8"),
-    "dashboard.js": ("dashboard.js", b"text/javascript; charset=utf-8"),
-    "dashboard.css": ("dashboard.css", b"text/css; charset=utf-8"),
-    "favicon.svg": ("favicon.svg", b"image/svg+xml"),  # the node dashboard's icon
-}
-
-_SECURITY_HEADERS = (
-    (b"content-security-policy", CONTENT_SECURITY_POLICY),
-    (b"x-content-type-options", b"nosniff"),
-    (b"x-frame-options", b"DENY"),
-    (b"referrer-policy", b"no-referrer"),
-    (b"cache-control", b"no-store"),
+PAGE = webpage.Page(
+    package="p2pnet_tx.bootstrap",
+    title="p2pnet bootstrap server",
+    header='<span id="mode"></span>',
+    token_label="Admin token",
+    token_hint="The token is the file <code>admin.token</code> in the server's data directory\n"
+               "    (<code>~/.p2pnet-bootstrap</code> unless <code>--data-dir</code> says "
+               "otherwise).",
+    index_paths=frozenset({"", "index.html"}),
 )
+"""What the bootstrap dashboard puts in the shared page."""
 
 
 class _Error(Exception):
@@ -88,7 +84,7 @@ class BootstrapDashboard(Resource):
         self._server = server
         self.sessions = SessionStore(clock)
         self.failed_logins = 0
-        self._files: dict[str, bytes] = {}
+        self._files = webpage.PageFiles(PAGE)
         self._actions = {
             ("GET", "api/state"): self._state,
             ("POST", "api/block"): self._block,
@@ -105,19 +101,16 @@ class BootstrapDashboard(Resource):
         @param request: the request; its whole path in C{prepath + postpath}.
         @return: the body, or C{NOT_DONE_YET} while an action is stored.
         """
-        for name, value in _SECURITY_HEADERS:
-            request.setHeader(name, value)
+        webpage.secure(request)
         path = "/".join(p.decode("utf-8", "replace") for p in request.prepath + request.postpath)
         path = path.strip("/")
         method = request.method.decode("ascii", "replace")
         try:
-            if path in _FILES:
-                if request.method not in _SAFE_METHODS:
+            if path in self._files:
+                if request.method not in webpage.SAFE_METHODS:
                     request.setHeader(b"allow", b"GET, HEAD")
                     raise _Error(405, f"use GET on /{path}")
-                file_name, content_type = _FILES[path]
-                request.setHeader(b"content-type", content_type)
-                return self._file(file_name)
+                return self._files.serve(request, path)
             if path == "session":
                 return self._session(request)
             action = self._actions.get(("GET" if method == "HEAD" else method, path))
@@ -142,15 +135,12 @@ class BootstrapDashboard(Resource):
                     given.strip().encode("utf-8", "replace"), self._token):
                 return
             raise _Error(401, "wrong bearer token")
-        session = self.sessions.find(_cookie(request))
+        session = self.sessions.find(webpage.session_cookie(request, COOKIE_NAME))
         if session is None:
             raise _Error(401, "not logged in")
-        if request.method not in _SAFE_METHODS:
-            given = request.getHeader(CSRF_HEADER) or b""
-            if isinstance(given, str):
-                given = given.encode("utf-8", "replace")
-            if not hmac.compare_digest(given, session.csrf.encode("ascii")):
-                raise _Error(403, "missing or wrong CSRF token (X-CSRF-Token)")
+        if (request.method not in webpage.SAFE_METHODS
+                and not webpage.csrf_matches(request, session.csrf)):
+            raise _Error(403, "missing or wrong CSRF token (X-CSRF-Token)")
 
     def _session(self, request: Any) -> bytes:
         if request.method == b"POST":
@@ -166,12 +156,11 @@ class BootstrapDashboard(Resource):
                 raise _Error(401, "wrong token: it is in admin.token in the server's data "
                                   "directory")
             session = self.sessions.open()
-            request.addCookie(COOKIE_NAME, session.key.encode("ascii"), path=b"/",
-                              max_age=str(int(self.sessions.lifetime)).encode(),
-                              httpOnly=True, sameSite="strict")
+            webpage.set_session_cookie(request, COOKIE_NAME, session.key.encode("ascii"),
+                               int(self.sessions.lifetime))
             self._server.note("dashboard", "login", client_ip(request))
             return json_reply(request, 200, {"csrf": session.csrf})
-        session = self.sessions.find(_cookie(request))
+        session = self.sessions.find(webpage.session_cookie(request, COOKIE_NAME))
         if request.method == b"GET":
             if session is None:
                 raise _Error(401, "not logged in")
@@ -179,8 +168,7 @@ class BootstrapDashboard(Resource):
         if request.method == b"DELETE":
             if session is not None:
                 self.sessions.close(session.key)
-            request.addCookie(COOKIE_NAME, b"", path=b"/", max_age=b"0", httpOnly=True,
-                              sameSite="strict")
+            webpage.set_session_cookie(request, COOKIE_NAME, b"", 0)
             return json_reply(request, 200, {"logged_out": True})
         request.setHeader(b"allow", b"DELETE, GET, POST")
         raise _Error(405, "use GET, POST or DELETE on /session")
@@ -248,20 +236,6 @@ class BootstrapDashboard(Resource):
             act(identifier, actor).addErrback(lambda f: self.log.failure("managepeer", f))
         return self._act(request, act, matches[0], f"{action.lower()}:")
 
-    # -- Files ------------------------------------------------------------------------------------
-
-    def _file(self, name: str) -> bytes:
-        data = self._files.get(name)
-        if data is None:
-            package = "p2pnet_tx" if name == "favicon.svg" else "p2pnet_tx.bootstrap"
-            data = self._files[name] = (resources.files(package)
-                                        .joinpath("dashboard", name).read_bytes())
-        return data
-
-
-def _cookie(request: Any) -> str | None:
-    value = request.getCookie(COOKIE_NAME)
-    return value.decode("ascii", "replace") if value else None
 
 
 def _json_body(request: Any) -> dict[str, Any]:

@@ -12,9 +12,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -26,11 +23,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from p2pnet_tx.bootstrap.v1 import build_register
 from p2pnet_tx.identity import identifier_for_public_key
-from tests.browser import Browser
+from tests.browser import Browser, start_twistd, stop_process, wait_until
 
-from .test_dashboard_browser import wait_until
-
-TWISTD = ["-c", "from twisted.scripts.twistd import run; run()"]
 DOCS_IMAGE = Path(__file__).resolve().parents[2] / "docs" / "images" / "bootstrap-dashboard.png"
 
 
@@ -40,12 +34,9 @@ class Server:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self.log = directory.with_suffix(".log")
-        with open(self.log, "wb") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, *TWISTD, "-n", "--pidfile=", "p2pnet-bootstrap",
-                 "--listen", "tcp:0:interface=127.0.0.1", "--mode", "authority",
-                 "--data-dir", str(directory)],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.process = start_twistd(
+            self.log, "p2pnet-bootstrap", "--listen", "tcp:0:interface=127.0.0.1",
+            "--mode", "authority", "--data-dir", str(directory))
         url_file = directory / "bootstrap.url"
         self.url = wait_until(lambda: self.process.poll() is None and url_file.exists()
                               and url_file.read_text().strip(), what=f"{self.log} listening")
@@ -63,14 +54,7 @@ class Server:
             return json.loads(response.read())
 
     def stop(self) -> str:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-        return self.log.read_text(errors="replace")
+        return stop_process(self.process, self.log)
 
 
 @pytest.fixture
@@ -96,16 +80,8 @@ def test_bootstrap_dashboard_in_chromium(browser: Browser, server: Server) -> No
                                                    now=time.time()))
     victim = identifier_for_public_key(keys[0])
 
-    driver.get(server.url + "/")
-    browser.wait(lambda d: d.find_element(By.ID, "login").is_displayed(), message="login form")
-    driver.find_element(By.ID, "token").send_keys("wrong\n")
-    browser.wait(lambda d: "wrong token" in d.find_element(By.ID, "notice").text,
-                 message="refusal")
-    driver.find_element(By.ID, "token").send_keys(server.token + "\n")
-    browser.wait(lambda d: d.find_element(By.ID, "app").is_displayed(), message="dashboard")
-    [cookie] = [c for c in driver.get_cookies() if c["name"] == "p2pnet_bootstrap_session"]
-    assert cookie["httpOnly"] is True and cookie["sameSite"] == "Strict", cookie
-    assert driver.execute_script("return document.cookie") == ""
+    browser.log_in(server.url + "/", server.token,
+                   lambda name: name == "p2pnet_bootstrap_session")
 
     row = browser.wait(lambda d: d.find_element(
         By.CSS_SELECTOR, f'#peer-rows tr[data-identifier="{victim}"]'), message="the node")

@@ -11,25 +11,18 @@ process's reactor, and their output goes to files so that nothing waits on a pip
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from p2pnet_tx.ctl import escape
-from tests.browser import Browser
+from tests.browser import Browser, start_twistd, stop_process, wait_until
 
 from .support import free_port
-
-TWISTD = ["-c", "from twisted.scripts.twistd import run; run()"]
-START_SECONDS = 30.0
 
 HOSTILE = ('<img src=x id=injected onerror="document.title=\'pwned\'"> \u202eevil <b>bold</b>'
            '\nforged line \x1b[31m\\ \U0001f600')
@@ -40,22 +33,6 @@ SHOWN = escape(HOSTILE)
 """How the page shows it: as text, escaped exactly as p2pnet-ctl escapes it."""
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float = START_SECONDS,
-               what: str = "condition") -> Any:
-    """Poll C{predicate} every 0.1 s until it returns something true; bounded by C{timeout}."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            result = predicate()
-        except (OSError, ValueError, KeyError):
-            result = None
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not met within {timeout} s")
-        time.sleep(0.1)
-
-
 class Node:
     """A C{twistd -n p2pnet} child process, and its control API with its token."""
 
@@ -63,14 +40,10 @@ class Node:
         self.directory = directory
         self.port = free_port()
         self.log = directory.with_suffix(".log")
-        with open(self.log, "wb") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, *TWISTD, "-n", "--pidfile=", "p2pnet",
-                 "--listen", f"tcp:{self.port}:interface=127.0.0.1",
-                 "--control", f"tcp:{free_port()}:interface=127.0.0.1",
-                 "--data-dir", str(directory), *options],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            )
+        self.process = start_twistd(
+            self.log, "p2pnet", "--listen", f"tcp:{self.port}:interface=127.0.0.1",
+            "--control", f"tcp:{free_port()}:interface=127.0.0.1",
+            "--data-dir", str(directory), *options)
         self.url = ""
         self.token = ""
 
@@ -94,14 +67,7 @@ class Node:
 
     def stop(self) -> str:
         """Stop the node (SIGTERM, then SIGKILL after 10 s); return its log."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-        return self.log.read_text(errors="replace")
+        return stop_process(self.process, self.log)
 
 
 @pytest.fixture
@@ -147,17 +113,7 @@ def test_dashboard_in_chromium(browser: Browser, nodes: tuple[Node, Node]) -> No
     wait_until(lambda: b.call("GET", "/api/status")["counts"]["trusted"] == 1, what="B trusts A")
     assert b.call("POST", "/api/messages", {"message": HOSTILE}) == {"sent": 1}
 
-    # Logging in.
-    driver.get(a.url + "/")
-    browser.wait(lambda d: d.find_element(By.ID, "login").is_displayed(), message="login form")
-    assert not driver.find_element(By.ID, "app").is_displayed()
-    driver.find_element(By.ID, "token").send_keys("not the token\n")
-    browser.wait(lambda d: "wrong token" in text_of(browser, "notice"), message="refusal")
-    driver.find_element(By.ID, "token").send_keys(a.token + "\n")
-    browser.wait(lambda d: d.find_element(By.ID, "app").is_displayed(), message="dashboard")
-    [cookie] = [c for c in driver.get_cookies() if c["name"].startswith("p2pnet_session_")]
-    assert cookie["httpOnly"] is True and cookie["sameSite"] == "Strict", cookie
-    assert driver.execute_script("return document.cookie") == "", "no script can read it"
+    browser.log_in(a.url + "/", a.token, lambda name: name.startswith("p2pnet_session_"))
 
     # The status and the peer.
     browser.wait(lambda d: b_id in text_of(browser, "status-list") or
