@@ -44,7 +44,7 @@ from twisted.internet.task import react
 from twisted.web.client import ResponseFailed, ResponseNeverReceived
 from twisted.web.error import SchemeNotSupported
 
-from p2pnet_tx import ctl_files
+from p2pnet_tx import ctl_files, ctl_status
 from p2pnet_tx._version import __version__
 from p2pnet_tx.datadir import DEFAULT_DATA_DIR, DataDirError, NodeDataDir
 
@@ -118,7 +118,9 @@ def parser() -> argparse.ArgumentParser:
 
     command("status", "show the node's identity, version, uptime, addresses and counts",
             "Show the node's identifier and display name, version, uptime, trust mode and "
-            "transport, listen and control addresses, peer counts and packet counters.")
+            "transport, listen and control addresses, peer counts and packet counters, "
+            "and a few lines for each part the node runs: LAN discovery, bootstrap servers, "
+            "file transfers.")
     command("peers", "list connected and known peers",
             "List the connected peers (identifier, name, address, trust, direction) and the "
             "known peers the node remembers.")
@@ -246,7 +248,8 @@ def _format_status(body: dict[str, Any]) -> str:
         ("packets", (f"{packets_in} in, {packets_out} out; {counters.get('refused', 0)} "
                      f"refused, {counters.get('malformed', 0)} malformed")),
     ]
-    lines = [f"{label:<9}{value}" for label, value in rows]
+    rows += ctl_status.part_rows(body, escape)
+    lines = [f"{label:<8} {value}" for label, value in rows]
     return "\n".join(lines + [_peer_line(peer) for peer in body.get("peers", [])])
 
 

@@ -154,6 +154,44 @@ def test_replayed_stale_and_forged_requests_are_refused(served: Any) -> None:
     assert server.registry.peers[identifier_for_public_key(key)].port == 8001
 
 
+def test_requests_signed_before_a_restart_are_refused_after_it(tmp_path: Path) -> None:
+    """The nonce cache is in memory: a restarted server forgets it.  A register and a
+    heartbeat signed before the restart, replayed 10 s after it (well inside the 300 s
+    timestamp window) from another address, are refused 409 and change nothing; requests
+    signed after the restart are served."""
+    reactor, server, root = make_server(tmp_path)
+    key = Ed25519PrivateKey.generate()
+    identifier = identifier_for_public_key(key)
+    body = build_register(key, 8001, now=reactor.seconds())
+    assert call(root, "POST", "/v1/register", body, ip="192.0.2.10").code == 200
+    reactor.advance(8)
+    beat = build_heartbeat(key, now=reactor.seconds())
+    assert call(root, "POST", "/v1/heartbeat", beat, ip="192.0.2.10").code == 200
+    server.stop()
+
+    reactor.advance(2)
+    _, again, root2 = make_server(tmp_path, reactor=reactor)
+    assert root2.v1.not_before == reactor.seconds()
+    reactor.advance(10)
+    record = again.registry.peers[identifier]
+    before = (record.ip, record.port, record.last_seen)
+    replayed = call(root2, "POST", "/v1/register", body, ip="203.0.113.66")
+    assert replayed.code == 409, replayed.body
+    assert "before the server started" in replayed.json()["error"]
+    replayed_beat = call(root2, "POST", "/v1/heartbeat", beat, ip="203.0.113.66")
+    assert replayed_beat.code == 409, replayed_beat.body
+    record = again.registry.peers[identifier]
+    assert (record.ip, record.port, record.last_seen) == before
+    assert again.counters["v1.refused.409"] == 2
+    fresh = call(root2, "POST", "/v1/heartbeat", build_heartbeat(key, now=reactor.seconds()),
+                 ip="192.0.2.10")
+    assert fresh.code == 200, fresh.body
+    moved = call(root2, "POST", "/v1/register", build_register(key, 9001, now=reactor.seconds()),
+                 ip="192.0.2.11")
+    assert moved.code == 200, moved.body
+    assert again.registry.peers[identifier].ip == "192.0.2.11"
+
+
 def _hostile_bodies(reactor: Any) -> list[tuple[str, Any]]:
     key = Ed25519PrivateKey.generate()
     good = build_register(key, 8001, now=reactor.seconds())

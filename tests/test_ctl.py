@@ -199,6 +199,21 @@ class CommandTests(SynchronousTestCase):
         self.assertIn("(alice) 10.0.0.7:9000", line)
         self.assertIn("last seen 1m 5s ago", line)
 
+    def test_json_unchanged_text_shows_parts(self) -> None:
+        """Against a real control API with a part's status section: --json prints the
+        section as the node gives it; the text shows its lines."""
+        section = {"active": 1, "counters": {"transfers_sent": 4}}
+        self.api.add_status_section("files", lambda: section)
+        output, result = self.ctl("status", "--json")
+        self.assertEqual(result, 0)
+        self.assertEqual(json.loads(output)["files"], section)
+        self.assertNotIn("discovery", json.loads(output))
+        output, result = self.ctl("status")
+        self.assertEqual(result, 0)
+        self.assertIn("files    1 active transfer; finished: 4 sent, 0 received", output)
+        self.assertNotIn("discovery", output)
+        self.assertNotIn("bootstrap", output)
+
     def test_rtt_shown_to_two_significant_digits_under_10_ms(self) -> None:
         """Loopback RTTs are fractions of a millisecond: they are not shown as 0 ms."""
         from p2pnet_tx.ctl import _peer_line
@@ -324,3 +339,122 @@ class CommandTests(SynchronousTestCase):
             self.assertTrue(helps[name], name)
             self.assertTrue(sub.description, name)
             self.assertIn("--json", sub.format_help(), name)
+
+
+def _status(**sections: Any) -> dict[str, Any]:
+    """A node's C{GET /api/status} answer, with the given part sections."""
+    return {"identifier": "node", "counts": {"active": 1}, "counters": {}, **sections,
+            "peers": [{"identifier": "peer-a", "address": "10.0.0.7", "port": 9000}]}
+
+
+_DISCOVERY = {
+    "mode": "lan", "format": "p2pnet", "running": True,
+    "listening": [{"port": 8004, "group": "239.255.80.80"}],
+    "sends_to": ["255.255.255.255:8004"], "interval": 10.0,
+    "sent": 12, "send_failed": 3, "received": 30, "accepted": 12,
+    "rejected": {"self": 12, "rate_limited": 4, "stale": 2},
+    "dials_started": 2, "dials_connected": 1, "dials_failed": 1,
+    "dials_skipped": {"connected": 10}, "pending_dials": 0,
+}
+
+
+class StatusPartsTests(SynchronousTestCase):
+    """status shows a few lines for each part the node has (LAN discovery, bootstrap, files),
+    between the node's own rows and its peers; nothing for a part it does not have."""
+
+    def part_lines(self, body: dict[str, Any]) -> list[str]:
+        lines = _format("status", body).splitlines()
+        start = next(i for i, line in enumerate(lines) if line.startswith("packets"))
+        self.assertEqual(lines[-1].strip().split()[0], "peer-a", "the peers come last")
+        return lines[start + 1:-1]
+
+    def test_no_parts_no_lines(self) -> None:
+        """A node without those parts shows none of them."""
+        self.assertEqual(self.part_lines(_status()), [])
+
+    def test_discovery(self) -> None:
+        """Discovery: running, its port and interval, what it sent and heard, what it
+        rejected and why (most frequent first), and its dials."""
+        self.assertEqual(self.part_lines(_status(discovery=_DISCOVERY)), [
+            "discovery lan running, port 8004, announces every 10 s: 12 sent, 3 failed to send",
+            "         heard 30: 12 accepted, 18 rejected (self 12, rate_limited 4, stale 2)",
+            "         dials 2: 1 connected, 1 failed, 0 pending",
+        ])
+        stopped = dict(_DISCOVERY, running=False, listening=[], send_failed=0, rejected={})
+        first, heard, _ = self.part_lines(_status(discovery=stopped))
+        self.assertEqual(first, "discovery lan stopped, announces every 10 s: 12 sent")
+        self.assertEqual(heard, "         heard 30: 12 accepted, 0 rejected")
+
+    def test_bootstrap(self) -> None:
+        """Bootstrap: the mode, in authority mode the tasks executed and rejected, and a line
+        per server with its state, counts and last error (escaped: it may quote the server)."""
+        section = {
+            "mode": "authority",
+            "servers": [
+                {"url": "http://127.0.0.1:5070", "state": "registered", "last_error": None,
+                 "heartbeat_interval": 8.0, "registrations": 1, "heartbeats": 42,
+                 "peers_learnt": 3},
+                {"url": "http://b.example:5070", "state": "registering", "failures": 5,
+                 "last_error": "HTTP 503: \x1b[2J\nnode     forged\u202e"},
+            ],
+            "tasks.executed": 1, "tasks.executed.BLOCK_AND_REMOVE_PEER": 1,
+            "tasks.rejected.forged": 2, "tasks.rejected.stale": 1,
+        }
+        self.assertEqual(self.part_lines(_status(bootstrap=section)), [
+            ("bootstrap authority mode, 2 servers; tasks: 1 executed, 3 rejected "
+            "(forged 2, stale 1)"),
+            ("         http://127.0.0.1:5070 registered: 1 registration, 42 heartbeats, "
+            "0 failures, 3 peers learnt"),
+            ("         http://b.example:5070 registering: 0 registrations, 0 heartbeats, "
+            "5 failures, 0 peers learnt; last error: HTTP 503: \\x1b[2J\\x0anode     "
+            "forged\\u202e"),
+        ])
+        trustless = {"mode": "trustless", "servers": [
+            {"url": "http://a", "state": "registered", "registrations": 1, "heartbeats": 1,
+             "tasks_ignored": 2}]}
+        self.assertEqual(self.part_lines(_status(bootstrap=trustless)), [
+            "bootstrap trustless mode, 1 server",
+            ("         http://a registered: 1 registration, 1 heartbeat, 0 failures, "
+            "0 peers learnt, 2 tasks ignored"),
+        ])
+
+    def test_files(self) -> None:
+        """Files: live transfers, finished ones by outcome, and what peers sent that was
+        refused (only when there is some)."""
+        counters = {"transfers_sent": 3, "transfers_received": 2, "transfers_failed": 1,
+                    "chunks_sent": 90, "chunk_bytes_sent": 5_000_000}
+        self.assertEqual(self.part_lines(_status(files={"active": 1, "counters": counters})), [
+            ("files    1 active transfer; finished: 3 sent, 2 received, 1 failed, 0 cancelled, "
+            "0 refused"),
+        ])
+        counters.update(chunks_bad_hash=2, messages_invalid=1)
+        _, refused = self.part_lines(_status(files={"active": 0, "counters": counters}))
+        self.assertEqual(refused, "         refused from peers: 2 chunks with a bad hash, "
+                                  "1 invalid message")
+
+    def test_all_parts_in_order(self) -> None:
+        """Discovery, then bootstrap, then files."""
+        body = _status(files={"active": 2, "counters": {}}, discovery=_DISCOVERY,
+                       bootstrap={"mode": "trustless", "servers": []})
+        labels = [line.split()[0] for line in self.part_lines(body) if not line.startswith(" ")]
+        self.assertEqual(labels, ["discovery", "bootstrap", "files"])
+
+    def test_hostile_or_unexpected_sections(self) -> None:
+        """Sections of the wrong shape, fields of the wrong type and peer-controlled keys
+        never crash status nor reach the terminal unescaped."""
+        bodies = [
+            _status(discovery=[1, 2], bootstrap="x", files=None),
+            _status(discovery={"listening": "x", "rejected": [1], "interval": "10",
+                               "sent": "many", "mode": "\x1b]0;title\x07"},
+                    bootstrap={"servers": [None, 5, {"url": ["x"], "failures": True}],
+                               "mode": "authority", "tasks.rejected.\x1b[31m": 1},
+                    files={"active": "1", "counters": [1]}),
+        ]
+        for body in bodies:
+            text = _format("status", body)
+            self.assertNotIn("\x1b", text)
+            self.assertNotIn("\x07", text)
+        self.assertEqual(self.part_lines(bodies[0]), [])
+        lines = self.part_lines(bodies[1])
+        self.assertIn("discovery \\x1b]0;title\\x07 stopped: 0 sent", lines)
+        self.assertIn("(\\x1b[31m 1)", lines[3])

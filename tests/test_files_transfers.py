@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,12 @@ from p2pnet_tx.distribution import Distribution
 from p2pnet_tx.files.manifest import manifest_of
 from p2pnet_tx.files.protocol import FileMessage, encode_chunk, encode_message, parse
 from p2pnet_tx.files.store import FileStore
-from p2pnet_tx.files.transfers import FileTransfers, Transfer, TransferEvent
+from p2pnet_tx.files.transfers import (
+    FileTransfers,
+    NotARegularFile,
+    Transfer,
+    TransferEvent,
+)
 from p2pnet_tx.network import PeerNetwork
 from p2pnet_tx.packets import DataPayloadFormat, DataTransmissionPacket
 from p2pnet_tx.peer import GenericPeer
@@ -56,6 +62,10 @@ class Node:
     @property
     def identifier(self) -> str:
         return self.network.identifier
+
+
+def _blocked(signum: int, frame: Any) -> None:
+    raise AssertionError("send_file blocked: it opened or read what is not a regular file")
 
 
 class TwoNodes(SynchronousTestCase):
@@ -186,6 +196,27 @@ class FileTransfersTests(TwoNodes):
         [transfer] = self.a.files.send_file(path, to=[self.b.identifier])
         self.assertEqual(transfer.peer, self.b.identifier)
         self.assertRaises(KeyError, self.a.files.cancel, "ffffffffffff")
+
+    def test_send_refuses_what_is_not_a_regular_file(self) -> None:
+        """send_file refuses a FIFO, a device or a directory before opening it: opening a FIFO
+        with no writer, or reading a device, would block the reactor."""
+        self.connect()
+        fifo = str(self.tmp / "fifo")
+        os.mkfifo(fifo)
+        # A regression would block on the FIFO: the alarm turns that into a failure.
+        previous = signal.signal(signal.SIGALRM, _blocked)
+        self.addCleanup(signal.signal, signal.SIGALRM, previous)
+        self.addCleanup(signal.alarm, 0)
+        signal.alarm(10)
+        for path in (fifo, "/dev/null"):
+            with self.assertRaises(NotARegularFile) as refused:
+                self.a.files.send_file(path)
+            self.assertIn(f"{path} is not a regular file", str(refused.exception))
+            self.assertIsInstance(refused.exception, OSError)
+        with self.assertRaises(IsADirectoryError):
+            self.a.files.send_file(str(self.tmp))
+        self.assertEqual(self.a.files.transfers(), [])
+        self.assertEqual(self.b.files.transfers(), [])
 
     # -- Refusals --------------------------------------------------------------------------------
 

@@ -350,10 +350,15 @@ def _common(obj: dict[str, Any], keys: frozenset[str]) -> tuple[str, float, str,
 
 
 def _check_fresh(
-    identifier: str, timestamp: float, nonce: str, now: float, replay: ReplayCache | None
+    identifier: str, timestamp: float, nonce: str, now: float, replay: ReplayCache | None,
+    not_before: float | None,
 ) -> None:
     if abs(timestamp - now) > TIMESTAMP_WINDOW:
         raise RequestError(409, f"timestamp is {timestamp - now:+.0f} s from the server's clock")
+    # The nonces of the requests signed before a restart were forgotten with it.
+    if not_before is not None and timestamp < not_before:
+        raise RequestError(409, f"timestamp is {not_before - timestamp:.0f} s before the server "
+                                f"started: sign the request again")
     if replay is not None:
         key = f"{identifier}:{nonce}"
         if replay.seen(key, now):
@@ -363,7 +368,11 @@ def _check_fresh(
 
 
 def parse_register(
-    body: bytes | Mapping[str, Any], *, now: float, replay: ReplayCache | None = None
+    body: bytes | Mapping[str, Any],
+    *,
+    now: float,
+    replay: ReplayCache | None = None,
+    not_before: float | None = None,
 ) -> RegisterRequest:
     """
     Check and verify a C{POST /v1/register} body.
@@ -375,6 +384,9 @@ def parse_register(
     @param body: the raw body, or its parsed JSON object.
     @param now: the server's time, in unix seconds.
     @param replay: where used nonces are remembered (the server's); C{None} skips that check.
+    @param not_before: refuse (409) a timestamp earlier than this: the time the server (and
+        C{replay}) started, so that a request signed before a restart cannot be replayed
+        after it; C{None} skips that check.
     @raise RequestError: 400, 401, 409, 413 or 429 (see L{RequestError}).
     """
     obj = _object(body)
@@ -394,7 +406,7 @@ def parse_register(
         )
     except (InvalidSignature, ValueError):
         raise RequestError(401, "bad signature") from None
-    _check_fresh(identifier, timestamp, nonce, now, replay)
+    _check_fresh(identifier, timestamp, nonce, now, replay, not_before)
     return RegisterRequest(identifier, public_key, port, name, timestamp, nonce)
 
 
@@ -416,11 +428,13 @@ def verify_heartbeat(
     *,
     now: float,
     replay: ReplayCache | None = None,
+    not_before: float | None = None,
 ) -> HeartbeatRequest:
     """
     Verify a heartbeat against the key its identifier registered, then its freshness.
 
     @param public_key: the 32 raw bytes the identifier registered with.
+    @param not_before: as for L{parse_register}.
     @return: C{request}.
     @raise RequestError: 401 bad signature, 409 stale or replayed, 429 (see L{parse_register}).
     """
@@ -435,7 +449,8 @@ def verify_heartbeat(
         )
     except (InvalidSignature, ValueError):
         raise RequestError(401, "bad signature") from None
-    _check_fresh(request.identifier, float(request.timestamp), request.nonce, now, replay)
+    _check_fresh(request.identifier, float(request.timestamp), request.nonce, now, replay,
+                 not_before)
     return request
 
 

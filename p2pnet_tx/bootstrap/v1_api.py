@@ -84,17 +84,23 @@ class V1API(Resource):
     The C{/v1} resources.
 
     @param server: the server's logic and state.
+    @param not_before: requests signed (by their timestamp) before this time are refused 409
+        (default: the server's clock now, when the API is made at start).  The nonce cache
+        lives in memory only, so a request signed before a restart could otherwise be replayed
+        after it, within the timestamp window.
     @ivar replay: the nonces of recent requests (bounded: past it, requests are refused 429
         until old nonces expire).
+    @ivar not_before: that time.
     """
 
     isLeaf = True
     log = Logger()
 
-    def __init__(self, server: BootstrapServer) -> None:
+    def __init__(self, server: BootstrapServer, not_before: float | None = None) -> None:
         super().__init__()
         self._server = server
         self.replay = ReplayCache(MAX_NONCES)
+        self.not_before = server.clock.seconds() if not_before is None else not_before
         self._routes = {
             "register": (b"POST", self._register),
             "heartbeat": (b"POST", self._heartbeat),
@@ -128,7 +134,8 @@ class V1API(Resource):
     def _register(self, request: Any) -> bytes | int:
         server = self._server
         now = server.clock.seconds()
-        registration = parse_register(read_body(_body(request)), now=now, replay=self.replay)
+        registration = parse_register(read_body(_body(request)), now=now, replay=self.replay,
+                                      not_before=self.not_before)
         record = PeerRecord(
             registration.identifier, API_V1,
             base64.b64encode(registration.public_key).decode("ascii"), client_ip(request),
@@ -161,7 +168,8 @@ class V1API(Resource):
             server.counters["heartbeat_unknown"] += 1
             raise RequestError(404, "not registered")
         verify_heartbeat(heartbeat, base64.b64decode(record.public_key),
-                         now=server.clock.seconds(), replay=self.replay)
+                         now=server.clock.seconds(), replay=self.replay,
+                         not_before=self.not_before)
         try:
             result = server.heartbeat(heartbeat.identifier, client_ip(request))
         except RegistrationRefused as e:

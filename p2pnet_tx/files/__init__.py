@@ -7,6 +7,6 @@ L{receiving} and L{transfer}.
 """
 
 from p2pnet_tx.files.transfer import Transfer, TransferEvent
-from p2pnet_tx.files.transfers import FileTransfers
+from p2pnet_tx.files.transfers import FileTransfers, NotARegularFile
 
-__all__ = ["FileTransfers", "Transfer", "TransferEvent"]
+__all__ = ["FileTransfers", "NotARegularFile", "Transfer", "TransferEvent"]
