@@ -26,8 +26,9 @@ from p2pnet_tx.ctl import CtlError, _request_for, escape, parser, run
 from p2pnet_tx.ctl_files import PROGRESS_INTERVAL, WATCH_WAIT, follow_events
 from p2pnet_tx.datadir import NodeDataDir
 from p2pnet_tx.event_log import EventLog
+from p2pnet_tx.files.transfer import FINISHED_STATES
 from p2pnet_tx.network import PeerNetwork
-from p2pnet_tx.progress import TransferProgressView, duration, size
+from p2pnet_tx.progress import FINISHED, TransferProgressView, duration, size
 from p2pnet_tx.trust import always_trust
 from tests.ctl_fakes import ScriptedClient
 from tests.files_fakes import FakeFileTransfers
@@ -346,6 +347,10 @@ class CommandTests(SynchronousTestCase):
 
 class ProgressViewTests(SynchronousTestCase):
     """The progress display alone."""
+
+    def test_finished_states_are_the_nodes(self) -> None:
+        """The states the display takes as ended are those the node never leaves."""
+        self.assertEqual(FINISHED, FINISHED_STATES)
 
     def transfer(self, **fields: Any) -> dict[str, Any]:
         return {"id": "t1", "direction": "send", "peer": "peer-a", "name": "f.bin",

@@ -35,7 +35,6 @@ from typing import Protocol
 from automat import TypeMachineBuilder
 
 __all__ = [
-    "FINAL_STATES",
     "Receiver",
     "ReceiverActions",
     "ReceiverCore",
@@ -45,9 +44,6 @@ __all__ = [
     "new_receiver",
     "new_sender",
 ]
-
-FINAL_STATES = frozenset({"done", "refused", "failed", "cancelled"})
-"""The states a transfer never leaves."""
 
 
 class SenderActions(Protocol):
