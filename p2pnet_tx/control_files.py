@@ -35,6 +35,7 @@ from p2pnet_tx._observer import Observers
 from p2pnet_tx.control_events import query_int, query_text, query_wait
 from p2pnet_tx.control_site import BadRequest
 from p2pnet_tx.event_log import EventLog
+from p2pnet_tx.files.transfer import FINISHED_STATES
 from p2pnet_tx.logtext import peer_text
 from p2pnet_tx.metrics import TransferProgress
 
@@ -52,9 +53,6 @@ __all__ = [
     "serve_file_transfers",
     "transfers_version",
 ]
-
-FINISHED_STATES = frozenset({"done", "refused", "failed", "cancelled"})
-"""The states a transfer never leaves."""
 
 MAX_PATH_LENGTH = 4096
 """The longest path C{POST /api/files} takes, in characters (Linux's C{PATH_MAX})."""

@@ -46,13 +46,11 @@ from twisted.web.error import SchemeNotSupported
 
 from p2pnet_tx import ctl_files, ctl_status
 from p2pnet_tx._version import __version__
+from p2pnet_tx.ctl_follow import FOLLOW_WAIT, add_follow_options, follow  # noqa: F401
 from p2pnet_tx.datadir import DEFAULT_DATA_DIR, DataDirError, NodeDataDir
 
 REQUEST_TIMEOUT = 30.0
 
-FOLLOW_WAIT = 25
-"""Seconds each long poll of C{messages --follow} asks the node to wait (the node's limit,
-under L{REQUEST_TIMEOUT})."""
 
 _UNSAFE = re.compile(
     "[\\\\\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069"
@@ -139,10 +137,7 @@ def parser() -> argparse.ArgumentParser:
                        "Show the recent messages the node received (the last 1000), one a "
                        "line: [number] sender: text, with (untrusted) after a sender the node "
                        "did not trust.")
-    messages.add_argument("--since", type=int, default=0, metavar="N",
-                          help="only those numbered above N")
-    messages.add_argument("--follow", "-f", action="store_true",
-                          help="keep printing messages as they arrive, until interrupted")
+    add_follow_options(messages, "keep printing messages as they arrive, until interrupted")
     for name, verb, what in (("block", "block", ("Refuse an IP address (at accept, before a "
                               "byte is read) or an identifier, drop the peers it matches, and "
                               "save the block list.")),
@@ -385,14 +380,7 @@ def _client(reactor: Any, args: argparse.Namespace, http: Any = None) -> _Client
 
 async def _follow(client: _Client, since: int, as_json: bool, out: Any) -> int:
     """Print messages as they arrive, by long poll, until interrupted or the node goes."""
-    while True:
-        answer = await client.call("GET", f"/api/messages?since={since}&wait={FOLLOW_WAIT}")
-        for message in answer["messages"]:
-            print(json.dumps(message, sort_keys=True) if as_json else _message_line(message),
-                  file=out)
-            if isinstance(message.get("seq"), int):
-                since = max(since, message["seq"])
-        out.flush()
+    return await follow(client, "messages", since, as_json, out, _message_line)
 
 
 async def run(reactor: Any, args: argparse.Namespace, out: Any = None, http: Any = None) -> int:

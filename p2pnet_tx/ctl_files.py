@@ -29,6 +29,7 @@ from urllib.parse import quote, urlencode
 
 from twisted.internet.task import deferLater
 
+from p2pnet_tx.ctl_follow import FOLLOW_WAIT, add_follow_options, follow
 from p2pnet_tx.progress import FINISHED, TransferProgressView, ending, size
 
 __all__ = [
@@ -46,7 +47,7 @@ __all__ = [
 COMMANDS = frozenset({"send-file", "transfers", "cancel", "events"})
 """The commands this module adds to C{p2pnet-ctl}."""
 
-WATCH_WAIT = 25
+WATCH_WAIT = FOLLOW_WAIT
 """Seconds each long poll of C{send-file} and C{events --follow} asks the node to wait."""
 
 PROGRESS_INTERVAL = 0.25
@@ -80,10 +81,7 @@ def add_commands(command: Callable[[str, str, str], argparse.ArgumentParser]) ->
     events = command("events", "show what the node says happened (files received, sent...)",
                      "Show the node's recent events (the last 1000), one a line: files "
                      "offered, received, sent, refused, failed or cancelled.")
-    events.add_argument("--since", type=int, default=0, metavar="N",
-                        help="only those numbered above N")
-    events.add_argument("--follow", "-f", action="store_true",
-                        help="keep printing events as they happen, until interrupted")
+    add_follow_options(events, "keep printing events as they happen, until interrupted")
 
 
 def _local_file(path: str, error: Callable[[str], Exception]) -> str:
@@ -312,11 +310,5 @@ def _isatty(out: Any) -> bool:
 async def follow_events(client: Any, since: int, as_json: bool, out: Any,
                         escape: Callable[[object], str]) -> int:
     """Print events as they happen, by long poll, until interrupted or the node goes."""
-    while True:
-        answer = await client.call("GET", f"/api/events?since={since}&wait={WATCH_WAIT}")
-        for event in answer.get("events", []):
-            print(json.dumps(event, sort_keys=True) if as_json else event_line(event, escape),
-                  file=out)
-            if isinstance(event.get("seq"), int):
-                since = max(since, event["seq"])
-        out.flush()
+    return await follow(client, "events", since, as_json, out,
+                        lambda event: event_line(event, escape))

@@ -25,7 +25,9 @@ from typing import Any, TextIO
 __all__ = ["FINISHED", "TransferProgressView", "duration", "size"]
 
 FINISHED = frozenset({"done", "refused", "failed", "cancelled"})
-"""The states a transfer never leaves."""
+"""The states a transfer never leaves: L{p2pnet_tx.files.transfer.FINISHED_STATES}, as the
+control API shows them (kept apart so that C{p2pnet-ctl} does not import the node's file
+transfer package; a test holds the two equal)."""
 
 _UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
 

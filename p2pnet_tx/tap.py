@@ -54,6 +54,7 @@ from p2pnet_tx.peer import peer_from_string
 from p2pnet_tx.policy import IncomingPeerTrustPolicy
 from p2pnet_tx.service import DEFAULT_CONTROL, DEFAULT_LISTEN, PeerNetworkService
 from p2pnet_tx.trust import key_trust
+from p2pnet_tx.twistd_usage import OneLineUsageErrors
 from p2pnet_tx.wire import get_codec
 from p2pnet_tx.wire_mode import get_wire_mode
 
@@ -362,23 +363,15 @@ def _check_discovery(options: Options) -> None:
             port=DEFAULT_DISCOVERY_PORT if port is None else int(port), interval=interval)
 
 
-class TwistdOptions(Options):
+class TwistdOptions(OneLineUsageErrors, Options):
     """
     The options as twistd parses them: a bad option ends twistd with the error line and
     C{Run 'twistd p2pnet --help' for usage.} on stderr, status 1, instead of the whole usage
     text that twistd prints before the error of any plugin.
     """
 
-    def parseOptions(self, options: Sequence[str] | None = None) -> None:
-        """
-        Parse as L{Options} does.
-
-        @raise SystemExit: with the error line and the hint, for a bad option.
-        """
-        try:
-            super().parseOptions(options)
-        except usage.UsageError as e:
-            raise SystemExit(f"twistd p2pnet: {e}\n{USAGE_HINT}") from None
+    command = "twistd p2pnet"
+    usage_hint = USAGE_HINT
 
 
 def remove_created_data_dir(created: Path | None, path: Path) -> None:

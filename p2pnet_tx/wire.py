@@ -86,6 +86,7 @@ __all__ = [
     "format_timestamp",
     "get_codec",
     "parse_timestamp",
+    "untag_payload",
 ]
 
 DEFAULT_MAX_FRAME_SIZE = 16 * 1024 * 1024
@@ -366,14 +367,40 @@ def _read_payload(text: str, data_type: DataPayloadFormat) -> bytes:
         payload = pybase64.b64decode(text, validate=True)
     except (binascii.Error, ValueError) as e:
         raise Invalid(f"field 'Data' is not valid base64: {e}") from None
-    opening, closing = _PAYLOAD_TAGS[data_type]
+    stripped = _strip_tag(payload, *_PAYLOAD_TAGS[data_type])
+    return payload if stripped is None else stripped
+
+
+def untag_payload(payload: bytes) -> bytes:
+    """
+    Strip the format tags (C{<MiscData>}, C{<Task>}, C{<File>}, whichever the C{DataType})
+    that a .NET peer or bootstrap server may leave around a payload, at most two layers deep
+    (C{<MiscData><Task>...</Task></MiscData>}).  Readers already strip the tags matching a
+    packet's C{DataType}; this is for payloads read on a .NET side channel (the bootstrap API).
+
+    @param payload: the payload, tagged or not.
+    @return: the payload without its tags; unchanged when it has none.
+    """
+    for _ in range(2):
+        for opening, closing in _PAYLOAD_TAGS.values():
+            stripped = _strip_tag(payload, opening, closing)
+            if stripped is not None:
+                payload = stripped
+                break
+        else:
+            break
+    return payload
+
+
+def _strip_tag(payload: bytes, opening: bytes, closing: bytes) -> bytes | None:
+    """C{payload} without the C{opening} and C{closing} tags around it, or C{None}."""
     if (
         len(payload) >= len(opening) + len(closing)
         and payload.startswith(opening)
         and payload.endswith(closing)
     ):
         return payload[len(opening) : -len(closing)]
-    return payload
+    return None
 
 
 _DATA_TYPES = {int(data_type): data_type for data_type in DataPayloadFormat}

@@ -15,7 +15,6 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from p2pnet_tx._json import write_task
-from p2pnet_tx.bootstrap.dotnet_api import _untag
 from p2pnet_tx.identity import identifier_for_public_key
 from p2pnet_tx.packets import (
     DataPayloadFormat,
@@ -26,7 +25,7 @@ from p2pnet_tx.packets import (
     TaskType,
 )
 from p2pnet_tx.tasks import verify_task
-from p2pnet_tx.wire import decode_packet_object, encode_packet_object
+from p2pnet_tx.wire import decode_packet_object, encode_packet_object, untag_payload
 
 from .bootstrap_support import ADMIN_TOKEN, call, make_server
 
@@ -53,7 +52,7 @@ def unwrap(body: bytes) -> tuple[DataTransmissionPacket, Any]:
     """Read a DTP reply, and its payload as JSON (tags stripped)."""
     packet = decode_packet_object(PacketType.DATA_TRANSMIT, body)
     assert isinstance(packet, DataTransmissionPacket), body
-    return packet, json.loads(_untag(packet.payload))
+    return packet, json.loads(untag_payload(packet.payload))
 
 
 def message(answer: Any) -> str:
@@ -194,7 +193,7 @@ def test_public_ip_methods_and_paths(tmp_path: Path) -> None:
 def test_network_task_payload_round_trip() -> None:
     """The tags .NET leaves in place are stripped, once or twice, and nothing else is."""
     task = NetworkTask(TaskType.HEARTBEAT, {}).to_packet().payload
-    assert _untag(b"<Task>" + task + b"</Task>") == task
-    assert _untag(b"<MiscData><Task>{}</Task></MiscData>") == b"{}"
-    assert _untag(b"<Task>") == b"<Task>"
-    assert _untag(b"{}") == b"{}"
+    assert untag_payload(b"<Task>" + task + b"</Task>") == task
+    assert untag_payload(b"<MiscData><Task>{}</Task></MiscData>") == b"{}"
+    assert untag_payload(b"<Task>") == b"<Task>"
+    assert untag_payload(b"{}") == b"{}"

@@ -37,6 +37,7 @@ from p2pnet_tx.packets import IdentifierPacket
 from p2pnet_tx.peer import HostnamePeer
 from p2pnet_tx.trust import always_trust
 from p2pnet_tx.wire import get_codec
+from tests.ctl_fakes import ScriptedClient
 
 
 def request(*argv: str):
@@ -303,24 +304,15 @@ class CommandTests(SynchronousTestCase):
     def test_follow_long_polls(self) -> None:
         """messages --follow asks for the messages after the last one it printed, with a
         wait, and prints them as they come, until the node stops answering."""
-        calls: list[str] = []
-        answers = [
+        client = ScriptedClient([
             {"messages": [{"seq": 1, "from": "a", "message": "one", "trusted": True}]},
             {"messages": []},
             {"messages": [{"seq": 2, "from": "b", "message": "two\x1b", "trusted": False}]},
-        ]
-
-        class Client:
-            async def call(self, method: str, path: str, body: Any = None) -> Any:
-                calls.append(path)
-                if not answers:
-                    raise CtlError("no node is answering")
-                return answers.pop(0)
-
+        ])
         out = _Output()
-        d = ensureDeferred(_follow(Client(), 0, False, out))  # type: ignore[arg-type]
+        d = ensureDeferred(_follow(client, 0, False, out))  # type: ignore[arg-type]
         self.failureResultOf(d, CtlError)
-        self.assertEqual(calls, [f"/api/messages?since={n}&wait={FOLLOW_WAIT}"
+        self.assertEqual(client.paths, [f"/api/messages?since={n}&wait={FOLLOW_WAIT}"
                                  for n in (0, 1, 1, 2)])
         self.assertEqual(out.getvalue(), "[1] a: one\n[2] b (untrusted): two\\x1b\n")
 

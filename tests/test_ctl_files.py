@@ -26,9 +26,11 @@ from p2pnet_tx.ctl import CtlError, _request_for, escape, parser, run
 from p2pnet_tx.ctl_files import PROGRESS_INTERVAL, WATCH_WAIT, follow_events
 from p2pnet_tx.datadir import NodeDataDir
 from p2pnet_tx.event_log import EventLog
+from p2pnet_tx.files.transfer import FINISHED_STATES
 from p2pnet_tx.network import PeerNetwork
-from p2pnet_tx.progress import TransferProgressView, duration, size
+from p2pnet_tx.progress import FINISHED, TransferProgressView, duration, size
 from p2pnet_tx.trust import always_trust
+from tests.ctl_fakes import ScriptedClient
 from tests.files_fakes import FakeFileTransfers
 
 
@@ -334,26 +336,21 @@ class CommandTests(SynchronousTestCase):
 
     def test_events_follow(self) -> None:
         """events --follow long-polls after the last event printed, until the node goes."""
-        calls: list[str] = []
-        answers = [{"events": [{"seq": 1, "kind": "file.sent"}]}, {"events": []},
-                   {"events": [{"seq": 2, "kind": "file.failed"}]}]
-
-        class Client:
-            async def call(self, method: str, path: str, body: Any = None) -> Any:
-                calls.append(path)
-                if not answers:
-                    raise CtlError("no node is answering")
-                return answers.pop(0)
-
+        client = ScriptedClient([{"events": [{"seq": 1, "kind": "file.sent"}]}, {"events": []},
+                                 {"events": [{"seq": 2, "kind": "file.failed"}]}])
         out = _Output()
-        d = ensureDeferred(follow_events(Client(), 0, False, out, escape))
+        d = ensureDeferred(follow_events(client, 0, False, out, escape))
         self.failureResultOf(d, CtlError)
-        self.assertEqual(calls, [f"/api/events?since={n}&wait={WATCH_WAIT}" for n in (0, 1, 1, 2)])
+        self.assertEqual(client.paths, [f"/api/events?since={n}&wait={WATCH_WAIT}" for n in (0, 1, 1, 2)])
         self.assertEqual(out.getvalue(), "[1] file sent\n[2] file failed\n")
 
 
 class ProgressViewTests(SynchronousTestCase):
     """The progress display alone."""
+
+    def test_finished_states_are_the_nodes(self) -> None:
+        """The states the display takes as ended are those the node never leaves."""
+        self.assertEqual(FINISHED, FINISHED_STATES)
 
     def transfer(self, **fields: Any) -> dict[str, Any]:
         return {"id": "t1", "direction": "send", "peer": "peer-a", "name": "f.bin",

@@ -61,6 +61,7 @@ from p2pnet_tx.wire import (
     format_timestamp,
     get_codec,
     parse_timestamp,
+    untag_payload,
 )
 
 UTC = timezone.utc
@@ -1467,6 +1468,19 @@ class PayloadTagTests(SynchronousTestCase):
         for data_type in (DataPayloadFormat.TASK, DataPayloadFormat.MISC_DATA):
             [packet] = P2PNetCodec().decoder().feed(_p2pnet_data_frame(data, data_type))
             self.assertEqual(packet.payload, data)
+
+    def test_untag_payload_strips_any_tags_two_layers_deep(self) -> None:
+        """L{untag_payload} strips the tags of any DataType, at most two layers, and only
+        tags that both open and close the payload."""
+        for opening, closing in PAYLOAD_TAGS.values():
+            self.assertEqual(untag_payload(opening + b"xyz" + closing), b"xyz")
+            self.assertEqual(untag_payload(opening + closing), b"")
+            self.assertEqual(untag_payload(opening + b"xyz"), opening + b"xyz")
+        self.assertEqual(untag_payload(b"<MiscData><Task>{}</Task></MiscData>"), b"{}")
+        self.assertEqual(untag_payload(b"<File><File><File>x</File></File></File>"),
+                         b"<File>x</File>")
+        self.assertEqual(untag_payload(b"<Task>{}</MiscData>"), b"<Task>{}</MiscData>")
+        self.assertEqual(untag_payload(b"<Task>"), b"<Task>")
 
     def test_self_tagged_payload_survives(self) -> None:
         """A payload that starts and ends with its own tags survives both formats' round trip."""

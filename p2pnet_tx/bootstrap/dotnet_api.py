@@ -65,7 +65,7 @@ from p2pnet_tx.packets import (
 )
 from p2pnet_tx.peer import GenericPeer, validate_identifier
 from p2pnet_tx.tasks import AuthorityTask, canonical
-from p2pnet_tx.wire import decode_packet_object, encode_packet_object
+from p2pnet_tx.wire import decode_packet_object, encode_packet_object, untag_payload
 
 __all__ = ["MAX_PEERS", "DotNetAPI", "dotnet_task_body"]
 
@@ -75,22 +75,6 @@ MAX_PEERS = 100
 
 MAX_HASHES = 10_000
 """Hashes of issued tasks kept for C{verifyhash}."""
-
-_TAGS = ((b"<MiscData>", b"</MiscData>"), (b"<Task>", b"</Task>"), (b"<File>", b"</File>"))
-
-
-def _untag(payload: bytes) -> bytes:
-    """Strip format tags left in place around a payload (at most two layers)."""
-    for _ in range(2):
-        for opening, closing in _TAGS:
-            if payload.startswith(opening) and payload.endswith(closing) and (
-                    len(payload) >= len(opening) + len(closing)):
-                payload = payload[len(opening):-len(closing)]
-                break
-        else:
-            break
-    return payload
-
 
 def dotnet_task_body(task: AuthorityTask, signed: dict[str, Any]) -> dict[str, Any]:
     """
@@ -176,7 +160,7 @@ class DotNetAPI(Resource):
     def _register(self, request: Any) -> bytes | int:
         server = self._server
         packet = self._packet(request)
-        identity = decode_packet_object(PacketType.IDENTITY, _untag(packet.payload))
+        identity = decode_packet_object(PacketType.IDENTITY, untag_payload(packet.payload))
         if isinstance(identity, MalformedPacket):
             raise _Refusal(f"Invalid IdentifierPacket received: {identity}"[:300])
         assert isinstance(identity, IdentifierPacket)
@@ -239,7 +223,7 @@ class DotNetAPI(Resource):
         if record.ip != client_ip(request):
             raise _Refusal("Heartbeat from another address than the registration's.")
         try:
-            task = decode_task(_untag(packet.payload))
+            task = decode_task(untag_payload(packet.payload))
         except MalformedPacket:
             task = None
         if task is None or task.task_type is not TaskType.HEARTBEAT:
@@ -267,7 +251,7 @@ class DotNetAPI(Resource):
                 request, "Trustless policy in effect, no hash verification performed.")
         packet = self._packet(request)
         try:
-            task = decode_task(_untag(packet.payload))
+            task = decode_task(untag_payload(packet.payload))
         except MalformedPacket:
             raise _Refusal("Invalid DataTransmissionPacket received.") from None
         if task.task_type is not TaskType.REQUEST_VERIFY_HASH_RECORD:

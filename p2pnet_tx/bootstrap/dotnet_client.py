@@ -18,7 +18,7 @@ serves it):
     forgot us: the client registers again.
 
 Payloads are read with or without their C{<MiscData>}/C{<Task>} tags (either side may leave
-them in place), with the server's own L{_untag<p2pnet_tx.bootstrap.dotnet_api._untag>}.
+them in place), with L{p2pnet_tx.wire.untag_payload}, as the server reads them.
 
 A .NET authority signs its tasks with PGP, which this node cannot check: such a task is
 returned in L{DotNetHeartbeatReply.unverifiable}, never executed.  A task from a
@@ -39,7 +39,6 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from p2pnet_tx._json import Invalid, loads
-from p2pnet_tx.bootstrap.dotnet_api import _untag
 from p2pnet_tx.bootstrap.http import HTTPFailure, NotRegistered, request_bytes
 from p2pnet_tx.bootstrap.v1 import PeerEntry
 from p2pnet_tx.errors import MalformedPacket
@@ -54,7 +53,7 @@ from p2pnet_tx.packets import (
     decode_task,
     encode_task,
 )
-from p2pnet_tx.wire import decode_packet_object, encode_packet_object
+from p2pnet_tx.wire import decode_packet_object, encode_packet_object, untag_payload
 
 __all__ = [
     "DOTNET_HEARTBEAT_INTERVAL",
@@ -148,13 +147,13 @@ def _reply_packet(status: int, raw: bytes, heartbeat: bool) -> DataTransmissionP
 
 def _task(raw: bytes) -> NetworkTask | None:
     try:
-        return decode_task(_untag(raw))
+        return decode_task(untag_payload(raw))
     except MalformedPacket:
         return None
 
 
 def _peers(raw: bytes) -> tuple[list[PeerEntry], int]:
-    share = decode_packet_object(PacketType.PEER_GROUP, _untag(raw))
+    share = decode_packet_object(PacketType.PEER_GROUP, untag_payload(raw))
     if isinstance(share, MalformedPacket):
         raise HTTPFailure(f"bad reply: not a CollectionSharePacket ({share})"[:300])
     assert isinstance(share, CollectionSharePacket)

@@ -11,7 +11,6 @@ held to a deadline (no slowloris).
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import math
 from collections import OrderedDict
@@ -22,6 +21,7 @@ from twisted.internet.interfaces import IReactorTime
 
 from p2pnet_tx.control_site import BoundedBody, ControlRequest, ControlSite
 from p2pnet_tx.network.admission import TokenBucket
+from p2pnet_tx.network.eviction import network_group
 
 __all__ = [
     "BootstrapLimits",
@@ -62,19 +62,12 @@ class BootstrapLimits:
 def registration_group(ip: str) -> str:
     """
     The network a registration counts against: an IPv4 /24 or an IPv6 /64 (an IPv4-mapped
-    IPv6 address counts as its IPv4 address).
+    IPv6 address counts as its IPv4 address; a zone, C{%eth0}, is ignored).
 
     @param ip: the source address of the registration.
     @return: the network, e.g. C{"10.1.2.0/24"}; an address that is not an IP is its own.
     """
-    try:
-        address = ipaddress.ip_address(ip.split("%", 1)[0])
-    except ValueError:
-        return ip
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    prefix = 24 if address.version == 4 else 64
-    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
+    return network_group(ip, ipv4_prefix=24, ipv6_prefix=64)
 
 
 class RateLimiter:

@@ -10,7 +10,6 @@ database (C{bootstrap.sqlite3}) and, while the server listens, its URL (C{bootst
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from p2pnet_tx.bootstrap.service import BootstrapService
 from p2pnet_tx.bootstrap.store import DB_FILE, BootstrapStore
 from p2pnet_tx.bootstrap.v1 import DEFAULT_HEARTBEAT_INTERVAL, MODES
 from p2pnet_tx.datadir import DataDirError
+from p2pnet_tx.twistd_usage import OneLineUsageErrors
 
 __all__ = ["DEFAULT_LISTEN", "DEFAULT_PEER_TTL", "Options", "TwistdOptions", "makeService"]
 
@@ -118,19 +118,11 @@ class Options(usage.Options):
                                          request_burst=self["burst"])
 
 
-class TwistdOptions(Options):
+class TwistdOptions(OneLineUsageErrors, Options):
     """The options as twistd parses them: a bad option is one line and a hint."""
 
-    def parseOptions(self, options: Sequence[str] | None = None) -> None:
-        """
-        Parse as L{Options} does.
-
-        @raise SystemExit: with the error line and the hint, for a bad option.
-        """
-        try:
-            super().parseOptions(options)
-        except usage.UsageError as e:
-            raise SystemExit(f"twistd p2pnet-bootstrap: {e}\n{USAGE_HINT}") from None
+    command = "twistd p2pnet-bootstrap"
+    usage_hint = USAGE_HINT
 
 
 def makeService(options: Options) -> BootstrapService:

@@ -37,7 +37,6 @@ from typing import Protocol
 from automat import TypeMachineBuilder
 
 __all__ = [
-    "FINAL_STATES",
     "Receiver",
     "ReceiverActions",
     "ReceiverCore",
@@ -47,9 +46,6 @@ __all__ = [
     "new_receiver",
     "new_sender",
 ]
-
-FINAL_STATES = frozenset({"done", "refused", "failed", "cancelled"})
-"""The states a transfer never leaves."""
 
 
 class SenderActions(Protocol):

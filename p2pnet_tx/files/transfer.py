@@ -14,10 +14,13 @@ from twisted.internet.interfaces import IReactorTime
 
 from p2pnet_tx._observer import Observers
 
-__all__ = ["STATES", "Transfer", "TransferEvent"]
+__all__ = ["FINISHED_STATES", "STATES", "Transfer", "TransferEvent"]
 
 STATES = ("offered", "sending", "receiving", "paused", "done", "refused", "failed", "cancelled")
 """Every state a transfer can show."""
+
+FINISHED_STATES = frozenset({"done", "refused", "failed", "cancelled"})
+"""The states a transfer never leaves."""
 
 RATE_WINDOW = 5.0
 """The seconds over which L{Transfer.rate} is measured."""
@@ -66,7 +69,7 @@ class Transfer:
     @property
     def is_finished(self) -> bool:
         """Whether the transfer has ended (done, refused, failed or cancelled)."""
-        return self.state in ("done", "refused", "failed", "cancelled")
+        return self.state in FINISHED_STATES
 
     @property
     def rate(self) -> float:

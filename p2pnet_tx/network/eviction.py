@@ -36,12 +36,14 @@ import attrs
 T = TypeVar("T")
 
 
-def network_group(host: str) -> str:
+def network_group(host: str, ipv4_prefix: int = 16, ipv6_prefix: int = 32) -> str:
     """
-    The network group of an address: its IPv4 /16 or its IPv6 /32.  An IPv4-mapped IPv6
-    address is grouped as the IPv4 address it maps; a host that is not an IP address is a
-    group of its own.
+    The network group of an address: by default its IPv4 /16 or its IPv6 /32.  An IPv4-mapped
+    IPv6 address is grouped as the IPv4 address it maps; a host that is not an IP address is
+    a group of its own.
 
+    @param ipv4_prefix: the prefix length of an IPv4 group.
+    @param ipv6_prefix: the prefix length of an IPv6 group.
     @return: the group, e.g. C{"10.1.0.0/16"} or C{"2001:db8::/32"}.
     """
     try:
@@ -50,7 +52,7 @@ def network_group(host: str) -> str:
         return host
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
-    prefix = 16 if ip.version == 4 else 32
+    prefix = ipv4_prefix if ip.version == 4 else ipv6_prefix
     return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))
 
 
