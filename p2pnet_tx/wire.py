@@ -642,10 +642,12 @@ class P2PNetCodec:
             return self._cache.frame(packet, _p2pnet_frame)
         if type(packet) is DataTransmissionPacket and packet.data_type is DataPayloadFormat.FILE:
             payload = packet.payload
-            if payload[:1] == _CHUNK_MARK_BYTE:
+            if (payload[:1] == _CHUNK_MARK_BYTE and not packet.source_origin_identifier
+                    and packet.source_origin_time == MIN_TIME):
                 # The binary frame: a third less to send than base64 in JSON, and no encoding.
-                # The source identifier and time are not sent: a chunk's receiver knows its
-                # channel's peer.
+                # It has no room for a source identifier or time, so it carries only chunks
+                # without them (a chunk's receiver knows its channel's peer); any other packet
+                # goes as JSON, so that what is decoded is always what was encoded.
                 return _pack_length(len(payload) | BINARY_FRAME) + payload
         return _p2pnet_frame(packet)
 

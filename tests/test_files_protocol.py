@@ -19,11 +19,13 @@ from p2pnet_tx.files.protocol import (
     Chunk,
     FileMessage,
     ProtocolError,
+    chunk_packet,
     encode_chunk,
     encode_message,
     parse,
 )
 from p2pnet_tx.packets import (
+    MIN_TIME,
     DataPayloadFormat,
     DataTransmissionPacket,
     PureMessagePacket,
@@ -118,7 +120,7 @@ class ChunkFrameTests(SynchronousTestCase):
     """The p2pnet codec writes a File packet holding a chunk as a binary frame."""
 
     def packet(self, data: bytes = b"x" * 1000) -> DataTransmissionPacket:
-        return DataTransmissionPacket(encode_chunk(ID, 3, data), DataPayloadFormat.FILE)
+        return chunk_packet(ID, 3, data)
 
     def test_binary_frame(self) -> None:
         """The frame is the length with the high bit, then the payload as it is."""
@@ -148,6 +150,20 @@ class ChunkFrameTests(SynchronousTestCase):
         binary = len(P2PNetCodec().encode(packet))
         self.assertLess(binary, 262144 + 64)
         self.assertGreater(len(DotNetCodec().encode(packet)), 262144 * 4 // 3)
+
+    def test_chunk_with_source_fields_goes_as_json(self) -> None:
+        """A chunk packet that has a source identifier or a time other than the minimum
+        goes as JSON, and decodes to exactly the packet sent (the binary frame has no room
+        for them)."""
+        payload = encode_chunk(ID, 3, b"x" * 10)
+        codec = P2PNetCodec()
+        for sent in (DataTransmissionPacket(payload, DataPayloadFormat.FILE),
+                     DataTransmissionPacket(payload, DataPayloadFormat.FILE,
+                                            source_origin_identifier="peer",
+                                            source_origin_time=MIN_TIME)):
+            frame = codec.encode(sent)
+            self.assertFalse(int.from_bytes(frame[:4], "big") & BINARY_FRAME)
+            self.assertEqual(codec.decoder().feed(frame), [sent])
 
     def test_only_chunks(self) -> None:
         """A File packet that is not a chunk, or another type, stays JSON."""

@@ -36,6 +36,12 @@ import orjson
 
 from p2pnet_tx.errors import P2PNetError
 from p2pnet_tx.files.manifest import MAX_CHUNKS, Manifest, ManifestError
+from p2pnet_tx.packets import (
+    MIN_TIME,
+    DataPayloadFormat,
+    DataTransmissionPacket,
+    _data_transmission_packet,
+)
 from p2pnet_tx.wire import FILE_CHUNK_MARK
 
 __all__ = [
@@ -46,6 +52,7 @@ __all__ = [
     "Chunk",
     "FileMessage",
     "ProtocolError",
+    "chunk_packet",
     "encode_chunk",
     "encode_message",
     "is_chunk",
@@ -151,6 +158,16 @@ def encode_message(message: FileMessage) -> bytes:
 def encode_chunk(transfer_id: str, index: int, data: bytes | memoryview) -> bytes:
     """The binary payload of chunk C{index} of transfer C{transfer_id}."""
     return _CHUNK_PREFIX.pack(CHUNK_MARK, transfer_id.encode("ascii"), index) + data
+
+
+def chunk_packet(transfer_id: str, index: int, data: bytes | memoryview) -> DataTransmissionPacket:
+    """
+    The packet that carries chunk C{index} of transfer C{transfer_id}: a File C{DataTransmit}
+    with no source identifier and the minimum time, which the p2pnet codec sends as a binary
+    frame (docs/wire.md).
+    """
+    return _data_transmission_packet(
+        encode_chunk(transfer_id, index, data), DataPayloadFormat.FILE, "", MIN_TIME)
 
 
 def is_chunk(payload: bytes) -> bool:

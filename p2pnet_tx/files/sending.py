@@ -18,10 +18,9 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from p2pnet_tx.files.manifest import Manifest
-from p2pnet_tx.files.protocol import FileMessage, encode_chunk
+from p2pnet_tx.files.protocol import FileMessage, chunk_packet
 from p2pnet_tx.files.resume import SenderCore, new_sender
 from p2pnet_tx.files.transfer import Transfer
-from p2pnet_tx.packets import MIN_TIME, DataPayloadFormat, _data_transmission_packet
 
 if TYPE_CHECKING:
     from p2pnet_tx.channel import PeerChannel
@@ -179,9 +178,7 @@ class OutgoingTransfer:
                 self._pumping = False
                 self.machine.fail(f"{self.transfer.path} changed while it was sent")
                 return
-            payload = encode_chunk(self.transfer.id, index, data)
-            channel.send(_data_transmission_packet(
-                payload, DataPayloadFormat.FILE, self.owner.network.identifier, MIN_TIME))
+            channel.send(chunk_packet(self.transfer.id, index, data))
             self.sent_bytes += length
             self.owner.counters["chunks_sent"] += 1
             self.owner.counters["chunk_bytes_sent"] += length
