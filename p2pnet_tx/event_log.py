@@ -55,7 +55,8 @@ class EventLog(NumberedLog[NodeEvent]):
 
     def record(self, kind: str, **fields: Any) -> NodeEvent:
         """
-        Keep an event and answer every L{wait_since} caller waiting for it.
+        Keep an event and answer every caller waiting for it (L{wait_since
+        <p2pnet_tx.numbered_log.NumberedLog.wait_since>}).
 
         @param kind: what happened (C{"file.received"}).
         @param fields: what the event says, JSON-able.
