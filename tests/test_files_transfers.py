@@ -364,6 +364,23 @@ class FileTransfersTests(TwoNodes):
         self.assertEqual(self.b.files.transfers()[0].state, "done")
         self.assertLess(self.a.files.counters["chunk_bytes_sent"], size // 2 + 256 * KiB)
 
+    def test_source_swapped_for_a_fifo_across_a_restart(self) -> None:
+        """A sender that restarts and finds its file replaced by a FIFO fails the transfer
+        with a reason, and never blocks on opening it."""
+        sent = self.half_sent(64 * 256 * KiB)
+        self.a.files.stopService()
+        self.drop_connection()
+        self.a.network.close()
+        assert sent.path is not None
+        os.unlink(sent.path)
+        os.mkfifo(sent.path)
+        self.a = Node(self.reactor, self.a.root, self.a.key)
+        [loaded] = self.a.files.transfers()
+        self.connect()
+        self.flush()
+        self.assertEqual(loaded.state, "failed")
+        self.assertIn("not a regular file", loaded.reason or "")
+
     # -- Hostile input ---------------------------------------------------------------------------
 
     def test_wrong_chunk_hash_is_fetched_again(self) -> None:

@@ -10,7 +10,9 @@ whatever the file's size, and other traffic interleaves.
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
@@ -133,7 +135,13 @@ class OutgoingTransfer:
     def _open(self) -> int:
         if self._fd is None:
             assert self.transfer.path is not None
-            self._fd = os.open(self.transfer.path, os.O_RDONLY)
+            # Non-blocking, then checked: a path swapped for a FIFO since the transfer began
+            # (a restart in between) must not block the reactor.
+            fd = os.open(self.transfer.path, os.O_RDONLY | os.O_NONBLOCK)
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                os.close(fd)
+                raise OSError(errno.EINVAL, "not a regular file any more")
+            self._fd = fd
         return self._fd
 
     def close(self) -> None:
