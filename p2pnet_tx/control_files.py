@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import stat
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +34,7 @@ from p2pnet_tx._observer import Observers
 from p2pnet_tx.control_events import query_int, query_text, query_wait
 from p2pnet_tx.control_site import BadRequest
 from p2pnet_tx.event_log import EventLog
+from p2pnet_tx.file_check import regular_file
 from p2pnet_tx.files.transfer import FINISHED_STATES
 from p2pnet_tx.logtext import peer_text
 from p2pnet_tx.metrics import TransferProgress
@@ -101,18 +101,9 @@ def _path_argument(value: object) -> str:
         raise BadRequest(400, f'"path" must be absolute (the node does not run in your '
                               f'directory): {peer_text(value)}')
     try:
-        mode = os.stat(value).st_mode
-    except FileNotFoundError:
-        raise BadRequest(400, f"no such file: {peer_text(value)}") from None
-    except PermissionError:
-        raise BadRequest(400, f"the node may not read {peer_text(value)}") from None
-    except (OSError, ValueError, UnicodeEncodeError) as e:
-        raise BadRequest(400, f"cannot use {peer_text(value)}: {e}") from None
-    if stat.S_ISDIR(mode):
-        raise BadRequest(400, f"{peer_text(value)} is a directory: send one file at a time")
-    if not stat.S_ISREG(mode):
-        raise BadRequest(400, f"{peer_text(value)} is not a regular file (a device, a FIFO "
-                              f"or a socket cannot be sent)")
+        regular_file(value, show=peer_text)
+    except OSError as e:
+        raise BadRequest(400, str(e)) from None
     return value
 
 

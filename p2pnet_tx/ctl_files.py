@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
-import stat
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -30,6 +28,7 @@ from urllib.parse import quote, urlencode
 from twisted.internet.task import deferLater
 
 from p2pnet_tx.ctl_follow import FOLLOW_WAIT, add_follow_options, follow
+from p2pnet_tx.file_check import regular_file
 from p2pnet_tx.progress import FINISHED, TransferProgressView, ending, size
 
 __all__ = [
@@ -89,19 +88,10 @@ def _local_file(path: str, error: Callable[[str], Exception]) -> str:
     The absolute path of C{path}, checked here first (the node runs as its own user, in its
     own directory, and checks it again) so that a mistake is told at once and plainly.
     """
-    absolute = os.path.abspath(path)
     try:
-        mode = os.stat(absolute).st_mode
-    except FileNotFoundError:
-        raise error(f"no such file: {path}") from None
+        return regular_file(path)
     except OSError as e:
-        raise error(f"cannot use {path}: {e.strerror or e}") from None
-    if stat.S_ISDIR(mode):
-        raise error(f"{path} is a directory: send-file sends one file")
-    if not stat.S_ISREG(mode):
-        raise error(f"{path} is not a regular file (a device, a FIFO or a socket cannot be "
-                    f"sent)")
-    return absolute
+        raise error(str(e)) from None
 
 
 def request_for(args: argparse.Namespace,

@@ -16,7 +16,6 @@ File, with no name, no hash and no answer, within that mode's 64 MiB frame.
 from __future__ import annotations
 
 import os
-import stat
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -28,7 +27,7 @@ from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
 from p2pnet_tx._observer import Observers
-from p2pnet_tx.errors import P2PNetError
+from p2pnet_tx.file_check import NotARegularFile, regular_file
 from p2pnet_tx.files.dotnet import DOTNET_MAX_FILE, receive_whole, send_whole
 from p2pnet_tx.files.manifest import MAX_FILE_SIZE, Manifest, ManifestHasher
 from p2pnet_tx.files.names import safe_name
@@ -57,37 +56,6 @@ __all__ = ["DOTNET_MAX_FILE", "FileTransfers", "NotARegularFile", "Transfer", "T
 
 KEEP_FINISHED = 100
 """Finished transfers kept for L{FileTransfers.transfers}."""
-
-
-class NotARegularFile(P2PNetError, OSError):
-    """
-    L{FileTransfers.send_file} was given something other than a regular file (a FIFO, a
-    device, a socket): it is refused before it is opened, since opening or reading one can
-    block the reactor.
-    """
-
-
-def regular_file(path: str) -> str:
-    """
-    Return the absolute path of the regular file C{path} names (after C{~}), checked with
-    C{os.stat} alone, which never blocks on a FIFO or a device.
-
-    @raise FileNotFoundError: no such file.
-    @raise IsADirectoryError: C{path} is a directory.
-    @raise NotARegularFile: C{path} is a FIFO, a device or a socket.
-    @raise PermissionError: a directory on the way cannot be searched.
-    """
-    path = os.path.abspath(os.path.expanduser(path))
-    try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        raise FileNotFoundError(f"no such file: {path}") from None
-    if stat.S_ISDIR(mode):
-        raise IsADirectoryError(f"{path} is a directory: send a file")
-    if not stat.S_ISREG(mode):
-        raise NotARegularFile(f"{path} is not a regular file (a FIFO, a device or a socket "
-                              f"cannot be sent)")
-    return path
 
 
 class FileTransfers(Service):
@@ -160,7 +128,7 @@ class FileTransfers(Service):
         @raise ValueError: an unknown or untrusted recipient, no trusted peer at all, or a
             file too large to send.
         """
-        path = regular_file(path)
+        path = regular_file(os.path.expanduser(path))
         channels = recipients(self.network.trusted_peer_channels, to)
         hasher = ManifestHasher(path)  # PermissionError, naming the path, if unreadable
         if hasher.size > self.max_file_size:
